@@ -1,0 +1,50 @@
+"""The two Darknet dialects and every numeric difference between them.
+
+pjreddie/darknet is the YOLOv3 reference; AlexeyAB/darknet is the YOLOv4 fork.
+Anything that differs between them lives in a :class:`Dialect`, so this file
+answers "what is batchnorm's epsilon?" for both::
+
+    >>> PJREDDIE.bn_eps, PJREDDIE.bn_eps_inside_sqrt
+    (1e-06, False)
+    >>> ALEXEYAB.bn_eps, ALEXEYAB.bn_eps_inside_sqrt
+    (1e-05, True)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict
+
+
+@dataclass(frozen=True)
+class Dialect:
+    name: str
+    #: blas.c:normalize_cpu. pjreddie: (x-mean)/(sqrt(var)+1e-6); AlexeyAB: (x-mean)/sqrt(var+1e-5).
+    bn_eps: float
+    bn_eps_inside_sqrt: bool
+    #: weight of the batch statistic in the rolling BN mean/variance update (train mode).
+    bn_rolling_momentum: float
+    #: revision written into a .weights header by save_weights.
+    weights_revision: int
+
+    def __str__(self) -> str:
+        return self.name
+
+
+PJREDDIE = Dialect("pjreddie", bn_eps=1e-6, bn_eps_inside_sqrt=False,
+                   bn_rolling_momentum=0.01, weights_revision=0)
+ALEXEYAB = Dialect("alexeyab", bn_eps=1e-5, bn_eps_inside_sqrt=True,
+                   bn_rolling_momentum=0.1, weights_revision=5)
+
+DIALECTS: Dict[str, Dialect] = {d.name: d for d in (PJREDDIE, ALEXEYAB)}
+
+
+def get_dialect(name: "str | Dialect") -> Dialect:
+    """``"pjreddie"``/``"alexeyab"`` (or a Dialect) -> Dialect."""
+    if isinstance(name, Dialect):
+        return name
+    key = str(name).lower()
+    if key in ("alexeyab", "ab", "yolov4"):
+        return ALEXEYAB
+    if key in ("pjreddie", "pj", "yolov3"):
+        return PJREDDIE
+    raise ValueError(f"unknown Darknet dialect {name!r}; use 'pjreddie' or 'alexeyab'")

@@ -1,0 +1,31 @@
+"""Small file helpers shared by every writer."""
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Iterable, Union
+
+Chunk = Union[bytes, bytearray, memoryview]
+
+
+def atomic_write(path: "os.PathLike[str] | str", data: "Chunk | Iterable[Chunk]") -> None:
+    """Write ``data`` to ``path`` via a temporary file and rename: never half-written."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            if isinstance(data, (bytes, bytearray, memoryview)):
+                handle.write(data)
+            else:
+                for chunk in data:
+                    handle.write(chunk)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise

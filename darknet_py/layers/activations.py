@@ -1,0 +1,169 @@
+"""Darknet's activation functions (``activations.h`` / ``activations.c``), by name.
+
+Each one is the exact formula Darknet uses on the CPU, so ``leaky`` has slope
+0.1 and ``mish`` uses Darknet's softplus threshold of 20::
+
+    >>> import torch
+    >>> activate(torch.tensor([-1.0, 2.0]), "leaky")
+    tensor([-0.1000,  2.0000])
+
+Unknown names are errors here (Darknet silently falls back to relu).
+"""
+from __future__ import annotations
+
+from typing import Callable, Dict
+
+import torch
+from torch import Tensor
+
+ActivationFn = Callable[[Tensor], Tensor]
+
+_ACTIVATIONS: Dict[str, ActivationFn] = {}
+#: activations only AlexeyAB's fork knows.
+ALEXEYAB_ONLY = {"swish", "mish", "hard_mish", "normalize_channels", "normalize_channels_softmax",
+                 "normalize_channels_softmax_maxval", "relu6", "gelu", "revleaky"}
+
+
+def _register(*names: str):
+    def deco(fn: ActivationFn) -> ActivationFn:
+        for name in names:
+            _ACTIVATIONS[name] = fn
+        return fn
+    return deco
+
+
+@_register("linear")
+def linear(x: Tensor) -> Tensor:
+    return x
+
+
+@_register("logistic")
+def logistic(x: Tensor) -> Tensor:
+    return 1.0 / (1.0 + torch.exp(-x))
+
+
+@_register("loggy")
+def loggy(x: Tensor) -> Tensor:
+    return 2.0 / (1.0 + torch.exp(-x)) - 1.0
+
+
+@_register("relu")
+def relu(x: Tensor) -> Tensor:
+    return torch.relu(x)
+
+
+@_register("relu6")
+def relu6(x: Tensor) -> Tensor:
+    return torch.clamp(x, 0.0, 6.0)
+
+
+@_register("elu")
+def elu(x: Tensor) -> Tensor:
+    return torch.where(x >= 0, x, torch.exp(x) - 1.0)
+
+
+@_register("selu")
+def selu(x: Tensor) -> Tensor:
+    return torch.where(x >= 0, 1.0507 * x, 1.0507 * 1.6732 * (torch.exp(x) - 1.0))
+
+
+@_register("gelu")
+def gelu(x: Tensor) -> Tensor:
+    return 0.5 * x * (1.0 + torch.tanh(0.797885 * x + 0.035677 * x * x * x))
+
+
+@_register("relie")
+def relie(x: Tensor) -> Tensor:
+    return torch.where(x > 0, x, 0.01 * x)
+
+
+@_register("ramp")
+def ramp(x: Tensor) -> Tensor:
+    return x * (x > 0) + 0.1 * x
+
+
+@_register("leaky", "revleaky")
+def leaky(x: Tensor) -> Tensor:
+    return torch.where(x > 0, x, 0.1 * x)
+
+
+@_register("tanh")
+def tanh(x: Tensor) -> Tensor:
+    return torch.tanh(x)
+
+
+@_register("plse")
+def plse(x: Tensor) -> Tensor:
+    return torch.where(x < -4, 0.01 * (x + 4), torch.where(x > 4, 0.01 * (x - 4) + 1, 0.125 * x + 0.5))
+
+
+@_register("hardtan")
+def hardtan(x: Tensor) -> Tensor:
+    return torch.clamp(x, -1.0, 1.0)
+
+
+@_register("lhtan")
+def lhtan(x: Tensor) -> Tensor:
+    return torch.where(x < 0, 0.001 * x, torch.where(x > 1, 0.001 * (x - 1) + 1, x))
+
+
+@_register("stair")
+def stair(x: Tensor) -> Tensor:
+    n = torch.floor(x)
+    half = torch.floor(x / 2.0)
+    return torch.where(torch.remainder(n, 2) == 0, half, (x - n) + half)
+
+
+@_register("swish")
+def swish(x: Tensor) -> Tensor:
+    return x * logistic(x)
+
+
+def _softplus(x: Tensor, threshold: float = 20.0) -> Tensor:
+    return torch.where(x > threshold, x,
+                       torch.where(x < -threshold, torch.exp(x), torch.log(torch.exp(x) + 1.0)))
+
+
+@_register("mish")
+def mish(x: Tensor) -> Tensor:
+    # activations.c:activate_array_mish: x * tanh_activate(softplus(x, 20)),
+    # with AlexeyAB's tanh_activate(y) = 2/(1+exp(-2y)) - 1.
+    sp = _softplus(x)
+    return x * (2.0 / (1.0 + torch.exp(-2.0 * sp)) - 1.0)
+
+
+@_register("hard_mish")
+def hard_mish(x: Tensor) -> Tensor:
+    return torch.where(x > 0, x, torch.where(x > -2, x * x / 2 + x, torch.zeros_like(x)))
+
+
+@_register("normalize_channels")
+def normalize_channels(x: Tensor) -> Tensor:
+    pos = torch.clamp(x, min=0.0)
+    return pos / (0.0001 + pos.sum(dim=1, keepdim=True))
+
+
+@_register("normalize_channels_softmax")
+def normalize_channels_softmax(x: Tensor) -> Tensor:
+    e = torch.exp(x)
+    return e / (0.0001 + e.sum(dim=1, keepdim=True))
+
+
+@_register("normalize_channels_softmax_maxval")
+def normalize_channels_softmax_maxval(x: Tensor) -> Tensor:
+    e = torch.exp(x - x.max(dim=1, keepdim=True).values)
+    return e / (0.0001 + e.sum(dim=1, keepdim=True))
+
+
+def names() -> list:
+    """Every activation name darknet_py knows."""
+    return sorted(_ACTIVATIONS)
+
+
+def get(name: str) -> ActivationFn:
+    """The activation called ``name``; KeyError for names Darknet does not know."""
+    return _ACTIVATIONS[name]
+
+
+def activate(x: Tensor, name: str) -> Tensor:
+    return _ACTIVATIONS[name](x)

@@ -1,0 +1,137 @@
+"""What every layer builder gets and returns.
+
+A builder is ``build(ctx: BuildContext) -> DarknetLayer``. The context gives
+the section's typed option reader, the network options, the dialect and the
+output shapes of all earlier layers; the layer it returns knows its output
+shape, which earlier layers it reads (``refs``) and, if it has parameters, the
+order in which a ``.weights`` file stores them (``weight_tensors``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, List, NamedTuple, Optional, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from ..cfg.options import OptionReader, option
+from ..dialect import Dialect
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..cfg.net import NetOptions
+
+#: refuse to build a layer whose output (per image) would exceed this many floats.
+MAX_LAYER_ELEMENTS = 2 ** 31 - 1
+
+
+class Shape(NamedTuple):
+    """Darknet's (out_c, out_h, out_w) of a layer, per image."""
+
+    c: int
+    h: int
+    w: int
+
+    @property
+    def numel(self) -> int:
+        return self.c * self.h * self.w
+
+    def __str__(self) -> str:
+        return f"{self.w} x{self.h:>4} x{self.c:>5}"
+
+
+@dataclass
+class BuildContext:
+    """Everything a builder may look at."""
+
+    index: int
+    reader: OptionReader
+    net: "NetOptions"
+    dialect: Dialect
+    shapes: List[Shape]
+    layers: List["DarknetLayer"] = field(default_factory=list)
+    input_shape: Shape = Shape(0, 0, 0)
+
+    def error(self, message: str, key: Optional[str] = None):
+        return self.reader.error(message, key)
+
+    def layer_index(self, value: int, key: str) -> int:
+        """Resolve a cfg layer reference: negative = relative to this layer, else absolute."""
+        index = self.index + value if value < 0 else value
+        if not 0 <= index < self.index:
+            raise self.error(f"refers to layer {value} (= {index}), but only layers 0.."
+                             f"{self.index - 1} come before layer {self.index}", key)
+        return index
+
+
+class DarknetLayer(nn.Module):
+    """Base class of every layer module.
+
+    ``forward(x, refs)`` gets the previous layer's output ``x`` and the outputs
+    of the layers listed in ``self.refs`` (in that order), and returns this
+    layer's output laid out as Darknet's ``l.output`` with a batch dimension.
+    """
+
+    kind: str = "layer"
+
+    def __init__(self, index: int, out_shape: Shape, refs: Sequence[int] = ()) -> None:
+        super().__init__()
+        self.index = index
+        self.out_shape = Shape(*out_shape)
+        self.refs: List[int] = list(refs)
+        #: True when Darknet's l.output is a flat vector (softmax, connected).
+        self.flat = False
+
+    def forward(self, x: Tensor, refs: List[Tensor]) -> Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+    def weight_tensors(self) -> List[Tensor]:
+        """Parameters/buffers in the order a .weights file stores them (none by default)."""
+        return []
+
+    def weight_count(self) -> int:
+        return sum(t.numel() for t in self.weight_tensors())
+
+    def flops(self, in_shape: Shape) -> float:
+        """Multiply-adds*2 for Darknet's BFLOPs column (0 for cheap layers)."""
+        return 0.0
+
+    def describe(self, in_shape: Shape) -> str:
+        """The middle part of Darknet's layer table line."""
+        return ""
+
+    def extra_repr(self) -> str:
+        return f"index={self.index}, out={tuple(self.out_shape)}"
+
+
+def check_shape(ctx: BuildContext, shape: Shape) -> Shape:
+    """Refuse empty or absurdly large outputs before anything is allocated."""
+    if shape.c <= 0 or shape.h <= 0 or shape.w <= 0:
+        raise ctx.error(f"output shape would be {shape.c}x{shape.h}x{shape.w} (c x h x w) "
+                        f"for input {ctx.input_shape.c}x{ctx.input_shape.h}x{ctx.input_shape.w}")
+    if shape.numel > MAX_LAYER_ELEMENTS:
+        raise ctx.error(f"output of {shape.numel} floats per image exceeds the limit of "
+                        f"{MAX_LAYER_ELEMENTS}")
+    return shape
+
+
+def empty_param(*shape: int) -> nn.Parameter:
+    return nn.Parameter(torch.zeros(*shape))
+
+
+@dataclass
+class CommonOptions:
+    """Keys the network builder reads from every layer section (``parse_network_cfg``)."""
+
+    truth: int = option(0, only="pjreddie")
+    onlyforward: int = option(0)
+    stopbackward: int = option(0)
+    dontsave: int = option(0, only="pjreddie")
+    dontload: int = option(0)
+    numload: int = option(0, only="pjreddie")
+    dontloadscales: int = option(0)
+    learning_rate: float = option(1.0, doc="per-layer multiplier of the [net] rate")
+    smooth: float = option(0.0, only="pjreddie")
+    clip: float = option(0.0, only="alexeyab")
+    dont_update: int = option(0, only="alexeyab")
+    burnin_update: int = option(0, only="alexeyab")
+    train_only_bn: int = option(0, only="alexeyab")

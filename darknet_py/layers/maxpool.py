@@ -1,0 +1,91 @@
+"""``[maxpool]`` / ``[max]`` (``maxpool_layer.c``).
+
+Darknet's padding rule, which zero-padding ports get wrong: ``size`` defaults
+to ``stride``, ``padding`` (total) defaults to ``size-1``, windows start at
+``-padding/2``, the output is ``(w + padding - size)/stride + 1``, and cells
+outside the image are *ignored* (the max starts at -FLT_MAX), never zeros.
+So a 2x2/1 maxpool keeps the size and the last column/row sees only itself.
+
+    >>> import torch
+    >>> from darknet_py.cfg import parse_cfg
+    >>> from darknet_py.model import Darknet
+    >>> net = Darknet(parse_cfg("[net]\\nwidth=3\\nheight=1\\nchannels=1\\n[maxpool]\\nsize=2\\nstride=1\\n"))
+    >>> net(torch.tensor([[[[-3.0, -2.0, -1.0]]]])).flatten().tolist()
+    [-2.0, -1.0, -1.0]
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Optional
+
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..cfg.options import option
+from .base import BuildContext, DarknetLayer, Shape, check_shape
+from .registry import register
+
+FLT_MAX = 3.4028234663852886e38
+
+
+@dataclass
+class MaxpoolOptions:
+    stride: int = option(1)
+    stride_x: Optional[int] = option(None, only="alexeyab", doc="default stride")
+    stride_y: Optional[int] = option(None, only="alexeyab", doc="default stride")
+    size: Optional[int] = option(None, doc="default stride")
+    padding: Optional[int] = option(None, doc="default size-1 (total, split floor-left)")
+    # not implemented: a non-default value is an error
+    maxpool_depth: int = option(0)
+    out_channels: int = option(1)
+    antialiasing: int = option(0)
+    maxpool_zero_nonmax: int = option(0)
+
+    def resolve(self, dialect) -> None:
+        if self.stride_x is None:
+            self.stride_x = self.stride
+        if self.stride_y is None:
+            self.stride_y = self.stride
+        if self.size is None:
+            self.size = self.stride
+        if self.padding is None:
+            self.padding = self.size - 1
+
+
+class MaxpoolLayer(DarknetLayer):
+    kind = "maxpool"
+
+    def __init__(self, index: int, out_shape: Shape, opts: MaxpoolOptions) -> None:
+        super().__init__(index, out_shape)
+        self.opts = opts
+        self.size = opts.size
+        self.stride = (opts.stride_y, opts.stride_x)
+        before = opts.padding // 2
+        self.pad = (before, opts.padding - before, before, opts.padding - before)
+
+    def forward(self, x: Tensor, refs: List[Tensor]) -> Tensor:
+        if any(self.pad):
+            x = F.pad(x, self.pad, value=-FLT_MAX)
+        # on the padded grid PyTorch's output size equals Darknet's (w+padding-size)/stride+1
+        return F.max_pool2d(x, self.size, self.stride)
+
+    def describe(self, in_shape: Shape) -> str:
+        o = self.opts
+        return f"{o.size:>8} x{o.size:>2} /{o.stride:>2}"
+
+
+@register("maxpool", "max", options=MaxpoolOptions)
+def build(ctx: BuildContext) -> MaxpoolLayer:
+    r = ctx.reader
+    o = r.read(MaxpoolOptions)
+    for key, default in (("maxpool_depth", 0), ("antialiasing", 0), ("maxpool_zero_nonmax", 0)):
+        r.check(getattr(o, key) == default, f"{key}={getattr(o, key)} is not supported", key)
+    r.check(o.stride_x > 0 and o.stride_y > 0, f"stride must be > 0, got {o.stride}", "stride")
+    r.check(o.size > 0, f"size must be > 0, got {o.size}", "size")
+    r.check(o.padding >= 0, f"padding must be >= 0, got {o.padding}", "padding")
+    i = ctx.input_shape
+    r.check(i.w + o.padding >= o.size and i.h + o.padding >= o.size,
+            f"window {o.size} does not fit the {i.w}x{i.h} input with padding {o.padding}", "size")
+    out = Shape(i.c, (i.h + o.padding - o.size) // o.stride_y + 1,
+                (i.w + o.padding - o.size) // o.stride_x + 1)
+    return MaxpoolLayer(ctx.index, check_shape(ctx, out), o)

@@ -1,0 +1,142 @@
+"""``[shortcut]`` (``shortcut_layer.c``): add an earlier layer, then activate.
+
+pjreddie: ``out = act(alpha*prev + beta*from)`` where the two overlap; when
+their sizes differ the from-layer is subsampled (or the output strided) as in
+``blas.c:shortcut_cpu``. AlexeyAB: ``from`` may list several layers, each added
+over the flat-index prefix they share with the output
+(``shortcut_multilayer_cpu``), optionally weighted (``weights_type``), and the
+weights are stored in .weights.
+
+    >>> import torch
+    >>> from darknet_py.cfg import parse_cfg
+    >>> from darknet_py.model import Darknet
+    >>> cfg = "[net]\\nwidth=1\\nheight=1\\nchannels=1\\n[upsample]\\nstride=1\\n"
+    >>> cfg += "[shortcut]\\nfrom=-2\\nactivation=leaky\\n"
+    >>> Darknet(parse_cfg(cfg + "")).layers[1].refs
+    [0]
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List
+
+import torch
+from torch import Tensor, nn
+
+from ..cfg.options import option
+from . import activations
+from .base import BuildContext, DarknetLayer, Shape
+from .registry import register
+
+WEIGHTS_TYPES = {"none": 0, "per_feature": 1, "per_layer": 1, "per_channel": 2}
+NORMALIZATIONS = {"none": 0, "relu": 1, "avg_relu": 1, "softmax": 2}
+
+
+@dataclass
+class ShortcutOptions:
+    from_: List[int] = option(key="from", required=True)
+    activation: str = option("linear")
+    alpha: float = option(1.0, only="pjreddie", doc="weight of the previous layer")
+    beta: float = option(1.0, only="pjreddie", doc="weight of the from-layer")
+    weights_type: str = option("none", only="alexeyab")
+    weights_normalization: str = option("none", only="alexeyab")
+
+
+class ShortcutLayer(DarknetLayer):
+    kind = "shortcut"
+
+    def __init__(self, index: int, out_shape: Shape, refs: List[int], ref_shapes: List[Shape],
+                 opts: ShortcutOptions, alexeyab: bool) -> None:
+        super().__init__(index, out_shape, refs)
+        self.activation = opts.activation
+        self._act = activations.get(opts.activation)
+        self.alpha, self.beta = opts.alpha, opts.beta
+        self.alexeyab = alexeyab
+        self.ref_shapes = [Shape(*s) for s in ref_shapes]
+        self.weights_type = WEIGHTS_TYPES[opts.weights_type]
+        self.normalization = NORMALIZATIONS[opts.weights_normalization]
+        n_inputs = len(refs) + 1
+        per = {0: 0, 1: 1, 2: out_shape.c}[self.weights_type]
+        self.weights = nn.Parameter(torch.ones(n_inputs * per)) if per else None
+
+    # -- pjreddie -------------------------------------------------------------
+    def _pjreddie(self, x: Tensor, add: Tensor) -> Tensor:
+        if add.shape == x.shape:
+            if self.alpha == 1.0 and self.beta == 1.0:
+                return x + add
+            return self.alpha * x + self.beta * add
+        (c1, h1, w1), (c2, h2, w2) = add.shape[1:], x.shape[1:]
+        stride, sample = max(w1 // w2, 1), max(w2 // w1, 1)
+        minc, minh, minw = min(c1, c2), min(h1, h2), min(w1, w2)
+        src = add[:, :minc, ::stride, ::stride][:, :, :minh, :minw]
+        out = x.clone()
+        view = out[:, :minc, ::sample, ::sample][:, :, :minh, :minw]
+        out[:, :minc, ::sample, ::sample][:, :, :minh, :minw] = self.alpha * view + self.beta * src
+        return out
+
+    # -- AlexeyAB ---------------------------------------------------------------
+    def _input_weights(self) -> List[Tensor]:
+        """Per input (own first), a weight broadcastable to (C,1,1)."""
+        assert self.weights is not None
+        w = self.weights.view(len(self.refs) + 1, -1)
+        if self.normalization == 1:
+            w = torch.relu(w)
+            w = w / (0.0001 + w.sum(dim=0, keepdim=True))
+        elif self.normalization == 2:
+            e = torch.exp(w - w.max(dim=0, keepdim=True).values)
+            w = e / (0.0001 + e.sum(dim=0, keepdim=True))
+        return [row.view(-1, 1, 1) for row in w]
+
+    def _alexeyab(self, x: Tensor, adds: List[Tensor]) -> Tensor:
+        weights = self._input_weights() if self.weights is not None else None
+        out = x * weights[0] if weights is not None else x
+        batch, n = x.shape[0], x[0].numel()
+        flat = out.reshape(batch, n)
+        for i, add in enumerate(adds):
+            if weights is not None:
+                add = add * weights[i + 1] if add.shape[1:] == x.shape[1:] else add
+            a = add.reshape(batch, -1)
+            m = min(a.shape[1], n)
+            if m == n:
+                flat = flat + a[:, :n]
+            else:
+                flat = torch.cat([flat[:, :m] + a[:, :m], flat[:, m:]], dim=1)
+        return flat.view_as(x)
+
+    def forward(self, x: Tensor, refs: List[Tensor]) -> Tensor:
+        y = self._alexeyab(x, refs) if self.alexeyab else self._pjreddie(x, refs[0])
+        return self._act(y)
+
+    def weight_tensors(self) -> List[Tensor]:
+        return [] if self.weights is None else [self.weights]
+
+    def describe(self, in_shape: Shape) -> str:
+        return " " + " ".join(str(i) for i in self.refs)
+
+
+@register("shortcut", options=ShortcutOptions)
+def build(ctx: BuildContext) -> ShortcutLayer:
+    r = ctx.reader
+    o = r.read(ShortcutOptions)
+    r.check(o.activation in activations.names(), f"unknown activation {o.activation!r}",
+            "activation")
+    r.check(o.weights_type in WEIGHTS_TYPES, f"unknown weights_type {o.weights_type!r} "
+            f"(one of {', '.join(WEIGHTS_TYPES)})", "weights_type")
+    r.check(o.weights_normalization in NORMALIZATIONS, "unknown weights_normalization "
+            f"{o.weights_normalization!r} (one of {', '.join(NORMALIZATIONS)})",
+            "weights_normalization")
+    alexeyab = ctx.dialect.name == "alexeyab"
+    r.check(alexeyab or len(o.from_) == 1,
+            "several layers in from= need the AlexeyAB dialect", "from")
+    refs = [ctx.layer_index(v, "from") for v in o.from_]
+    shapes = [ctx.shapes[i] for i in refs]
+    if not alexeyab:
+        s, i = shapes[0], ctx.input_shape
+        ok = all(v >= 1 for v in (s.w // i.w or i.w // s.w, s.h // i.h or i.h // s.h))
+        r.check(ok and (max(s.w // i.w, 1) == max(s.h // i.h, 1))
+                and (max(i.w // s.w, 1) == max(i.h // s.h, 1)),
+                f"layer {refs[0]} ({s.w}x{s.h}) and the previous layer ({i.w}x{i.h}) "
+                f"differ by a non-uniform scale", "from")
+    if o.weights_type != "none" and any(s != ctx.input_shape for s in shapes):
+        raise r.error("weights_type needs the from-layers to have the output's shape", "weights_type")
+    return ShortcutLayer(ctx.index, ctx.input_shape, refs, shapes, o, alexeyab)

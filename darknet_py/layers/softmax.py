@@ -1,0 +1,67 @@
+"""``[softmax]`` / ``[soft]`` (``softmax_layer.c``).
+
+Splits the flat input into ``groups`` contiguous groups and applies
+``exp(x/t - max/t) / sum`` within each (``blas.c:softmax``). Darknet's output
+is a flat vector, so :meth:`Darknet.layer_outputs` returns it as (batch, N).
+
+    >>> import torch
+    >>> from darknet_py.cfg import parse_cfg
+    >>> from darknet_py.model import Darknet
+    >>> net = Darknet(parse_cfg("[net]\\nwidth=1\\nheight=1\\nchannels=2\\n[softmax]\\n"))
+    >>> [round(v, 4) for v in net(torch.zeros(1, 2, 1, 1)).flatten().tolist()]
+    [0.5, 0.5]
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Optional
+
+import torch
+from torch import Tensor
+
+from ..cfg.options import option
+from .base import BuildContext, DarknetLayer, Shape
+from .registry import register
+
+
+@dataclass
+class SoftmaxOptions:
+    groups: int = option(1)
+    temperature: float = option(1.0)
+    tree: Optional[str] = option(None, doc="YOLO9000 hierarchy file (not supported)")
+    spatial: float = option(0.0)
+    noloss: int = option(0)
+
+
+class SoftmaxLayer(DarknetLayer):
+    kind = "softmax"
+
+    def __init__(self, index: int, out_shape: Shape, groups: int, temperature: float) -> None:
+        super().__init__(index, out_shape)
+        self.flat = True
+        self.groups = groups
+        self.temperature = temperature
+
+    def forward(self, x: Tensor, refs: List[Tensor]) -> Tensor:
+        b = x.shape[0]
+        g = x.reshape(b, self.groups, -1)
+        t = self.temperature
+        largest = g.max(dim=2, keepdim=True).values
+        e = torch.exp(g / t - largest / t)
+        return (e / e.sum(dim=2, keepdim=True)).reshape(b, -1)
+
+    def describe(self, in_shape: Shape) -> str:
+        return f"{in_shape.numel:>8}"
+
+
+@register("softmax", "soft", options=SoftmaxOptions)
+def build(ctx: BuildContext) -> SoftmaxLayer:
+    r = ctx.reader
+    o = r.read(SoftmaxOptions)
+    r.check(o.tree is None, "tree= (hierarchical softmax) is not supported", "tree")
+    r.check(o.spatial == 0, "spatial= is not supported", "spatial")
+    n = ctx.input_shape.numel
+    r.check(o.groups >= 1 and n % o.groups == 0,
+            f"groups={o.groups} must divide the {n} inputs", "groups")
+    r.check(o.temperature != 0, "temperature must not be 0", "temperature")
+    return SoftmaxLayer(ctx.index, ctx.input_shape, o.groups, o.temperature)

@@ -1,0 +1,250 @@
+"""The graph executor: a Darknet cfg as one ``torch.nn.Module``.
+
+``Darknet(sections)`` asks the registry for one builder per section, in cfg
+order, and keeps the resulting layer modules in ``self.layers`` (index ``i`` is
+Darknet's layer ``i``). ``forward`` runs them in order, keeping only the
+outputs later layers still need; ``layer_outputs`` keeps every one, laid out
+as Darknet's ``l.output``.
+
+    >>> import torch
+    >>> from darknet_py.cfg import parse_cfg
+    >>> net = Darknet(parse_cfg("[net]\\nwidth=8\\nheight=8\\nchannels=3\\n"
+    ...                         "[convolutional]\\nfilters=2\\nsize=3\\npad=1\\nactivation=leaky\\n"
+    ...                         "[maxpool]\\nsize=2\\nstride=2\\n"))
+    >>> [tuple(o.shape) for o in net.layer_outputs(torch.zeros(1, 3, 8, 8))]
+    [(1, 2, 8, 8), (1, 2, 4, 4)]
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+from torch import Tensor, nn
+
+from .cfg.net import NET_SECTIONS, NetOptions
+from .cfg.options import OptionReader, dialect_keys
+from .cfg.reader import Section, read_cfg
+from .dialect import ALEXEYAB, PJREDDIE, Dialect, get_dialect
+from .errors import CfgError, CfgWarning
+from .layers import activations
+from .layers.base import BuildContext, CommonOptions, DarknetLayer, Shape
+from .layers.registry import get_builder, options_class, section_dialect
+
+#: section kinds whose outputs are detections (forward() returns these).
+HEAD_KINDS = ("yolo", "region", "detection", "Gaussian_yolo")
+
+
+def detect_dialect(sections: Sequence[Section]) -> Optional[Dialect]:
+    """The dialect a cfg needs, from what it uses; None when both read it alike.
+
+    AlexeyAB if it has a section, key or activation only that fork knows;
+    pjreddie if it uses a key only pjreddie reads.
+    """
+    found: Optional[Dialect] = None
+    for sec in sections:
+        only = section_dialect(sec.kind)
+        if only is not None:
+            return get_dialect(only)
+        if sec.get("activation") in activations.ALEXEYAB_ONLY:
+            return ALEXEYAB
+        cls = options_class(sec.kind)
+        keys = set(sec.keys())
+        if cls is not None:
+            if keys & dialect_keys(cls, "alexeyab"):
+                return ALEXEYAB
+            if keys & dialect_keys(cls, "pjreddie"):
+                found = PJREDDIE
+    return found
+
+
+def _resolve_dialect(sections: Sequence[Section], dialect: "str | Dialect | None") -> Dialect:
+    if dialect is not None and str(dialect) != "auto":
+        return get_dialect(dialect)
+    return detect_dialect(sections) or PJREDDIE
+
+
+class Darknet(nn.Module):
+    """A Darknet network built from cfg sections.
+
+    Parameters
+    ----------
+    sections:
+        output of :func:`darknet_py.cfg.read_cfg` (first one ``[net]``).
+    dialect:
+        ``"pjreddie"``, ``"alexeyab"`` or ``"auto"`` (decided from the cfg, see
+        :func:`detect_dialect`; pjreddie when nothing tells them apart).
+    warn_unused:
+        warn (:class:`CfgWarning`) about keys no parser read, like Darknet's
+        "Unused field".
+    """
+
+    def __init__(self, sections: Sequence[Section], dialect: "str | Dialect | None" = "auto",
+                 *, warn_unused: bool = True) -> None:
+        super().__init__()
+        if not sections:
+            raise CfgError("no sections")
+        first = sections[0]
+        if first.kind not in NET_SECTIONS:
+            raise CfgError(f"first section must be [net] or [network], got [{first.kind}]",
+                           file=first.file, line=first.line)
+        self.source = first.file
+        self.sections = [s.copy() for s in sections]
+        self.dialect = _resolve_dialect(sections, dialect)
+        net_reader = OptionReader(first, self.dialect)
+        self.net: NetOptions = net_reader.read(NetOptions)
+        n = self.net
+        if n.width > 0 or n.height > 0 or n.channels > 0:
+            net_reader.check(n.width > 0 and n.height > 0 and n.channels > 0,
+                             f"width, height and channels must all be > 0, got "
+                             f"{n.width}x{n.height}x{n.channels}")
+            self.input_shape = Shape(n.channels, n.height, n.width)
+        else:
+            net_reader.check(n.inputs is not None and n.inputs > 0,
+                             "needs width, height and channels (or inputs)")
+            self.input_shape = Shape(int(n.inputs or 0), 1, 1)
+        readers = [net_reader]
+        layers: List[DarknetLayer] = []
+        shapes: List[Shape] = []
+        self.common: List[CommonOptions] = []
+        for index, sec in enumerate(sections[1:]):
+            if sec.kind in NET_SECTIONS:
+                raise CfgError(f"[{sec.kind}] must be the first section only",
+                               file=sec.file, line=sec.line)
+            builder = get_builder(sec.kind)
+            if builder is None:
+                raise CfgError(f"unsupported section [{sec.kind}] (layer {index}); darknet_py "
+                               f"builds: {', '.join('[' + k + ']' for k in _supported())}",
+                               file=sec.file, line=sec.line)
+            reader = OptionReader(sec, self.dialect)
+            ctx = BuildContext(index=index, reader=reader, net=self.net, dialect=self.dialect,
+                               shapes=shapes, layers=layers,
+                               input_shape=shapes[-1] if shapes else self.input_shape)
+            layer = builder(ctx)
+            common = reader.read(CommonOptions)
+            if isinstance(layer, nn.Module) and hasattr(layer, "dontloadscales"):
+                layer.dontloadscales = bool(common.dontloadscales)
+            layers.append(layer)
+            shapes.append(layer.out_shape)
+            self.common.append(common)
+            readers.append(reader)
+        if not layers:
+            raise CfgError("the cfg has a [net] section but no layers", file=first.file,
+                           line=first.line)
+        self.layers = nn.ModuleList(layers)
+        self.unused = [(r.section, e) for r in readers for e in r.unused()]
+        if warn_unused and self.unused:
+            where = ", ".join(f"{s.file}:{e.line} [{s.kind}] {e.key}" for s, e in self.unused)
+            warnings.warn(CfgWarning(f"unused cfg keys: {where}"), stacklevel=2)
+        # which outputs must be kept, and until when
+        self._last_use: Dict[int, int] = {}
+        for layer in layers:
+            for ref in layer.refs:
+                self._last_use[ref] = max(self._last_use.get(ref, -1), layer.index)
+        self.heads = [l.index for l in layers if l.kind in HEAD_KINDS]
+        #: .weights header (major, minor, revision, seen) of the last load, kept for saving
+        self.header: Tuple[int, int, int, int] = (0, 2, self.dialect.weights_revision, 0)
+        self.eval()
+
+    # -- construction helpers ---------------------------------------------------------
+    @classmethod
+    def from_cfg(cls, path: "os.PathLike[str] | str", dialect: "str | Dialect | None" = "auto",
+                 **kwargs) -> "Darknet":
+        return cls(read_cfg(path), dialect, **kwargs)
+
+    @property
+    def width(self) -> int:
+        return self.input_shape.w
+
+    @property
+    def height(self) -> int:
+        return self.input_shape.h
+
+    @property
+    def seen(self) -> int:
+        return self.header[3]
+
+    # -- execution -------------------------------------------------------------------
+    def _check_input(self, x: Tensor) -> Tensor:
+        if x.dim() == 3:
+            x = x.unsqueeze(0)
+        if x.dim() == 2 and self.input_shape.h == 1:
+            x = x.view(x.shape[0], -1, 1, 1)
+        if x.dim() != 4 or x.shape[1] != self.input_shape.c:
+            raise ValueError(f"{self.source}: expected input of shape (batch, "
+                             f"{self.input_shape.c}, H, W), got {tuple(x.shape)}")
+        return x
+
+    def _run(self, x: Tensor, upto: Optional[int] = None, keep_all: bool = False) -> List[Tensor]:
+        """Run layers 0..upto; returns every output if ``keep_all`` else the heads' + last."""
+        x = self._check_input(x)
+        saved: Dict[int, Tensor] = {}
+        kept: List[Tensor] = []
+        last = len(self.layers) - 1 if upto is None else upto
+        for i, layer in enumerate(self.layers):
+            if i > last:
+                break
+            x = layer(x, [saved[r] for r in layer.refs])
+            if keep_all:
+                kept.append(x)
+            elif i in self.heads:
+                kept.append(x)
+            if i in self._last_use:
+                saved[i] = x
+            for r in layer.refs:
+                if self._last_use[r] == i:
+                    saved.pop(r, None)
+        if not keep_all and (not self.heads or upto is not None):
+            kept.append(x)
+        return kept
+
+    def forward(self, x: Tensor) -> Union[Tensor, List[Tensor]]:
+        """Outputs of the detection heads (a list) if there are any, else the last layer's."""
+        outs = self._run(x)
+        if self.heads:
+            return outs
+        return outs[-1]
+
+    def layer_outputs(self, x: Tensor, upto: Optional[int] = None) -> List[Tensor]:
+        """Every layer's output, one tensor per cfg section, as Darknet's ``l.output``
+        (batch first; flat (batch, N) for softmax-like layers)."""
+        outs = self._run(x, upto, keep_all=True)
+        return [o.reshape(o.shape[0], -1) if self.layers[i].flat else o
+                for i, o in enumerate(outs)]
+
+    # -- .weights --------------------------------------------------------------------
+    def load_weights(self, path: "os.PathLike[str] | str", upto: Optional[int] = None) -> None:
+        from .weights import load_weights
+        load_weights(self, path, upto=upto)
+
+    def save_weights(self, path: "os.PathLike[str] | str", upto: Optional[int] = None) -> None:
+        from .weights import save_weights
+        save_weights(self, path, upto=upto)
+
+    # -- reporting --------------------------------------------------------------------
+    def layer_table(self) -> List[str]:
+        """Darknet's layer table lines (``layer filters size input -> output BFLOPs``)."""
+        lines = []
+        prev = self.input_shape
+        for layer in self.layers:
+            bflops = layer.flops(prev) / 1e9
+            text = f"{layer.index:>5} {layer.kind[:8]:<8}{layer.describe(prev):<22}"
+            text += f"{prev!s:>18}   ->  {layer.out_shape!s}"
+            if bflops:
+                text += f"  {bflops:6.3f} BFLOPs"
+            lines.append(text)
+            prev = layer.out_shape
+        return lines
+
+    def bflops(self) -> float:
+        total, prev = 0.0, self.input_shape
+        for layer in self.layers:
+            total += layer.flops(prev)
+            prev = layer.out_shape
+        return total / 1e9
+
+
+def _supported() -> List[str]:
+    from .layers.registry import section_names
+    return section_names()

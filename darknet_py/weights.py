@@ -1,0 +1,195 @@
+"""Darknet ``.weights`` files: header + every layer's floats in cfg order.
+
+Header (``parser.c:load_weights_upto``): int32 major, minor, revision, then
+``seen`` as 64 bits when ``major*10+minor >= 2`` and both are < 1000, else as
+32 bits. Then, for layer 0, 1, ... the floats each layer module lists in
+:meth:`~darknet_py.layers.base.DarknetLayer.weight_tensors` (for a conv:
+biases, [scales, rolling_mean, rolling_variance], weights), little-endian
+float32. Which layer stores what lives in that layer's module; this file only
+walks them.
+
+Loading checks the file size against the network *before* touching any
+parameter, reads the body with one ``readinto`` and copies slices into the
+parameters. Saving writes atomically and reproduces a loaded file byte for byte.
+
+    >>> import io, struct
+    >>> header = parse_header(struct.pack("<iiiQ", 0, 2, 0, 32013312), "x.weights")
+    >>> header.seen, header.nbytes
+    (32013312, 20)
+"""
+from __future__ import annotations
+
+import os
+import struct
+import sys
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Iterator, List, Optional, Tuple
+
+import numpy as np
+import torch
+
+from .errors import WeightsError
+from .io import atomic_write
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .model import Darknet
+
+
+@dataclass(frozen=True)
+class Header:
+    major: int
+    minor: int
+    revision: int
+    seen: int
+
+    @property
+    def wide_seen(self) -> bool:
+        """True when ``seen`` is stored as 64 bits."""
+        return (self.major * 10 + self.minor) >= 2 and self.major < 1000 and self.minor < 1000
+
+    @property
+    def transpose(self) -> bool:
+        """Darknet transposes [connected] weights of files with major or minor > 1000."""
+        return self.major > 1000 or self.minor > 1000
+
+    @property
+    def nbytes(self) -> int:
+        return 12 + (8 if self.wide_seen else 4)
+
+    def pack(self) -> bytes:
+        fmt = "<iiiQ" if self.wide_seen else "<iiiI"
+        return struct.pack(fmt, self.major, self.minor, self.revision, self.seen)
+
+    def as_tuple(self) -> Tuple[int, int, int, int]:
+        return (self.major, self.minor, self.revision, self.seen)
+
+
+def parse_header(data: bytes, source: str) -> Header:
+    if len(data) < 16:
+        raise WeightsError(f"truncated header: {len(data)} bytes, a .weights file starts with "
+                           f"at least 16", file=source)
+    major, minor, revision = struct.unpack_from("<iii", data)
+    probe = Header(major, minor, revision, 0)
+    if probe.wide_seen:
+        if len(data) < 20:
+            raise WeightsError(f"truncated header: {len(data)} bytes, version {major}.{minor} "
+                               f"needs 20", file=source)
+        (seen,) = struct.unpack_from("<Q", data, 12)
+    else:
+        (seen,) = struct.unpack_from("<I", data, 12)
+    return Header(major, minor, revision, seen)
+
+
+def read_header(path: "os.PathLike[str] | str") -> Header:
+    source = os.fspath(path)
+    try:
+        with open(source, "rb") as handle:
+            return parse_header(handle.read(20), source)
+    except OSError as exc:
+        raise WeightsError(f"cannot read weights: {exc.strerror or exc}", file=source) from None
+
+
+def _layer_tensors(model: "Darknet", upto: Optional[int]) -> Iterator[Tuple[int, List[torch.Tensor]]]:
+    last = len(model.layers) if upto is None else min(upto, len(model.layers))
+    for i in range(last):
+        if model.common[i].dontload:
+            continue
+        yield i, model.layers[i].weight_tensors()
+
+
+def _layout(model: "Darknet", upto: Optional[int]) -> List[Tuple[int, int, int]]:
+    """(layer index, first float, float count) of every layer with weights."""
+    out, offset = [], 0
+    for i, tensors in _layer_tensors(model, upto):
+        n = sum(t.numel() for t in tensors)
+        if n:
+            out.append((i, offset, n))
+            offset += n
+    return out
+
+
+def _kind(model: "Darknet", index: int) -> str:
+    return f"[{model.sections[index + 1].kind}]"
+
+
+def _size_error(model: "Darknet", source: str, layout, available: int,
+                upto: Optional[int]) -> WeightsError:
+    needed = layout[-1][1] + layout[-1][2] if layout else 0
+    if available < needed:
+        for index, first, count in layout:
+            if first + count > available:
+                have = max(available - first, 0)
+                if have == 0:
+                    hint = (f"; the file ends exactly after layer {index - 1}: a partial file "
+                            f"(like darknet53.conv.74) loads with upto={index}") if first else ""
+                    return WeightsError(
+                        f"truncated: expected {needed} floats, found {available}; layer {index} "
+                        f"{_kind(model, index)} needs {count} and none are left{hint}",
+                        file=source, layer=index)
+                return WeightsError(
+                    f"truncated: expected {needed} floats, found {available}; the file ends "
+                    f"inside layer {index} {_kind(model, index)} ({have} of its {count} floats)",
+                    file=source, layer=index)
+    extra = available - needed
+    scope = "the network" if upto is None else f"layers 0..{upto - 1}"
+    return WeightsError(f"oversized: expected {needed} floats for {scope}, found {available} "
+                        f"({extra} extra); is this the cfg these weights were trained with?",
+                        file=source)
+
+
+def load_weights(model: "Darknet", path: "os.PathLike[str] | str",
+                 upto: Optional[int] = None) -> Header:
+    """Load ``path`` into ``model`` (layers ``0..upto-1`` when ``upto`` is given).
+
+    The whole file must match the network exactly (with ``upto``, it may be
+    longer). On any error no parameter is modified.
+    """
+    source = os.fspath(path)
+    layout = _layout(model, upto)
+    needed = layout[-1][1] + layout[-1][2] if layout else 0
+    try:
+        with open(source, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            header = parse_header(handle.read(20), source)
+            body_bytes = size - header.nbytes
+            if body_bytes % 4:
+                raise WeightsError(f"body of {body_bytes} bytes is not a whole number of "
+                                   f"float32 values", file=source)
+            available = body_bytes // 4
+            if available < needed or (upto is None and available != needed):
+                raise _size_error(model, source, layout, available, upto)
+            handle.seek(header.nbytes)
+            body = np.empty(needed, dtype="<f4")
+            if handle.readinto(memoryview(body).cast("B")) != needed * 4:
+                raise WeightsError("file changed while reading", file=source)
+    except OSError as exc:
+        raise WeightsError(f"cannot read weights: {exc.strerror or exc}", file=source) from None
+    if sys.byteorder != "little":  # pragma: no cover
+        body = body.astype("=f4")
+    flat = torch.from_numpy(body)
+    offset = 0
+    with torch.no_grad():
+        for _, tensors in _layer_tensors(model, upto):
+            for t in tensors:
+                n = t.numel()
+                t.copy_(flat[offset:offset + n].view_as(t))
+                offset += n
+    model.header = header.as_tuple()
+    return header
+
+
+def _chunks(model: "Darknet", upto: Optional[int]) -> Iterator[bytes]:
+    for _, tensors in _layer_tensors(model, upto):
+        for t in tensors:
+            yield t.detach().to("cpu", torch.float32).contiguous().numpy().astype("<f4").tobytes()
+
+
+def save_weights(model: "Darknet", path: "os.PathLike[str] | str",
+                 upto: Optional[int] = None) -> None:
+    """Write the model's .weights (layers ``0..upto-1`` when given), keeping its header."""
+    header = Header(*model.header)
+
+    def stream() -> Iterator[bytes]:
+        yield header.pack()
+        yield from _chunks(model, upto)
+    atomic_write(path, stream())
