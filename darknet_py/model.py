@@ -114,9 +114,8 @@ class Darknet(nn.Module):
                                file=sec.file, line=sec.line)
             builder = get_builder(sec.kind)
             if builder is None:
-                raise CfgError(f"unsupported section [{sec.kind}] (layer {index}); darknet_py "
-                               f"builds: {', '.join('[' + k + ']' for k in _supported())}",
-                               file=sec.file, line=sec.line)
+                raise CfgError(f"unsupported section [{sec.kind}] (layer {index}): darknet_py "
+                               f"has no builder for it", file=sec.file, line=sec.line)
             reader = OptionReader(sec, self.dialect)
             ctx = BuildContext(index=index, reader=reader, net=self.net, dialect=self.dialect,
                                shapes=shapes, layers=layers,
@@ -243,8 +242,3 @@ class Darknet(nn.Module):
             total += layer.flops(prev)
             prev = layer.out_shape
         return total / 1e9
-
-
-def _supported() -> List[str]:
-    from .layers.registry import section_names
-    return section_names()
