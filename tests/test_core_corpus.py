@@ -1,0 +1,50 @@
+"""Every pjreddie cfg either builds and runs at its [net] size, or names what it lacks."""
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+from darknet_py import CfgError, Darknet
+from darknet_py.cfg import read_cfg
+from darknet_py.layers import section_names
+
+from conftest import reference_root
+
+PJ = sorted((reference_root() / "cfg" / "pjreddie").glob("*.cfg"))
+
+
+def _needs(sections):
+    """Why Darknet itself needs something we do not build, or None."""
+    for sec in sections[1:]:
+        if sec.kind not in section_names():
+            return f"[{sec.kind}]", sec.line
+        if sec.get("tree") is not None:  # a hierarchy file that is not in the corpus
+            return "tree", sec.find("tree").line
+    return None
+
+
+@pytest.mark.skipif(not PJ, reason="Darknet reference cfgs not found")
+@pytest.mark.parametrize("path", PJ, ids=[p.name for p in PJ])
+def test_pjreddie_cfg_builds_or_names_the_unsupported_section(path):
+    sections = read_cfg(path)
+    needs = _needs(sections)
+    if needs is not None:
+        what, line = needs
+        with pytest.raises(CfgError) as info:
+            Darknet(sections, warn_unused=False)
+        assert f"{path}:{line}:" in str(info.value) and what in str(info.value)
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = Darknet(sections)
+    torch.manual_seed(0)
+    c, h, w = model.input_shape
+    with torch.no_grad():
+        out = model(torch.rand(1, c, h, w))
+    outs = out if isinstance(out, list) else [out]
+    for o in outs:
+        assert torch.isfinite(o).all()
+    last = model.layers[-1]
+    assert outs[-1].shape[1:].numel() == last.out_shape.numel
