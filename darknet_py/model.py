@@ -242,3 +242,14 @@ class Darknet(nn.Module):
             total += layer.flops(prev)
             prev = layer.out_shape
         return total / 1e9
+
+    # -- detection --------------------------------------------------------------------
+    def detect(self, images, thresh: float = 0.5, nms: float = 0.45, hier_thresh: float = 0.5,
+               names=None, **kwargs):
+        """Darknet's ``detector test`` on one image or a list of them.
+
+        Returns typed detections (see :func:`darknet_py.detect.detect`).
+        """
+        from .detect import detect
+        return detect(self, images, thresh=thresh, nms=nms, hier_thresh=hier_thresh,
+                      names=names, **kwargs)
