@@ -1,0 +1,201 @@
+"""``darknet-py detector test`` and ``darknet-py detect``: Darknet's detection commands.
+
+``detector test DATA CFG WEIGHTS IMAGE...`` does what ``darknet detector test``
+does, for each image: prints ``IMAGE: Predicted in X seconds.`` and Darknet's
+``name: NN%`` lines, and writes the annotated image (``-out NAME``, default
+``predictions`` -> ``predictions.jpg``; with several images
+``NAME_<image stem>.jpg``). ``detect CFG WEIGHTS IMAGE...`` is Darknet's
+shortcut with ``cfg/coco.data`` (from the current folder when it is there, as
+in Darknet, else the COCO names built into darknet_py).
+
+IMAGE may be image files, folders (their images, sorted by name) or ``.txt``
+list files (one path a line, relative to the current folder or to the list);
+with none, paths are read from standard input like Darknet's
+``Enter Image Path:`` prompt. WEIGHTS may be the name of official weights
+(``yolov3-tiny``): they are fetched once, sha256-checked, into the cache.
+Images are run ``--batch N`` at a time; the seconds printed are each image's
+share of its batch's forward pass.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Dict, Iterable, Iterator, Optional, Sequence
+
+from .. import zoo
+from ..errors import DataError
+from ..image import is_image_name
+
+
+def expand_inputs(items: Sequence[str]) -> Iterator[str]:
+    """Image paths from files, folders (sorted, non-recursive) and .txt list files."""
+    for item in items:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.is_file() and is_image_name(p))
+            if not found:
+                raise DataError("no image files in this folder", file=item)
+            yield from (os.fspath(p) for p in found)
+        elif path.suffix.lower() == ".txt" and path.is_file():
+            with open(path, "r", encoding="utf-8", errors="replace") as handle:
+                for line in handle:
+                    name = line.strip()
+                    if not name or name.startswith("#"):
+                        continue
+                    if not os.path.isabs(name) and not os.path.exists(name):
+                        beside = path.parent / name
+                        if beside.exists():
+                            name = os.fspath(beside)
+                    yield name
+        else:
+            yield item
+
+
+def _prompt() -> Iterator[str]:
+    while True:
+        if sys.stdin.isatty():
+            print("Enter Image Path: ", end="", flush=True)
+        line = sys.stdin.readline()
+        if not line:
+            return
+        if line.strip():
+            yield line.strip()
+
+
+def resolve_weights(weights: str) -> str:
+    """A weights path, or the name of official weights (fetched and verified)."""
+    if not os.path.exists(weights) and weights in zoo.OFFICIAL:
+        return os.fspath(zoo.fetch(weights))
+    return weights
+
+
+class OutputNames:
+    """Darknet's ``save_image(im, NAME)`` -> NAME.jpg; with several images NAME_<stem>.jpg.
+
+    >>> names = OutputNames("predictions", several=True)
+    >>> [names.next(s) for s in ["a/dog.jpg", "b/dog.png", "cat.jpg"]]
+    ['predictions_dog.jpg', 'predictions_dog_2.jpg', 'predictions_cat.jpg']
+    """
+
+    def __init__(self, out: str, several: bool) -> None:
+        self.out, self.several = out, several
+        self.seen: Dict[str, int] = {}
+
+    def next(self, source: str) -> str:
+        if not self.several:
+            return f"{self.out}.jpg"
+        stem = Path(source).stem
+        self.seen[stem] = self.seen.get(stem, 0) + 1
+        suffix = "" if self.seen[stem] == 1 else f"_{self.seen[stem]}"
+        return f"{self.out}_{stem}{suffix}.jpg"
+
+
+def run_test(data: Optional[str], cfg: str, weights: str, images: Sequence[str],
+             args: argparse.Namespace) -> int:
+    """Darknet's ``test_detector`` over every image; 2 if any image could not be used."""
+    import darknet_py
+    from PIL import Image, ImageOps
+
+    from ..detect import draw_detections, names_from_data, resolve_names, run_detector
+
+    model = darknet_py.load(cfg, resolve_weights(weights))
+    classes = model.layers[model.heads[0]].classes if model.heads else 0
+    names = resolve_names(names_from_data(data) if data else None, classes)
+    several = len(images) > 1 or any(Path(i).is_dir() or i.endswith(".txt") for i in images)
+    outputs = OutputNames(args.out, several)
+    inputs: Iterable[str] = expand_inputs(images) if images else _prompt()
+    failed = []
+    records = []
+
+    def on_error(exc: Exception, image) -> None:
+        failed.append(image)
+        print(f"darknet-py: error: {exc}", file=sys.stderr)
+
+    batch = 1 if not images else max(1, args.batch)
+    for result in run_detector(model, inputs, thresh=args.thresh, nms=args.nms,
+                               hier_thresh=args.hier, names=names, batch_size=batch,
+                               letterbox=True if args.letter_box else None, exif=args.exif,
+                               on_error=on_error):
+        print(f"{result.source}: Predicted in {result.seconds:f} seconds.")
+        for det in result.detections:
+            print(det.line)
+        sys.stdout.flush()
+        records.extend(d.to_json() for d in result.detections)
+        if not args.no_image and result.source is not None:
+            target = outputs.next(result.source)
+            with Image.open(result.source) as pil:
+                pil = ImageOps.exif_transpose(pil) if args.exif else pil
+                drawn = draw_detections(pil.convert("RGB"), result.dets, names, args.thresh)
+            drawn.save(target, quality=80)
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as handle:
+            json.dump(records, handle, indent=1)
+            handle.write("\n")
+    return 2 if failed else 0
+
+
+def _add_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-thresh", "--thresh", type=float, default=0.5,
+                   help="probability threshold (default 0.5)")
+    p.add_argument("-hier", "--hier", type=float, default=0.5,
+                   help="hierarchy threshold: accepted like Darknet, matters only for "
+                        "softmax-tree [region] layers (default 0.5)")
+    p.add_argument("-nms", "--nms", type=float, default=0.45,
+                   help="per-class NMS IoU threshold, 0 disables NMS (default 0.45)")
+    p.add_argument("-out", "--out", default="predictions",
+                   help="annotated image name without .jpg (default predictions)")
+    p.add_argument("-letter_box", "--letter-box", dest="letter_box", action="store_true",
+                   help="letterbox even for AlexeyAB cfgs (pjreddie always letterboxes)")
+    p.add_argument("--json", metavar="FILE",
+                   help="write the detections as a JSON array, one object per printed line")
+    p.add_argument("--batch", type=int, default=1, metavar="N",
+                   help="images per forward pass (default 1)")
+    p.add_argument("--no-image", action="store_true", help="do not write annotated images")
+    p.add_argument("--exif", action="store_true",
+                   help="apply EXIF orientation (Darknet ignores it)")
+
+
+def _detector(args: argparse.Namespace) -> int:
+    return run_test(args.data, args.cfg, args.weights, args.images, args)
+
+
+def _detect(args: argparse.Namespace) -> int:
+    data = os.path.join("cfg", "coco.data")
+    return run_test(data if os.path.isfile(data) else None, args.cfg, args.weights,
+                    args.images, args)
+
+
+def register(sub) -> None:
+    p = sub.add_parser("detector", help="Darknet's detector commands: test",
+                       description="Darknet's `detector` commands.")
+    verbs = p.add_subparsers(dest="detector_verb", metavar="ACTION")
+    verbs.required = True
+    t = verbs.add_parser("test", allow_abbrev=False,
+                         help="detect objects in images, as `darknet detector test`",
+                         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    t.add_argument("data", help=".data file (its names= gives the class names)")
+    t.add_argument("cfg", help=".cfg file")
+    t.add_argument("weights", help=".weights file, or official weights by name: "
+                                   + ", ".join(sorted(zoo.OFFICIAL)))
+    t.add_argument("images", nargs="*", metavar="IMAGE",
+                   help="images, folders or .txt lists (none: read paths from stdin)")
+    _add_options(t)
+    t.set_defaults(func=_detector)
+
+    d = sub.add_parser("detect", allow_abbrev=False,
+                       help="detect with COCO names, as `darknet detect`",
+                       description="`detector test cfg/coco.data CFG WEIGHTS IMAGE...`; "
+                                   "COCO names built in when ./cfg/coco.data is absent.")
+    d.add_argument("cfg", help=".cfg file")
+    d.add_argument("weights", help=".weights file, or official weights by name: "
+                                   + ", ".join(sorted(zoo.OFFICIAL)))
+    d.add_argument("images", nargs="*", metavar="IMAGE",
+                   help="images, folders or .txt lists (none: read paths from stdin)")
+    _add_options(d)
+    d.set_defaults(func=_detect)
+
+
+__all__ = ["OutputNames", "expand_inputs", "register", "resolve_weights", "run_test"]
