@@ -3,7 +3,7 @@
 Darknet's ``image`` is float32, channel-planar (C, H, W), RGB, values
 ``u8/255``. This module mirrors, one function each:
 
-* ``image.c:load_image_color`` -> :func:`load_image` (decoding with Pillow where
+* ``image.c:load_image_color`` -> :func:`as_image` (decoding with Pillow where
   Darknet uses its bundled stb_image; see :func:`to_darknet_rgb` for how each
   pixel format is turned into what stb would hand Darknet),
 * ``image.c:resize_image`` -> :func:`resize_image` (Darknet's own two-pass
@@ -12,8 +12,8 @@ Darknet's ``image`` is float32, channel-planar (C, H, W), RGB, values
 
     >>> import numpy as np
     >>> im = np.ones((3, 4, 6), dtype=np.float32)
-    >>> letterbox_image(im, 8, 8)[0, :, 0]   # rows 0, 1 and 6, 7 are the 0.5 fill
-    array([0.5, 0.5, 1. , 1. , 1. , 1. , 0.5, 0.5], dtype=float32)
+    >>> letterbox_image(im, 8, 8)[0, :, 0]   # 5 rows high ((4*8)/6), 1 row down ((8-5)/2)
+    array([0.5, 1. , 1. , 1. , 1. , 1. , 0.5, 0.5], dtype=float32)
 
 Where decoding differs from Darknet (documented, tested):
 
