@@ -1,0 +1,91 @@
+"""``[local_avgpool]`` / ``[local_avg]`` (AlexeyAB ``maxpool_layer.c``, ``avgpool=1``).
+
+A windowed average with [maxpool]'s geometry (``parse_local_avgpool``):
+``size`` defaults to ``stride``, ``padding`` (total) to ``size-1``, windows
+start at ``-padding/2``, and the output is ``(w + padding - size)/stride_x + 1``
+(``stride_x``/``stride_y`` default to ``stride``). ``forward_local_avgpool_layer``
+sums only the cells inside the image and divides by how many there were
+(``avg / counter``; cuDNN's ``AVERAGE_COUNT_EXCLUDE_PADDING``), so padding
+never pulls the mean towards 0. A window wholly outside the image gives 0/0 =
+NaN, as in Darknet.
+
+    >>> import torch
+    >>> from darknet_py.cfg import parse_cfg
+    >>> from darknet_py.model import Darknet
+    >>> cfg = "[net]\\nwidth=3\\nheight=1\\nchannels=1\\n[local_avgpool]\\nsize=2\\nstride=1\\n"
+    >>> Darknet(parse_cfg(cfg))(torch.tensor([[[[1.0, 2.0, 4.0]]]])).flatten().tolist()
+    [1.5, 3.0, 4.0]
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..cfg.options import option
+from .base import BuildContext, DarknetLayer, Shape, check_shape
+from .registry import register
+from .sam import require_alexeyab
+
+
+@dataclass
+class LocalAvgpoolOptions:
+    stride: int = option(1)
+    stride_x: Optional[int] = option(None, doc="default stride")
+    stride_y: Optional[int] = option(None, doc="default stride")
+    size: Optional[int] = option(None, doc="default stride")
+    padding: Optional[int] = option(None, doc="default size-1 (total, split floor-left)")
+
+    def resolve(self, dialect) -> None:
+        if self.stride_x is None:
+            self.stride_x = self.stride
+        if self.stride_y is None:
+            self.stride_y = self.stride
+        if self.size is None:
+            self.size = self.stride
+        if self.padding is None:
+            self.padding = self.size - 1
+
+
+class LocalAvgpoolLayer(DarknetLayer):
+    kind = "local_avgpool"
+
+    def __init__(self, index: int, out_shape: Shape, opts: LocalAvgpoolOptions) -> None:
+        super().__init__(index, out_shape)
+        self.opts = opts
+        self.size = opts.size
+        self.stride = (opts.stride_y, opts.stride_x)
+        before = opts.padding // 2
+        # on this grid PyTorch's output size equals Darknet's (w+padding-size)/stride+1
+        self.pad = (before, opts.padding - before, before, opts.padding - before)
+
+    def forward(self, x: Tensor, refs: List[Tensor]) -> Tensor:
+        total = F.avg_pool2d(F.pad(x, self.pad), self.size, self.stride, divisor_override=1)
+        inside = torch.ones(1, 1, x.shape[2], x.shape[3], dtype=x.dtype, device=x.device)
+        count = F.avg_pool2d(F.pad(inside, self.pad), self.size, self.stride, divisor_override=1)
+        return total / count
+
+    def describe(self, in_shape: Shape) -> str:
+        o = self.opts
+        return f"{o.size:>8} x{o.size:>2} /{o.stride:>2}"
+
+
+@register("local_avgpool", "local_avg", options=LocalAvgpoolOptions, only="alexeyab")
+def build(ctx: BuildContext) -> LocalAvgpoolLayer:
+    require_alexeyab(ctx)
+    r = ctx.reader
+    o = r.read(LocalAvgpoolOptions)
+    r.check(o.stride_x > 0 and o.stride_y > 0, f"stride must be > 0, got {o.stride}", "stride")
+    r.check(o.size > 0, f"size must be > 0, got {o.size}", "size")
+    r.check(o.padding >= 0, f"padding must be >= 0, got {o.padding}", "padding")
+    i = ctx.input_shape
+    r.check(i.w + o.padding >= o.size and i.h + o.padding >= o.size,
+            f"window {o.size} does not fit the {i.w}x{i.h} input with padding {o.padding}", "size")
+    ctx.check_elements(i.c * (i.h + o.padding) * (i.w + o.padding),
+                       "padded input", "padding")
+    out = Shape(i.c, (i.h + o.padding - o.size) // o.stride_y + 1,
+                (i.w + o.padding - o.size) // o.stride_x + 1)
+    return LocalAvgpoolLayer(ctx.index, check_shape(ctx, out), o)
