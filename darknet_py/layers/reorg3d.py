@@ -17,9 +17,10 @@ buffer, which is the output read flat again.
     >>> import torch
     >>> from darknet_py.cfg import parse_cfg
     >>> from darknet_py.model import Darknet
-    >>> net = Darknet(parse_cfg("[net]\\nwidth=2\\nheight=2\\nchannels=1\\n[reorg3d]\\nstride=2\\n"))
-    >>> net(torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]]])).flatten().tolist()
-    [1.0, 2.0, 3.0, 4.0]
+    >>> net = Darknet(parse_cfg("[net]\\nwidth=2\\nheight=2\\nchannels=2\\n[reorg3d]\\nstride=2\\n"))
+    >>> x = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]], [[10.0, 20.0], [30.0, 40.0]]]])
+    >>> net(x).flatten().tolist()  # phase (dy, dx) outer, input channel inner
+    [1.0, 10.0, 2.0, 20.0, 3.0, 30.0, 4.0, 40.0]
 """
 from __future__ import annotations
 
@@ -56,7 +57,7 @@ class Reorg3dLayer(DarknetLayer):
         if not self.reverse:
             c = C // (s * s)
             big = flat[:, :c * H * s * W * s].reshape(b, c, H, s, W, s)  # (ch, j, dy, i, dx)
-            return big.permute(0, 2, 4, 1, 3, 5).reshape(b, C, H, W)  # k = (dy*s+dx)*c + ch
+            return big.permute(0, 3, 5, 1, 2, 4).reshape(b, C, H, W)  # k = (dy*s+dx)*c + ch
         c = C // (s * s)
         small = flat[:, :C * H * W].reshape(b, s, s, c, H, W)  # k = (dy*s+dx)*c + ch, j, i
         big = small.permute(0, 3, 4, 1, 5, 2)  # (ch, j, dy, i, dx) -> (c, H*s, W*s)
