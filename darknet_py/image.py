@@ -98,7 +98,11 @@ def to_float(u8: np.ndarray) -> np.ndarray:
     >>> to_float(np.array([[[0, 1, 255]]], dtype=np.uint8))
     array([[[0.        , 0.00392157, 1.        ]]], dtype=float32)
     """
-    return (u8.astype(np.float64) / 255.0).astype(_F32)
+    return _U8_TO_FLOAT[u8]
+
+
+#: every u8 value's ``(float)v/255.`` (division in double, rounded to float, as Darknet)
+_U8_TO_FLOAT = (np.arange(256, dtype=np.float64) / 255.0).astype(_F32)
 
 
 def as_image(image: ImageLike, *, exif: bool = False) -> np.ndarray:
