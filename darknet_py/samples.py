@@ -5,7 +5,10 @@ matplotlib (the ``examples`` extra: ``pip install -e '.[examples]'``) ships
 yolov3-tiny finds a person (and a tie) in. ``python -m darknet_py.samples``
 prints its path, so a shell can hand it to ``darknet-py detect``::
 
-    darknet-py detect cfg/yolov3-tiny.cfg yolov3-tiny "$(python -m darknet_py.samples)"
+    darknet-py detect cfg/yolov3-tiny.cfg yolov3-tiny "$(python -m darknet_py.samples)" -thresh 0.2
+
+(yolov3-tiny finds the tie at 46% and the person at 23%, so the default 0.5
+threshold prints nothing for this photo.)
 
     >>> SAMPLES[0]
     'grace_hopper.jpg'
@@ -22,20 +25,42 @@ from .errors import DataError
 SAMPLES = ("grace_hopper.jpg", "logo2.png", "Minduka_Present_Blue_Pack.png")
 
 
-def sample_path(name: str = "grace_hopper.jpg") -> Path:
-    """Path of a sample image shipped by matplotlib; :class:`DataError` if unavailable."""
+def _matplotlib(name: str) -> Optional[Path]:
     try:
         from matplotlib import cbook
     except ImportError:
-        raise DataError("sample images come with matplotlib: pip install matplotlib "
-                        "(or darknet_py's 'examples' extra)") from None
+        return None
     try:
         path = Path(cbook.get_sample_data(name, asfileobj=False))
-    except (OSError, ValueError) as exc:
-        raise DataError(f"matplotlib has no sample image {name!r}: {exc}") from None
-    if not path.is_file():
-        raise DataError(f"matplotlib has no sample image {name!r}", file=path)
-    return path
+    except (OSError, ValueError):
+        return None
+    return path if path.is_file() else None
+
+
+def _skimage(name: str) -> Optional[Path]:
+    try:
+        import skimage
+    except ImportError:
+        return None
+    path = Path(skimage.__file__).parent / "data" / name
+    return path if path.is_file() else None
+
+
+def sample_path(name: str = "grace_hopper.jpg") -> Path:
+    """Path of a sample image shipped by matplotlib (``mpl-data/sample_data``) or, if
+    installed, scikit-image (``skimage/data``: e.g. ``motorcycle_left.png``, ``coffee.png``);
+    :class:`DataError` if neither has it."""
+    for finder in (_matplotlib, _skimage):
+        path = finder(name)
+        if path is not None:
+            return path
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise DataError(f"sample image {name!r} not found: sample images come with "
+                        "matplotlib: pip install matplotlib (or darknet_py's 'examples' "
+                        "extra)") from None
+    raise DataError(f"no sample image {name!r} in matplotlib (or scikit-image) sample data")
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -172,3 +172,22 @@ def test_samples_without_matplotlib(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     assert samples.main([]) == 2
     assert "matplotlib" in capsys.readouterr().err
+
+
+def test_samples_finds_matplotlibs_file(monkeypatch, tmp_path, capsys):
+    """The lookup through matplotlib.cbook.get_sample_data, with a stand-in matplotlib."""
+    import sys
+    import types
+    from darknet_py import samples
+    (tmp_path / "grace_hopper.jpg").write_bytes(b"jpeg")
+    cbook = types.SimpleNamespace(get_sample_data=lambda name, asfileobj: tmp_path / name)
+    fake = types.ModuleType("matplotlib")
+    fake.cbook = cbook
+    monkeypatch.setitem(sys.modules, "matplotlib", fake)
+    monkeypatch.setitem(sys.modules, "matplotlib.cbook", cbook)
+    monkeypatch.setitem(sys.modules, "skimage", None)
+    assert samples.sample_path() == tmp_path / "grace_hopper.jpg"
+    assert samples.main(["grace_hopper.jpg"]) == 0
+    assert capsys.readouterr().out.strip() == str(tmp_path / "grace_hopper.jpg")
+    assert samples.main(["nothing.png"]) == 2
+    assert "nothing.png" in capsys.readouterr().err
