@@ -1,0 +1,71 @@
+"""``[cost]`` (``cost_layer.c``): the training loss; a pass-through at inference.
+
+``forward_cost_layer`` returns at once when there is no truth, and Darknet's
+network output (``get_network_output_layer``) skips trailing [cost] layers, so
+the network's output is the previous layer's. Here the layer's output is a
+copy of its input, so ``Darknet.forward`` gives that same output. (Darknet's
+own ``l.output`` of a [cost] layer is its per-value loss buffer: zeros without
+truth.) ``type`` is kept for training: sse, masked, smooth (both dialects),
+seg, L1, wgan (pjreddie); Darknet falls back to sse for other names.
+
+    >>> import torch
+    >>> from darknet_py.cfg import parse_cfg
+    >>> from darknet_py.model import Darknet
+    >>> net = Darknet(parse_cfg("[net]\\nwidth=2\\nheight=1\\nchannels=1\\n[cost]\\ntype=sse\\n"))
+    >>> net(torch.tensor([[[[1.0, 2.0]]]])).flatten().tolist(), net.layers[0].cost_type
+    ([1.0, 2.0], 'sse')
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import List
+
+from torch import Tensor
+
+from ..cfg.options import option
+from ..errors import CfgWarning
+from .base import BuildContext, DarknetLayer
+from .registry import register
+
+COST_TYPES = {"pjreddie": ("seg", "sse", "masked", "smooth", "L1", "wgan"),
+              "alexeyab": ("sse", "masked", "smooth")}
+
+
+@dataclass
+class CostOptions:
+    type: str = option("sse")
+    scale: float = option(1.0)
+    ratio: float = option(0.0)
+    noobj: float = option(1.0, only="pjreddie")
+    thresh: float = option(0.0, only="pjreddie")
+
+
+class CostLayer(DarknetLayer):
+    kind = "cost"
+
+    def __init__(self, index, out_shape, opts: CostOptions) -> None:
+        super().__init__(index, out_shape)
+        self.opts = opts
+        self.cost_type = opts.type
+        self.scale = opts.scale
+
+    def forward(self, x: Tensor, refs: List[Tensor]) -> Tensor:
+        return x.clone()
+
+    def describe(self, in_shape) -> str:
+        return f"{in_shape.numel:>8}"
+
+
+@register("cost", options=CostOptions)
+def build(ctx: BuildContext) -> CostLayer:
+    r = ctx.reader
+    o = r.read(CostOptions)
+    known = COST_TYPES[ctx.dialect.name]
+    if o.type not in known:
+        entry = r.section.find("type")
+        where = f"{r.section.file}:{entry.line if entry is not None else r.section.line}"
+        warnings.warn(CfgWarning(f"{where}: [cost] unknown type {o.type!r}; Darknet goes with "
+                                 f"sse (known: {', '.join(known)})"), stacklevel=2)
+        o.type = "sse"
+    return CostLayer(ctx.index, ctx.input_shape, o)

@@ -1,0 +1,40 @@
+"""``[logistic]`` (pjreddie ``logistic_layer.c``): logistic of the previous output.
+
+pjreddie only (type LOGXENT: with truth it also computes a logistic
+cross-entropy cost); at inference ``output = 1/(1 + exp(-input))``.
+
+    >>> import torch
+    >>> from darknet_py.cfg import parse_cfg
+    >>> from darknet_py.model import Darknet
+    >>> net = Darknet(parse_cfg("[net]\\nwidth=1\\nheight=1\\nchannels=1\\n[logistic]\\n"))
+    >>> net(torch.zeros(1, 1, 1, 1)).flatten().tolist()
+    [0.5]
+"""
+from __future__ import annotations
+
+from typing import List
+
+from torch import Tensor
+
+from .activations import logistic
+from .base import BuildContext, DarknetLayer
+from .registry import register
+
+
+def require_pjreddie(ctx: BuildContext) -> None:
+    """Refuse a pjreddie-only section when the network is read as AlexeyAB's."""
+    ctx.reader.check(ctx.dialect.name == "pjreddie", "is a pjreddie-only section; AlexeyAB's "
+                     "Darknet does not know it (use dialect='pjreddie' or 'auto')")
+
+
+class LogisticLayer(DarknetLayer):
+    kind = "logistic"
+
+    def forward(self, x: Tensor, refs: List[Tensor]) -> Tensor:
+        return logistic(x)
+
+
+@register("logistic", only="pjreddie")
+def build(ctx: BuildContext) -> LogisticLayer:
+    require_pjreddie(ctx)
+    return LogisticLayer(ctx.index, ctx.input_shape)

@@ -1,0 +1,180 @@
+"""``[region]`` (``region_layer.c``): the YOLOv2 detection head.
+
+pjreddie (``forward_region_layer``, CPU path): the output is the input with,
+per anchor ``a`` and entry ``e`` at channel ``a*(coords+classes+1)+e``:
+logistic on x, y (entries 0, 1) and on objectness (entry ``coords``, unless
+``background=1``); the classes get logistic, or with ``softmax=1`` Darknet's
+softmax over the ``classes`` (+ ``background``) entries of each anchor and
+cell, computed from the unactivated input. w, h (and any extra coords) stay raw.
+
+AlexeyAB's CPU forward is a different layout: it transposes the buffer to
+``[cell][anchor][entry]`` (``blas.c:flatten``) and then applies logistic to
+entry 4 and the softmax to entries 5.. only; x, y stay raw (its
+``get_region_box`` applies the logistic while decoding). The module keeps that
+buffer as is (``cell_major=True``, ``xy_activated=False``);
+:meth:`RegionLayer.entries` gives both dialects as ``(batch, num, entries, h, w)``
+with x, y activated.
+
+``anchors`` are (w, h) pairs in grid cells (``biases``, default 0.5 each).
+``tree=`` (YOLO9000's hierarchical softmax) is not supported.
+
+    >>> import torch
+    >>> from darknet_py.cfg import parse_cfg
+    >>> from darknet_py.model import Darknet
+    >>> cfg = ("[net]\\nwidth=1\\nheight=1\\nchannels=7\\n"
+    ...        "[region]\\nclasses=2\\ncoords=4\\nnum=1\\nsoftmax=1\\nanchors=1.5,2.5\\n")
+    >>> net = Darknet(parse_cfg(cfg))
+    >>> out = net(torch.zeros(1, 7, 1, 1))[0]
+    >>> [round(v, 3) for v in out.flatten().tolist()], net.layers[0].anchors_wh
+    ([0.5, 0.5, 0.0, 0.0, 0.5, 0.5, 0.5], [(1.5, 2.5)])
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Optional, Tuple
+
+import torch
+from torch import Tensor
+
+from ..cfg.options import option
+from .activations import logistic
+from .base import BuildContext, DarknetLayer, Shape
+from .registry import register
+
+
+@dataclass
+class RegionOptions:
+    coords: int = option(4)
+    classes: int = option(20)
+    num: int = option(1)
+    log: int = option(0)
+    sqrt: int = option(0)
+    softmax: int = option(0)
+    background: int = option(0, only="pjreddie")
+    max: int = option(30, alexeyab=200, doc="max truths per image")
+    jitter: float = option(0.2)
+    rescore: int = option(0)
+    thresh: float = option(0.5)
+    classfix: int = option(0)
+    absolute: int = option(0)
+    random: float = option(0.0)
+    coord_scale: float = option(1.0)
+    object_scale: float = option(1.0)
+    noobject_scale: float = option(1.0)
+    mask_scale: float = option(1.0)
+    class_scale: float = option(1.0)
+    bias_match: int = option(0)
+    tree: Optional[str] = option(None, doc="YOLO9000 hierarchy file (not supported)")
+    map: Optional[str] = option(None, doc="class map file (training/validation only)")
+    anchors: Optional[List[float]] = option(None, doc="w,h pairs in grid cells")
+    focal_loss: int = option(0, only="alexeyab")
+    resize: float = option(1.0, only="alexeyab")
+
+
+def darknet_softmax(x: Tensor, dim: int) -> Tensor:
+    """``blas.c:softmax`` with temperature 1: ``exp(x - max) / sum`` along ``dim``."""
+    largest = x.max(dim=dim, keepdim=True).values
+    e = torch.exp(x - largest)
+    return e / e.sum(dim=dim, keepdim=True)
+
+
+class RegionLayer(DarknetLayer):
+    kind = "region"
+
+    def __init__(self, index: int, out_shape: Shape, opts: RegionOptions, dialect) -> None:
+        super().__init__(index, out_shape)
+        self.opts = opts
+        self.num = opts.num
+        self.classes = opts.classes
+        self.coords = opts.coords
+        self.softmax = bool(opts.softmax)
+        self.background = bool(opts.background)
+        self.thresh = opts.thresh
+        #: biases: w, h of each anchor in grid cells (make_region_layer's default 0.5)
+        self.anchors: List[float] = list(opts.anchors or [])
+        self.anchors += [0.5] * (2 * opts.num - len(self.anchors))
+        #: AlexeyAB: l.output is the [cell][anchor][entry] transpose of the input
+        self.cell_major = dialect.name == "alexeyab"
+        #: pjreddie activates x, y in the forward pass; AlexeyAB only when decoding
+        self.xy_activated = not self.cell_major
+
+    @property
+    def entry_count(self) -> int:
+        return self.coords + self.classes + 1
+
+    @property
+    def anchors_wh(self) -> List[Tuple[float, float]]:
+        """(w, h) of every anchor, in grid cells."""
+        return [(self.anchors[2 * i], self.anchors[2 * i + 1]) for i in range(self.num)]
+
+    def _anchor_major(self, x: Tensor) -> Tensor:
+        b, _, h, w = x.shape
+        return x.reshape(b, self.num, self.entry_count, h, w)
+
+    def forward(self, x: Tensor, refs: List[Tensor]) -> Tensor:
+        v = self._anchor_major(x)
+        n_e, c = self.entry_count, self.coords
+        if self.cell_major:
+            # forward_region_layer (AlexeyAB, CPU): flatten, then index+4 and index+5 hard-coded
+            parts = [v[:, :, :4], logistic(v[:, :, 4:5])]
+            if self.softmax:
+                parts += [darknet_softmax(v[:, :, 5:5 + self.classes], 2),
+                          v[:, :, 5 + self.classes:]]
+            else:
+                parts.append(v[:, :, 5:])
+            y = torch.cat(parts, dim=2)
+            b, _, h, w = x.shape
+            return y.reshape(b, n_e * self.num, h * w).transpose(1, 2).reshape(x.shape)
+        parts = [logistic(v[:, :, :2]), v[:, :, 2:c]]
+        if self.softmax and self.background:
+            # the softmax covers [background=objectness entry, classes...]
+            parts.append(darknet_softmax(v[:, :, c:], 2))
+        else:
+            obj = v[:, :, c:c + 1]
+            parts.append(obj if self.background else logistic(obj))
+            cls = v[:, :, c + 1:]
+            parts.append(darknet_softmax(cls, 2) if self.softmax else logistic(cls))
+        return torch.cat(parts, dim=2).reshape(x.shape)
+
+    def entries(self, out: Tensor) -> Tensor:
+        """This layer's output as (batch, num, coords+classes+1, h, w), x and y activated.
+
+        For AlexeyAB this undoes the [cell][anchor][entry] layout and applies the
+        logistic that its ``get_region_box`` applies to x, y while decoding.
+        """
+        b, _, h, w = out.shape
+        if not self.cell_major:
+            return self._anchor_major(out)
+        v = out.reshape(b, h * w, self.num * self.entry_count).transpose(1, 2)
+        v = v.reshape(b, self.num, self.entry_count, h, w)
+        return torch.cat([logistic(v[:, :, :2]), v[:, :, 2:]], dim=2)
+
+    def describe(self, in_shape: Shape) -> str:
+        return ""
+
+
+@register("region", options=RegionOptions)
+def build(ctx: BuildContext) -> RegionLayer:
+    r = ctx.reader
+    o = r.read(RegionOptions)
+    r.check(o.tree is None, f"tree={o.tree} (YOLO9000 hierarchical softmax) is not supported",
+            "tree")
+    r.check(o.num >= 1, f"num must be >= 1, got {o.num}", "num")
+    r.check(o.classes >= 1, f"classes must be >= 1, got {o.classes}", "classes")
+    if ctx.dialect.name == "alexeyab":
+        # AlexeyAB's CPU forward reads objectness at entry 4 and the classes from entry 5
+        r.check(o.coords >= 4, f"coords must be >= 4 for AlexeyAB's [region], got {o.coords}",
+                "coords")
+    else:
+        r.check(o.coords >= 2, f"coords must be >= 2 (x, y come first), got {o.coords}",
+                "coords")
+    anchors = o.anchors or []
+    r.check(len(anchors) <= 2 * o.num,
+            f"anchors has {len(anchors)} values but num={o.num} takes {2 * o.num} "
+            f"(Darknet would write past its biases)", "anchors")
+    expected = o.num * (o.coords + o.classes + 1)
+    i = ctx.input_shape
+    r.check(i.c == expected,
+            f"the previous layer has {i.c} channels but num={o.num} anchors x ({o.coords} coords "
+            f"+ {o.classes} classes + 1) needs {expected}", "classes")
+    return RegionLayer(ctx.index, i, o, ctx.dialect)
