@@ -167,6 +167,7 @@ def load_weights(model: "Darknet", path: "os.PathLike[str] | str",
     if sys.byteorder != "little":  # pragma: no cover
         body = body.astype("=f4")
     flat = torch.from_numpy(body)
+    _mark_transposed(model, header)
     offset = 0
     with torch.no_grad():
         for _, tensors in _layer_tensors(model, upto):
@@ -176,6 +177,14 @@ def load_weights(model: "Darknet", path: "os.PathLike[str] | str",
                 offset += n
     model.header = header.as_tuple()
     return header
+
+
+def _mark_transposed(model: "Darknet", header: Header) -> None:
+    """[connected] weights are stored [inputs][outputs] in files with major or minor > 1000
+    (``load_connected_weights``); such layers then hand out the transposed view."""
+    for layer in model.layers:
+        if hasattr(layer, "transposed_weights"):
+            layer.transposed_weights = header.transpose
 
 
 def _chunks(model: "Darknet", upto: Optional[int]) -> Iterator[bytes]:
@@ -188,6 +197,7 @@ def save_weights(model: "Darknet", path: "os.PathLike[str] | str",
                  upto: Optional[int] = None) -> None:
     """Write the model's .weights (layers ``0..upto-1`` when given), keeping its header."""
     header = Header(*model.header)
+    _mark_transposed(model, header)
 
     def stream() -> Iterator[bytes]:
         yield header.pack()
