@@ -28,9 +28,11 @@ from .cfg.options import OptionReader, dialect_keys
 from .cfg.reader import Section, read_cfg
 from .dialect import ALEXEYAB, PJREDDIE, Dialect, get_dialect
 from .errors import CfgError, CfgWarning
+from . import limits as _limits
 from .layers import activations
 from .layers.base import BuildContext, CommonOptions, DarknetLayer, Shape
 from .layers.registry import get_builder, options_class, section_dialect
+from .limits import Limits
 
 #: section kinds whose outputs are detections (forward() returns these).
 HEAD_KINDS = ("yolo", "region", "detection", "Gaussian_yolo")
@@ -78,10 +80,14 @@ class Darknet(nn.Module):
     warn_unused:
         warn (:class:`CfgWarning`) about keys no parser read, like Darknet's
         "Unused field".
+    limits:
+        resource caps (:class:`darknet_py.limits.Limits`); default
+        :func:`darknet_py.limits.current`. Every size is checked before anything
+        is allocated; a cfg over a cap is a :class:`CfgError` naming its line.
     """
 
     def __init__(self, sections: Sequence[Section], dialect: "str | Dialect | None" = "auto",
-                 *, warn_unused: bool = True) -> None:
+                 *, warn_unused: bool = True, limits: Optional[Limits] = None) -> None:
         super().__init__()
         if not sections:
             raise CfgError("no sections")
@@ -104,6 +110,18 @@ class Darknet(nn.Module):
             net_reader.check(n.inputs is not None and n.inputs > 0,
                              "needs width, height and channels (or inputs)")
             self.input_shape = Shape(int(n.inputs or 0), 1, 1)
+        self.limits = _limits.current() if limits is None else limits
+        if self.input_shape.numel > self.limits.max_input_elements:
+            raise net_reader.error(
+                f"input {self.input_shape.w}x{self.input_shape.h}x{self.input_shape.c} has "
+                f"{self.input_shape.numel} values, over the limit of "
+                f"{self.limits.max_input_elements} (${_limits.ENV['max_input_elements']})",
+                "width" if first.find("width") else "inputs")
+        if len(sections) - 1 > self.limits.max_layers:
+            over = sections[self.limits.max_layers + 1]
+            raise CfgError(f"more than {self.limits.max_layers} layers "
+                           f"(${_limits.ENV['max_layers']})", file=over.file, line=over.line)
+        params = 0
         readers = [net_reader]
         layers: List[DarknetLayer] = []
         shapes: List[Shape] = []
@@ -119,8 +137,14 @@ class Darknet(nn.Module):
             reader = OptionReader(sec, self.dialect)
             ctx = BuildContext(index=index, reader=reader, net=self.net, dialect=self.dialect,
                                shapes=shapes, layers=layers,
-                               input_shape=shapes[-1] if shapes else self.input_shape)
+                               input_shape=shapes[-1] if shapes else self.input_shape,
+                               limits=self.limits, params_before=params)
             layer = builder(ctx)
+            params += layer.weight_count()
+            if params > self.limits.max_parameters:
+                raise ctx.error(f"the network reaches {params} parameters, over the limit of "
+                                f"{self.limits.max_parameters} "
+                                f"(${_limits.ENV['max_parameters']})")
             common = reader.read(CommonOptions)
             if isinstance(layer, nn.Module) and hasattr(layer, "dontloadscales"):
                 layer.dontloadscales = bool(common.dontloadscales)
@@ -180,22 +204,25 @@ class Darknet(nn.Module):
         x = self._check_input(x)
         saved: Dict[int, Tensor] = {}
         kept: List[Tensor] = []
+        out = x
         last = len(self.layers) - 1 if upto is None else upto
         for i, layer in enumerate(self.layers):
             if i > last:
                 break
-            x = layer(x, [saved[r] for r in layer.refs])
+            out = layer(x, [saved[r] for r in layer.refs])
+            # a flat output (softmax) reaches later layers as its c x h x w
+            x = out.view(out.shape[0], *layer.out_shape) if layer.flat else out
             if keep_all:
-                kept.append(x)
+                kept.append(out)
             elif i in self.heads:
-                kept.append(x)
+                kept.append(out)
             if i in self._last_use:
                 saved[i] = x
             for r in layer.refs:
                 if self._last_use[r] == i:
                     saved.pop(r, None)
         if not keep_all and (not self.heads or upto is not None):
-            kept.append(x)
+            kept.append(out)
         return kept
 
     def forward(self, x: Tensor) -> Union[Tensor, List[Tensor]]:
@@ -222,17 +249,17 @@ class Darknet(nn.Module):
         save_weights(self, path, upto=upto)
 
     # -- reporting --------------------------------------------------------------------
+    #: the header line ``parse_network_cfg`` prints before the layers
+    TABLE_HEADER = "layer     filters    size              input                output"
+
     def layer_table(self) -> List[str]:
-        """Darknet's layer table lines (``layer filters size input -> output BFLOPs``)."""
-        lines = []
+        """The table pjreddie's ``parse_network_cfg`` prints: the header line, then one
+        ``"%5d "``-prefixed line per layer, each the ``fprintf`` of its ``make_*_layer``
+        (conv lines end in their BFLOPs; :meth:`bflops` is their sum)."""
+        lines = [self.TABLE_HEADER]
         prev = self.input_shape
         for layer in self.layers:
-            bflops = layer.flops(prev) / 1e9
-            text = f"{layer.index:>5} {layer.kind[:8]:<8}{layer.describe(prev):<22}"
-            text += f"{prev!s:>18}   ->  {layer.out_shape!s}"
-            if bflops:
-                text += f"  {bflops:6.3f} BFLOPs"
-            lines.append(text)
+            lines.append(f"{layer.index:5d} {layer.table_line(prev)}")
             prev = layer.out_shape
         return lines
 

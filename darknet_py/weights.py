@@ -112,29 +112,85 @@ def _kind(model: "Darknet", index: int) -> str:
     return f"[{model.sections[index + 1].kind}]"
 
 
+def _header_hint(header: Optional[Header], body_bytes: int, needed: int) -> str:
+    """Why a file one float off might be: a header whose version gives ``seen`` the wrong width."""
+    if header is None or not needed:
+        return ""
+    other = 4 if header.wide_seen else 8
+    mine = header.nbytes - 12
+    if body_bytes + mine - other == needed * 4:
+        return (f" (the header's version {header.major}.{header.minor} stores 'seen' in {mine} "
+                f"bytes; with {other} the size would match: was the version changed?)")
+    return ""
+
+
 def _size_error(model: "Darknet", source: str, layout, available: int,
-                upto: Optional[int]) -> WeightsError:
+                upto: Optional[int], header: Optional[Header] = None,
+                stray: int = 0) -> WeightsError:
     needed = layout[-1][1] + layout[-1][2] if layout else 0
+    hint = _header_hint(header, available * 4 + stray, needed)
+    if stray:
+        odd = (f"body of {available * 4 + stray} bytes is not a whole number of float32 "
+               f"values")
+        if available >= needed:
+            return WeightsError(f"{odd}: {stray} stray byte(s) after float {available}{hint}",
+                                file=source)
+        for index, first, count in layout:
+            if first + count > available:
+                return WeightsError(
+                    f"{odd}; expected {needed} floats, the file ends inside layer {index} "
+                    f"{_kind(model, index)} ({max(available - first, 0)} of its {count} floats "
+                    f"and {stray} byte(s)){hint}", file=source)
     if available < needed:
         for index, first, count in layout:
             if first + count > available:
                 have = max(available - first, 0)
                 if have == 0:
-                    hint = (f"; the file ends exactly after layer {index - 1}: a partial file "
-                            f"(like darknet53.conv.74) loads with upto={index}") if first else ""
+                    if first and not hint:
+                        hint = (f"; the file ends exactly after layer {index - 1}: a partial "
+                                f"file (like darknet53.conv.74) loads with upto={index}")
                     return WeightsError(
                         f"truncated: expected {needed} floats, found {available}; layer {index} "
                         f"{_kind(model, index)} needs {count} and none are left{hint}",
                         file=source, layer=index)
                 return WeightsError(
                     f"truncated: expected {needed} floats, found {available}; the file ends "
-                    f"inside layer {index} {_kind(model, index)} ({have} of its {count} floats)",
+                    f"inside layer {index} {_kind(model, index)} ({have} of its {count} "
+                    f"floats){hint}",
                     file=source, layer=index)
     extra = available - needed
     scope = "the network" if upto is None else f"layers 0..{upto - 1}"
+    hint = hint or "; is this the cfg these weights were trained with?"
     return WeightsError(f"oversized: expected {needed} floats for {scope}, found {available} "
-                        f"({extra} extra); is this the cfg these weights were trained with?",
-                        file=source)
+                        f"({extra} extra){hint}", file=source)
+
+
+def _check_file(model: "Darknet", handle, source: str,
+                upto: Optional[int]) -> Tuple[Header, int]:
+    """Header of the open file and the floats to read; raises unless its size fits ``model``."""
+    size = os.fstat(handle.fileno()).st_size
+    header = parse_header(handle.read(20), source)
+    layout = _layout(model, upto)
+    needed = layout[-1][1] + layout[-1][2] if layout else 0
+    available, stray = divmod(size - header.nbytes, 4)
+    if stray or available < needed or (upto is None and available != needed):
+        raise _size_error(model, source, layout, available, upto, header, stray)
+    return header, needed
+
+
+def check_weights(model: "Darknet", path: "os.PathLike[str] | str",
+                  upto: Optional[int] = None) -> Header:
+    """Check that ``path`` fits ``model`` (header and size) without reading its floats.
+
+    Works on a model built on the ``meta`` device (nothing allocated); raises the
+    :class:`WeightsError` :func:`load_weights` would raise.
+    """
+    source = os.fspath(path)
+    try:
+        with open(source, "rb") as handle:
+            return _check_file(model, handle, source, upto)[0]
+    except OSError as exc:
+        raise WeightsError(f"cannot read weights: {exc.strerror or exc}", file=source) from None
 
 
 def load_weights(model: "Darknet", path: "os.PathLike[str] | str",
@@ -145,19 +201,9 @@ def load_weights(model: "Darknet", path: "os.PathLike[str] | str",
     longer). On any error no parameter is modified.
     """
     source = os.fspath(path)
-    layout = _layout(model, upto)
-    needed = layout[-1][1] + layout[-1][2] if layout else 0
     try:
         with open(source, "rb") as handle:
-            size = os.fstat(handle.fileno()).st_size
-            header = parse_header(handle.read(20), source)
-            body_bytes = size - header.nbytes
-            if body_bytes % 4:
-                raise WeightsError(f"body of {body_bytes} bytes is not a whole number of "
-                                   f"float32 values", file=source)
-            available = body_bytes // 4
-            if available < needed or (upto is None and available != needed):
-                raise _size_error(model, source, layout, available, upto)
+            header, needed = _check_file(model, handle, source, upto)
             handle.seek(header.nbytes)
             body = np.empty(needed, dtype="<f4")
             if handle.readinto(memoryview(body).cast("B")) != needed * 4:

@@ -13,7 +13,7 @@ from typing import List
 
 from torch import Tensor
 
-from .base import BuildContext, DarknetLayer, Shape
+from .base import BuildContext, DarknetLayer, Shape, table_shape
 from .registry import register
 
 
@@ -23,6 +23,9 @@ class AvgpoolLayer(DarknetLayer):
     def forward(self, x: Tensor, refs: List[Tensor]) -> Tensor:
         # darknet sums then divides by h*w
         return x.sum(dim=(2, 3), keepdim=True) / float(x.shape[2] * x.shape[3])
+
+    def table_line(self, in_shape: Shape) -> str:
+        return f"avg{'':21}{table_shape(in_shape)}   ->  {in_shape.c:4d}"
 
 
 @register("avgpool", "avg")

@@ -14,14 +14,16 @@ from typing import TYPE_CHECKING, List, NamedTuple, Optional, Sequence
 import torch
 from torch import Tensor, nn
 
+from .. import limits as _limits
 from ..cfg.options import OptionReader, option
 from ..dialect import Dialect
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..cfg.net import NetOptions
 
-#: refuse to build a layer whose output (per image) would exceed this many floats.
-MAX_LAYER_ELEMENTS = 2 ** 31 - 1
+#: default cap on one layer's output (per image) / weights, in floats; the cap in force is
+#: ``ctx.limits.max_layer_elements`` (see :mod:`darknet_py.limits`).
+MAX_LAYER_ELEMENTS = _limits.DEFAULT.max_layer_elements
 
 
 class Shape(NamedTuple):
@@ -50,9 +52,29 @@ class BuildContext:
     shapes: List[Shape]
     layers: List["DarknetLayer"] = field(default_factory=list)
     input_shape: Shape = Shape(0, 0, 0)
+    #: resource caps in force for this build (:mod:`darknet_py.limits`)
+    limits: _limits.Limits = field(default_factory=_limits.current)
+    #: parameters (floats) of the layers built before this one
+    params_before: int = 0
 
     def error(self, message: str, key: Optional[str] = None):
         return self.reader.error(message, key)
+
+    def check_elements(self, count: int, what: str, key: Optional[str] = None) -> None:
+        """Refuse ``count`` floats of ``what`` (one tensor) above ``max_layer_elements``."""
+        cap = self.limits.max_layer_elements
+        if count > cap:
+            raise self.error(f"{what} of {count} floats exceeds the limit of {cap} per layer "
+                             f"(${_limits.ENV['max_layer_elements']})", key)
+
+    def check_weights(self, count: int, key: Optional[str] = None) -> None:
+        """Refuse ``count`` new weights before allocating them (per-layer and total caps)."""
+        self.check_elements(count, "weights", key)
+        cap = self.limits.max_parameters
+        if self.params_before + count > cap:
+            raise self.error(f"{count} weights bring the network to {self.params_before + count} "
+                             f"parameters, over the limit of {cap} "
+                             f"(${_limits.ENV['max_parameters']})", key)
 
     def layer_index(self, value: int, key: str) -> int:
         """Resolve a cfg layer reference: negative = relative to this layer, else absolute."""
@@ -99,8 +121,24 @@ class DarknetLayer(nn.Module):
         """The middle part of Darknet's layer table line."""
         return ""
 
+    def table_line(self, in_shape: Shape) -> str:
+        """This layer's line in the table Darknet prints while parsing (after ``"%5d "``).
+
+        Layers with a pjreddie ``make_*_layer`` print override this with its exact
+        ``fprintf``; the default is a generic line from kind, describe() and flops().
+        """
+        text = (f"{self.kind[:8]:<8}{self.describe(in_shape):<22}{table_shape(in_shape)}   ->  "
+                f"{table_shape(self.out_shape)}")
+        bflops = self.flops(in_shape) / 1e9
+        return text + f"  {bflops:5.3f} BFLOPs" if bflops else text
+
     def extra_repr(self) -> str:
         return f"index={self.index}, out={tuple(self.out_shape)}"
+
+
+def table_shape(shape: Shape) -> str:
+    """Darknet's ``"%4d x%4d x%4d"`` of (w, h, c) in its layer table."""
+    return f"{shape.w:4d} x{shape.h:4d} x{shape.c:4d}"
 
 
 def check_shape(ctx: BuildContext, shape: Shape) -> Shape:
@@ -108,9 +146,7 @@ def check_shape(ctx: BuildContext, shape: Shape) -> Shape:
     if shape.c <= 0 or shape.h <= 0 or shape.w <= 0:
         raise ctx.error(f"output shape would be {shape.c}x{shape.h}x{shape.w} (c x h x w) "
                         f"for input {ctx.input_shape.c}x{ctx.input_shape.h}x{ctx.input_shape.w}")
-    if shape.numel > MAX_LAYER_ELEMENTS:
-        raise ctx.error(f"output of {shape.numel} floats per image exceeds the limit of "
-                        f"{MAX_LAYER_ELEMENTS}")
+    ctx.check_elements(shape.numel, f"output {shape.c}x{shape.h}x{shape.w} (c x h x w)")
     return shape
 
 

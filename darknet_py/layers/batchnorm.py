@@ -87,6 +87,9 @@ class BatchnormLayer(DarknetLayer):
     def weight_tensors(self) -> List[Tensor]:
         return self.bn.weight_tensors()
 
+    def table_line(self, in_shape: Shape) -> str:
+        return f"Batch Normalization Layer: {in_shape.w} x {in_shape.h} x {in_shape.c} image"
+
 
 @register("batchnorm")
 def build(ctx: BuildContext) -> BatchnormLayer:

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from ..cfg.options import option
 from . import activations
-from .base import MAX_LAYER_ELEMENTS, BuildContext, DarknetLayer, Shape, check_shape
+from .base import BuildContext, DarknetLayer, Shape, check_shape, table_shape
 from .batchnorm import BatchNorm
 from .registry import register
 
@@ -139,6 +139,13 @@ class ConvolutionalLayer(DarknetLayer):
         groups = f"{o.groups:>3}" if o.groups > 1 else ""
         return f"{o.filters:>5} {groups}{o.size:>2} x{o.size:>2} /{o.stride:>2}"
 
+    def table_line(self, in_shape: Shape) -> str:
+        # make_convolutional_layer's fprintf (pjreddie): groups are not shown
+        o = self.opts
+        return (f"conv  {o.filters:5d} {o.size:2d} x{o.size:2d} /{o.stride:2d}  "
+                f"{table_shape(in_shape)}   ->  {table_shape(self.out_shape)}  "
+                f"{self.flops(in_shape) / 1e9:5.3f} BFLOPs")
+
 
 @register("convolutional", "conv", options=ConvolutionalOptions)
 def build(ctx: BuildContext) -> ConvolutionalLayer:
@@ -163,8 +170,9 @@ def build(ctx: BuildContext) -> ConvolutionalLayer:
             f"kernel size {o.size} does not fit the {w_in}x{h_in} input with padding {o.padding}",
             "size")
     n_weights = o.filters * (c // o.groups) * o.size * o.size
-    r.check(n_weights <= MAX_LAYER_ELEMENTS,
-            f"{n_weights} weights exceed the limit of {MAX_LAYER_ELEMENTS} per layer", "filters")
+    ctx.check_weights(n_weights, "filters")
+    ctx.check_elements(c * (h_in + 2 * o.padding) * (w_in + 2 * o.padding),
+                       "padded input", "padding" if r.has("padding") else "pad")
     out = Shape(o.filters, _out_size(h_in, o.padding, o.size, o.stride_y),
                 _out_size(w_in, o.padding, o.size, o.stride_x))
     if o.dilation > 1:

@@ -45,6 +45,10 @@ class DropoutLayer(DarknetLayer):
     def describe(self, in_shape) -> str:
         return f"p = {self.probability:.2f}"
 
+    def table_line(self, in_shape) -> str:
+        n = in_shape.numel
+        return f"dropout       p = {self.probability:.2f}               {n:4d}  ->  {n:4d}"
+
 
 @register("dropout", options=DropoutOptions)
 def build(ctx: BuildContext) -> DropoutLayer:

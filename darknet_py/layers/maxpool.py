@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..cfg.options import option
-from .base import BuildContext, DarknetLayer, Shape, check_shape
+from .base import BuildContext, DarknetLayer, Shape, check_shape, table_shape
 from .registry import register
 
 FLT_MAX = 3.4028234663852886e38
@@ -73,6 +73,11 @@ class MaxpoolLayer(DarknetLayer):
         o = self.opts
         return f"{o.size:>8} x{o.size:>2} /{o.stride:>2}"
 
+    def table_line(self, in_shape: Shape) -> str:
+        o = self.opts
+        return (f"max          {o.size} x {o.size} / {o.stride}  {table_shape(in_shape)}   ->  "
+                f"{table_shape(self.out_shape)}")
+
 
 @register("maxpool", "max", options=MaxpoolOptions)
 def build(ctx: BuildContext) -> MaxpoolLayer:
@@ -86,6 +91,7 @@ def build(ctx: BuildContext) -> MaxpoolLayer:
     i = ctx.input_shape
     r.check(i.w + o.padding >= o.size and i.h + o.padding >= o.size,
             f"window {o.size} does not fit the {i.w}x{i.h} input with padding {o.padding}", "size")
+    ctx.check_elements(i.c * (i.h + o.padding) * (i.w + o.padding), "padded input", "padding")
     out = Shape(i.c, (i.h + o.padding - o.size) // o.stride_y + 1,
                 (i.w + o.padding - o.size) // o.stride_x + 1)
     return MaxpoolLayer(ctx.index, check_shape(ctx, out), o)

@@ -59,6 +59,9 @@ class RouteLayer(DarknetLayer):
             text += f" /{self.groups}({self.group_id})"
         return text
 
+    def table_line(self, in_shape: Shape) -> str:
+        return "route " + "".join(f" {i}" for i in self.refs)
+
 
 @register("route", options=RouteOptions)
 def build(ctx: BuildContext) -> RouteLayer:

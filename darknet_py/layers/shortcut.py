@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from ..cfg.options import option
 from . import activations
-from .base import BuildContext, DarknetLayer, Shape
+from .base import BuildContext, DarknetLayer, Shape, table_shape
 from .registry import register
 
 WEIGHTS_TYPES = {"none": 0, "per_feature": 1, "per_layer": 1, "per_channel": 2}
@@ -112,6 +112,11 @@ class ShortcutLayer(DarknetLayer):
 
     def describe(self, in_shape: Shape) -> str:
         return " " + " ".join(str(i) for i in self.refs)
+
+    def table_line(self, in_shape: Shape) -> str:
+        # make_shortcut_layer: the from-layer's index and shape, then the output's
+        return (f"res  {self.refs[0]:3d}                {table_shape(self.ref_shapes[0])}   ->  "
+                f"{table_shape(self.out_shape)}")
 
 
 @register("shortcut", options=ShortcutOptions)

@@ -53,6 +53,9 @@ class SoftmaxLayer(DarknetLayer):
     def describe(self, in_shape: Shape) -> str:
         return f"{in_shape.numel:>8}"
 
+    def table_line(self, in_shape: Shape) -> str:
+        return f"softmax{'':40}{in_shape.numel:4d}"
+
 
 @register("softmax", "soft", options=SoftmaxOptions)
 def build(ctx: BuildContext) -> SoftmaxLayer:

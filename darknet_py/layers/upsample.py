@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..cfg.options import option
-from .base import BuildContext, DarknetLayer, Shape, check_shape
+from .base import BuildContext, DarknetLayer, Shape, check_shape, table_shape
 from .registry import register
 
 
@@ -50,6 +50,11 @@ class UpsampleLayer(DarknetLayer):
 
     def describe(self, in_shape: Shape) -> str:
         return f"{self.stride:>8}x"
+
+    def table_line(self, in_shape: Shape) -> str:
+        name = "upsample  " if self.stride > 0 else "downsample"
+        return (f"{name}         {abs(self.stride):2d}x  {table_shape(in_shape)}   ->  "
+                f"{table_shape(self.out_shape)}")
 
 
 @register("upsample", options=UpsampleOptions)

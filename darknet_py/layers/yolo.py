@@ -119,6 +119,9 @@ class YoloLayer(DarknetLayer):
     def describe(self, in_shape: Shape) -> str:
         return ""
 
+    def table_line(self, in_shape: Shape) -> str:
+        return "yolo"
+
 
 @register("yolo", options=YoloOptions)
 def build(ctx: BuildContext) -> YoloLayer:
