@@ -56,6 +56,7 @@ def option(default: Any = MISSING, *, key: Optional[str] = None, alexeyab: Any =
 
 
 def _parse_int(text: str) -> int:
+    text = text.split("#", 1)[0]  # atoi stops at the '#' of "filters=40  #32" (AlexeyAB cfgs)
     if not _INT.fullmatch(text):
         raise ValueError("expected an integer")
     value = float(text)
@@ -65,6 +66,7 @@ def _parse_int(text: str) -> int:
 
 
 def _parse_float(text: str) -> float:
+    text = text.split("#", 1)[0]  # atof stops there too
     try:
         value = float(text)
     except ValueError:
