@@ -72,10 +72,15 @@ class RegionOptions:
 
 
 def darknet_softmax(x: Tensor, dim: int) -> Tensor:
-    """``blas.c:softmax`` with temperature 1: ``exp(x - max) / sum`` along ``dim``."""
+    """``blas.c:softmax`` with temperature 1 along ``dim``: ``e = exp(x - max)`` (a float
+    difference, C's double ``exp``, stored as float), summed in float in Darknet's order,
+    then ``e / sum``."""
     largest = x.max(dim=dim, keepdim=True).values
-    e = torch.exp(x - largest)
-    return e / e.sum(dim=dim, keepdim=True)
+    e = torch.exp((x - largest).double()).to(x.dtype)
+    total = torch.zeros_like(largest)
+    for k in range(x.shape[dim]):
+        total = total + e.narrow(dim, k, 1)
+    return e / total
 
 
 class RegionLayer(DarknetLayer):
