@@ -633,3 +633,19 @@ def test_yolov1_style_stack_builds_and_runs():
     with torch.no_grad():
         (out,) = model(x)
     assert out.shape == (1, 28) and torch.isfinite(out).all()
+
+
+def test_layer_table_lines_are_pjreddies_fprintfs():
+    text = (head(8, 8, 4) + "[crop]\ncrop_width=6\ncrop_height=6\n[lrn]\n[local]\nfilters=4\n"
+            "size=3\npad=1\n[reorg]\nstride=2\n[deconv]\nfilters=3\nsize=2\nstride=2\n"
+            "[connected]\noutput=5\n[cost]\n")
+    lines = net(text).layer_table()[1:]
+    assert lines == [
+        "    0 Crop Layer: 8 x 8 -> 6 x 6 x 4 image",
+        "    1 Local Response Normalization Layer: 6 x 6 x 4 image, 5 size",
+        "    2 Local Layer: 6 x 6 x 4 image, 4 filters -> 6 x 6 x 4 image",
+        "    3 reorg              / 2     6 x   6 x   4   ->     3 x   3 x  16",
+        "    4 deconv    3  2 x 2 / 2     3 x   3 x  16   ->     6 x   6 x   3",
+        "    5 connected                             108  ->     5",
+        "    6 cost                                              5",
+    ]

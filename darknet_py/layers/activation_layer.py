@@ -44,6 +44,10 @@ class ActivationLayer(DarknetLayer):
         return f" {self.activation}"
 
 
+    def table_line(self, in_shape: Shape) -> str:
+        return f"Activation Layer: {in_shape.numel} inputs"
+
+
 @register("activation", options=ActivationOptions)
 def build(ctx: BuildContext) -> ActivationLayer:
     r = ctx.reader

@@ -94,6 +94,10 @@ class ConnectedLayer(DarknetLayer):
         return f"{self.inputs:>8} -> {self.outputs}"
 
 
+    def table_line(self, in_shape: Shape) -> str:
+        return f"connected                            {self.inputs:4d}  ->  {self.outputs:4d}"
+
+
 @register("connected", "conn", options=ConnectedOptions)
 def build(ctx: BuildContext) -> ConnectedLayer:
     r = ctx.reader

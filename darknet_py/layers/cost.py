@@ -57,6 +57,10 @@ class CostLayer(DarknetLayer):
         return f"{in_shape.numel:>8}"
 
 
+    def table_line(self, in_shape) -> str:
+        return f"cost{'':43}{in_shape.numel:4d}"
+
+
 @register("cost", options=CostOptions)
 def build(ctx: BuildContext) -> CostLayer:
     r = ctx.reader

@@ -73,6 +73,11 @@ class CropLayer(DarknetLayer):
         return f"{in_shape.h} x {in_shape.w} -> {self.out_shape.h} x {self.out_shape.w}"
 
 
+    def table_line(self, in_shape: Shape) -> str:
+        o = self.out_shape
+        return f"Crop Layer: {in_shape.h} x {in_shape.w} -> {o.h} x {o.w} x {o.c} image"
+
+
 @register("crop", options=CropOptions)
 def build(ctx: BuildContext) -> CropLayer:
     r = ctx.reader

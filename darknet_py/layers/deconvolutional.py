@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from ..cfg.options import option
 from . import activations
-from .base import BuildContext, DarknetLayer, Shape, check_shape
+from .base import BuildContext, DarknetLayer, Shape, check_shape, table_shape
 from .batchnorm import BatchNorm
 from .logistic import require_pjreddie
 from .registry import register
@@ -99,6 +99,12 @@ class DeconvolutionalLayer(DarknetLayer):
     def describe(self, in_shape: Shape) -> str:
         o = self.opts
         return f"{o.filters:>5} {o.size:>2} x{o.size:>2} /{o.stride:>2}"
+
+
+    def table_line(self, in_shape: Shape) -> str:
+        o = self.opts
+        return (f"deconv{o.filters:5d} {o.size:2d} x{o.size:2d} /{o.stride:2d}  "
+                f"{table_shape(in_shape)}   ->  {table_shape(self.out_shape)}")
 
 
 @register("deconvolutional", "deconv", options=DeconvolutionalOptions, only="pjreddie")

@@ -78,6 +78,10 @@ class DetectionLayer(DarknetLayer):
         return ""
 
 
+    def table_line(self, in_shape: Shape) -> str:
+        return "Detection Layer"
+
+
 @register("detection", options=DetectionOptions)
 def build(ctx: BuildContext) -> DetectionLayer:
     r = ctx.reader

@@ -35,6 +35,10 @@ class L2normLayer(DarknetLayer):
         return x / torch.sqrt(total.double()).to(x.dtype).unsqueeze(1)
 
 
+    def table_line(self, in_shape) -> str:
+        return f"l2norm{'':41}{in_shape.numel:4d}"
+
+
 @register("l2norm", only="pjreddie")
 def build(ctx: BuildContext) -> L2normLayer:
     require_pjreddie(ctx)

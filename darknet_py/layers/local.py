@@ -94,6 +94,12 @@ class LocalLayer(DarknetLayer):
         return f"{o.filters:>5} {o.size:>2} x{o.size:>2} /{o.stride:>2}"
 
 
+    def table_line(self, in_shape: Shape) -> str:
+        i, o = in_shape, self.out_shape
+        return (f"Local Layer: {i.h} x {i.w} x {i.c} image, {o.c} filters -> "
+                f"{o.h} x {o.w} x {o.c} image")
+
+
 @register("local", options=LocalOptions)
 def build(ctx: BuildContext) -> LocalLayer:
     r = ctx.reader

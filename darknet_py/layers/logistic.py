@@ -34,6 +34,10 @@ class LogisticLayer(DarknetLayer):
         return logistic(x)
 
 
+    def table_line(self, in_shape) -> str:
+        return f"logistic x entropy{'':29}{in_shape.numel:4d}"
+
+
 @register("logistic", only="pjreddie")
 def build(ctx: BuildContext) -> LogisticLayer:
     require_pjreddie(ctx)

@@ -78,6 +78,11 @@ class NormalizationLayer(DarknetLayer):
         return f"{self.size:>8}"
 
 
+    def table_line(self, in_shape: Shape) -> str:
+        i = in_shape
+        return f"Local Response Normalization Layer: {i.w} x {i.h} x {i.c} image, {self.size} size"
+
+
 @register("normalization", "lrn", options=NormalizationOptions)
 def build(ctx: BuildContext) -> NormalizationLayer:
     r = ctx.reader

@@ -158,6 +158,10 @@ class RegionLayer(DarknetLayer):
         return ""
 
 
+    def table_line(self, in_shape: Shape) -> str:
+        return "detection"  # make_region_layer's fprintf
+
+
 @register("region", options=RegionOptions)
 def build(ctx: BuildContext) -> RegionLayer:
     r = ctx.reader

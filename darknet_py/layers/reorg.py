@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 
 from ..cfg.options import option
-from .base import BuildContext, DarknetLayer, Shape, check_shape
+from .base import BuildContext, DarknetLayer, Shape, check_shape, table_shape
 from .registry import register
 
 
@@ -82,6 +82,14 @@ class ReorgLayer(DarknetLayer):
         if self.extra:
             return f"+{self.extra}"
         return f"{'x' if self.reverse else '/'}{self.stride:>2}"
+
+
+    def table_line(self, in_shape: Shape) -> str:
+        i, o = in_shape, self.out_shape
+        if self.extra:
+            return f"reorg              {i.numel:4d}   ->  {o.numel:4d}"
+        return (f"reorg              /{self.stride:2d}  {table_shape(i)}   ->  "
+                f"{table_shape(o)}")
 
 
 @register("reorg", options=ReorgOptions)
