@@ -137,10 +137,12 @@ def _size_error(model: "Darknet", source: str, layout, available: int,
                                 file=source)
         for index, first, count in layout:
             if first + count > available:
-                return WeightsError(
+                err = WeightsError(
                     f"{odd}; expected {needed} floats, the file ends inside layer {index} "
                     f"{_kind(model, index)} ({max(available - first, 0)} of its {count} floats "
                     f"and {stray} byte(s)){hint}", file=source)
+                err.layer = index  # named in the text already
+                return err
     if available < needed:
         for index, first, count in layout:
             if first + count > available:
