@@ -367,34 +367,36 @@ def _objectness_to_end(objectness: np.ndarray) -> np.ndarray:
     return order
 
 
-#: largest (classes x candidates x candidates) IoU block built at once in :func:`do_nms_sort`
-NMS_BLOCK = 1 << 24
+#: up to this many candidate boxes, do_nms_sort computes their IoU > nms matrix once
+#: (shared by every class: IoU does not depend on the class); above it, rows on demand
+NMS_FULL = 6144
 
 
-def _greedy_block(boxes: Tensor, idx: Tensor, valid: Tensor, nms: float) -> Tensor:
-    """Greedy suppression for K classes at once; ``idx`` (K, m) rows of ``boxes`` in
-    each class's sorted order, ``valid`` (K, m) prob > 0. Returns the suppressed mask."""
-    b = boxes[idx]  # (K, m, 4)
-    over = box_iou(b[:, :, None, :], b[:, None, :, :]) > nms  # (K, m, m)
-    over &= torch.ones(idx.shape[1], idx.shape[1], dtype=torch.bool).triu(1)
-    alive = valid.clone()
-    for i in range(idx.shape[1]):
-        alive[:, i + 1:] &= ~(over[:, i, i + 1:] & alive[:, i:i + 1])
-    return valid & ~alive
+def _overlaps(boxes: Tensor, nms: float, rows: int = 512) -> np.ndarray:
+    """(N, N) bool: box_iou > nms for every pair, computed ``rows`` rows at a time."""
+    n = boxes.shape[0]
+    out = np.empty((n, n), dtype=bool)
+    for start in range(0, n, rows):
+        block = box_iou(boxes[start:start + rows, None, :], boxes[None, :, :]) > nms
+        out[start:start + rows] = block.numpy()
+    return out
 
 
-def _greedy_rows(boxes: Tensor, idx: Tensor, nms: float) -> Tensor:
-    """Greedy suppression for one class with many candidates, one surviving box at a time."""
-    m = idx.shape[0]
-    b = boxes[idx]
-    alive = torch.ones(m, dtype=torch.bool)
+def _greedy(order: np.ndarray, over: Callable[[int, np.ndarray], np.ndarray]) -> np.ndarray:
+    """Positions of ``order`` that greedy NMS suppresses: walking ``order``, each box still
+    alive zeroes every later one it overlaps. ``over(i, js)`` -> bool IoU > nms for box i
+    against boxes js. One vectorized step per surviving box."""
+    m = order.size
+    alive = np.ones(m, dtype=bool)
     i = 0
-    while i < m:
-        nxt = torch.nonzero(alive[i:])
-        if nxt.numel() == 0:
+    while i < m - 1:
+        step = int(np.argmax(alive[i:]))
+        if not alive[i + step]:
             break
-        i += int(nxt[0])
-        alive[i + 1:] &= ~(box_iou(b[i], b[i + 1:]) > nms)
+        i += step
+        if i >= m - 1:
+            break
+        alive[i + 1:] &= ~over(int(order[i]), order[i + 1:])
         i += 1
     return ~alive
 
@@ -407,7 +409,8 @@ def do_nms_sort(dets: DetectionArrays, nms: float) -> Tuple[DetectionArrays, np.
     glibc's stable merge sort) and, walking that order, zeroes prob[k] of every
     later detection whose IoU with a detection still having prob[k] > 0 is
     > nms. The array is left in the order of the last class's sort; ``order[i]``
-    is the input row of output row i. Vectorized across classes in torch.
+    is the input row of output row i. IoUs are computed in torch (float32, as
+    ``box_iou``), once per pair of candidate boxes.
     """
     n, classes = dets.probs.shape
     order = _objectness_to_end(dets.objectness)
@@ -415,40 +418,31 @@ def do_nms_sort(dets: DetectionArrays, nms: float) -> Tuple[DetectionArrays, np.
     order = order[:total]
     work = dets.take(order)
     probs = work.probs.copy()
-    boxes = torch.from_numpy(np.ascontiguousarray(work.boxes))
     perm = np.arange(total)
-    sorted_idx: List[np.ndarray] = []
+    candidates: List[np.ndarray] = []
     for k in range(classes):  # the chain of stable sorts fixes each class's order
         perm = perm[np.argsort(-probs[perm, k], kind="stable")]
         count = int((probs[perm, k] > 0).sum())
-        sorted_idx.append(perm[:count])
-    nms32 = float(_F32(nms))
-    pending = [k for k in range(classes) if sorted_idx[k].size > 1]
-    pending.sort(key=lambda k: sorted_idx[k].size)
-    start = 0
-    while start < len(pending):
-        m = sorted_idx[pending[start]].size
-        group = [pending[start]]
-        while (start + len(group) < len(pending)
-               and (len(group) + 1) * max(m, sorted_idx[pending[start + len(group)]].size) ** 2
-               <= NMS_BLOCK):
-            group.append(pending[start + len(group)])
-            m = max(m, sorted_idx[group[-1]].size)
-        start += len(group)
-        if m * m > NMS_BLOCK:
-            for k in group:
-                gone = _greedy_rows(boxes, torch.from_numpy(sorted_idx[k]), nms32).numpy()
-                probs[sorted_idx[k][gone], k] = 0
-            continue
-        idx = torch.zeros(len(group), m, dtype=torch.long)
-        valid = torch.zeros(len(group), m, dtype=torch.bool)
-        for g, k in enumerate(group):
-            idx[g, :sorted_idx[k].size] = torch.from_numpy(sorted_idx[k])
-            valid[g, :sorted_idx[k].size] = True
-        gone = _greedy_block(boxes, idx, valid, nms32).numpy()
-        for g, k in enumerate(group):
-            rows = idx[g].numpy()[gone[g]]
-            probs[rows, k] = 0
+        candidates.append(perm[:count])
+    busy = [k for k in range(classes) if candidates[k].size > 1]
+    if busy:
+        nms32 = float(_F32(nms))
+        used = np.unique(np.concatenate([candidates[k] for k in busy]))
+        boxes = torch.from_numpy(np.ascontiguousarray(work.boxes[used]))
+        where = np.full(total, -1, dtype=np.int64)
+        where[used] = np.arange(used.size)
+        if used.size <= NMS_FULL:
+            table = _overlaps(boxes, nms32)
+
+            def over(i: int, js: np.ndarray) -> np.ndarray:
+                return table[i, js]
+        else:
+            def over(i: int, js: np.ndarray) -> np.ndarray:
+                return (box_iou(boxes[i], boxes[torch.from_numpy(js)]) > nms32).numpy()
+        for k in busy:
+            local = where[candidates[k]]
+            gone = _greedy(local, over)
+            probs[candidates[k][gone], k] = 0
     out = DetectionArrays(work.boxes[perm], work.objectness[perm], probs[perm])
     return out, order[perm]
 

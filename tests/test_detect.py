@@ -156,7 +156,7 @@ def test_do_nms_sort_matches_darknet_transcription(data, thresh):
 
 
 def test_do_nms_sort_large_block_path_agrees(monkeypatch):
-    """The one-box-at-a-time path (used when a class has very many candidates) = the block path."""
+    """IoU rows on demand (used for very many candidate boxes) = the precomputed IoU table."""
     rng = np.random.default_rng(5)
     n = 300
     boxes = np.column_stack([rng.random(n), rng.random(n), 0.05 + 0.3 * rng.random(n),
@@ -165,7 +165,7 @@ def test_do_nms_sort_large_block_path_agrees(monkeypatch):
     dets = DetectionArrays(boxes, np.ones(n, F), probs)
     block, order = do_nms_sort(dets, 0.45)
     import darknet_py.detect as detect_module
-    monkeypatch.setattr(detect_module, "NMS_BLOCK", 16)
+    monkeypatch.setattr(detect_module, "NMS_FULL", 16)
     rows, order2 = do_nms_sort(dets, 0.45)
     assert np.array_equal(order, order2) and np.array_equal(block.probs, rows.probs)
     assert (block.probs > 0).sum() < (probs > 0).sum()
