@@ -419,3 +419,37 @@ def test_contrastive_errors(yolo_extra, contrastive, route, match):
     with pytest.raises(CfgError, match=r"t\.cfg:\d+: " + match):
         Darknet(parse_cfg(contrastive_cfg(yolo_extra, contrastive, route), "t.cfg"),
                 warn_unused=False)
+
+
+# -- [maxpool] maxpool_depth=1 ---------------------------------------------------------------
+@pytest.mark.parametrize("c, out_channels", [(6, 2), (7, 3), (2, 4)])
+def test_maxpool_depth_takes_the_max_over_strided_channel_groups(c, out_channels):
+    model = net(head(3, 2, 2) + conv(c, 3) + f"[maxpool]\nmaxpool_depth=1\nout_channels={out_channels}\n"
+                + "size=2\nstride=2\n")
+    outs = outputs(model, batch=2)
+    layer = model.layers[1]
+    assert tuple(layer.out_shape) == (out_channels, 2, 3)  # size/stride do not apply
+    x, h, w = flat(outs[0]), 2, 3
+    # maxpool_layer.c:forward_maxpool_layer, the l.maxpool_depth branch
+    ref = [0.0] * (2 * out_channels * h * w)
+    for b in range(2):
+        for i in range(h):
+            for j in range(w):
+                for g in range(out_channels):
+                    out_index = j + w * (i + h * (g + out_channels * b))
+                    best = -3.4028234663852886e38
+                    for k in range(g, c, out_channels):
+                        val = x[j + w * (i + h * (k + c * b))]
+                        best = val if val > best else best
+                    ref[out_index] = best
+    assert flat(outs[1]) == ref
+
+
+def test_maxpool_depth_is_alexeyab_only():
+    cfg = head(3, 2, 2) + conv(4) + "[maxpool]\nmaxpool_depth=1\nout_channels=2\n"
+    assert net(cfg).dialect.name == "alexeyab"  # auto-detected from the key
+    with pytest.warns(Warning, match="maxpool_depth"):  # pjreddie does not read it
+        model = Darknet(parse_cfg(cfg, "t.cfg"), "pjreddie")
+    assert tuple(model.layers[1].out_shape) == (4, 2, 3)
+    with pytest.raises(CfgError, match=r"t\.cfg:12: out_channels"):
+        net(cfg.replace("out_channels=2", "out_channels=0"))

@@ -35,9 +35,9 @@ class MaxpoolOptions:
     stride_y: Optional[int] = option(None, only="alexeyab", doc="default stride")
     size: Optional[int] = option(None, doc="default stride")
     padding: Optional[int] = option(None, doc="default size-1 (total, split floor-left)")
+    maxpool_depth: int = option(0, only="alexeyab", doc="1: max over channel groups instead")
+    out_channels: int = option(1, only="alexeyab", doc="groups of maxpool_depth=1")
     # not implemented: a non-default value is an error
-    maxpool_depth: int = option(0)
-    out_channels: int = option(1)
     antialiasing: int = option(0)
     maxpool_zero_nonmax: int = option(0)
 
@@ -62,8 +62,16 @@ class MaxpoolLayer(DarknetLayer):
         self.stride = (opts.stride_y, opts.stride_x)
         before = opts.padding // 2
         self.pad = (before, opts.padding - before, before, opts.padding - before)
+        self.depth = opts.out_channels if opts.maxpool_depth else 0
 
     def forward(self, x: Tensor, refs: List[Tensor]) -> Tensor:
+        if self.depth:
+            # AlexeyAB maxpool_depth: out[g] = max over input channels g, g+G, g+2G, ... < c
+            # (G = out_channels), starting from -FLT_MAX; size/stride/padding are unused
+            g, c = self.depth, x.shape[1]
+            n = -(-c // g)
+            x = F.pad(x, (0, 0, 0, 0, 0, n * g - c), value=-FLT_MAX)
+            return x.view(x.shape[0], n, g, x.shape[2], x.shape[3]).amax(dim=1)
         if any(self.pad):
             x = F.pad(x, self.pad, value=-FLT_MAX)
         # on the padded grid PyTorch's output size equals Darknet's (w+padding-size)/stride+1
@@ -83,8 +91,13 @@ class MaxpoolLayer(DarknetLayer):
 def build(ctx: BuildContext) -> MaxpoolLayer:
     r = ctx.reader
     o = r.read(MaxpoolOptions)
-    for key, default in (("maxpool_depth", 0), ("antialiasing", 0), ("maxpool_zero_nonmax", 0)):
+    for key, default in (("antialiasing", 0), ("maxpool_zero_nonmax", 0)):
         r.check(getattr(o, key) == default, f"{key}={getattr(o, key)} is not supported", key)
+    if o.maxpool_depth:
+        r.check(o.out_channels >= 1, f"out_channels must be >= 1, got {o.out_channels}",
+                "out_channels")
+        i = ctx.input_shape
+        return MaxpoolLayer(ctx.index, check_shape(ctx, Shape(o.out_channels, i.h, i.w)), o)
     r.check(o.stride_x > 0 and o.stride_y > 0, f"stride must be > 0, got {o.stride}", "stride")
     r.check(o.size > 0, f"size must be > 0, got {o.size}", "size")
     r.check(o.padding >= 0, f"padding must be >= 0, got {o.padding}", "padding")
