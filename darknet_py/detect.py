@@ -115,10 +115,11 @@ def names_from_data(path: "os.PathLike[str] | str") -> List[str]:
 
 
 def resolve_names(names: "Sequence[str] | os.PathLike[str] | str | None",
-                  classes: int) -> List[str]:
+                  classes: int, source: Optional[object] = None) -> List[str]:
     """Names for ``classes`` classes from a list, a .names or .data path, or None.
 
     None gives :data:`COCO_NAMES` for 80 classes, else ``"0"``, ``"1"``, ...
+    Fewer names than classes is a :class:`DataError` (naming ``source``).
 
     >>> resolve_names(None, 2)
     ['0', '1']
@@ -130,9 +131,9 @@ def resolve_names(names: "Sequence[str] | os.PathLike[str] | str | None",
     if isinstance(names, (str, os.PathLike)):
         path = os.fspath(names)
         found = names_from_data(path) if path.endswith(".data") else read_names(path)
-        source: object = path
+        source = path
     else:
-        found, source = [str(n) for n in names], None
+        found = [str(n) for n in names]
     if len(found) < classes:
         raise DataError(f"{len(found)} class names for a network with {classes} classes",
                         file=source)
@@ -581,13 +582,16 @@ def run_detector(model, images: Iterable[ImageLike], *, thresh: float = 0.5, nms
     letter = default_letterbox(model) if letterbox is None else bool(letterbox)
     batch: List[Tuple[Optional[str], np.ndarray, np.ndarray]] = []
 
+    param = next(iter(model.parameters()), None)
+    device = param.device if param is not None else torch.device("cpu")
+
     def flush() -> Iterable[ImageResult]:
-        x = torch.from_numpy(np.stack([item[2] for item in batch]))
+        x = torch.from_numpy(np.stack([item[2] for item in batch])).to(device)
         start = time.perf_counter()
         with torch.no_grad():
             outs = model(x)
+            outs = [o.float().cpu() for o in (outs if isinstance(outs, (list, tuple)) else [outs])]
         share = (time.perf_counter() - start) / len(batch)
-        outs = outs if isinstance(outs, (list, tuple)) else [outs]
         for b, (source, im, _) in enumerate(batch):
             h, w = im.shape[1:]
             dets = get_network_boxes(model, [o[b] for o in outs], w, h, thresh, hier_thresh, letter)

@@ -191,3 +191,12 @@ def test_samples_finds_matplotlibs_file(monkeypatch, tmp_path, capsys):
     assert capsys.readouterr().out.strip() == str(tmp_path / "grace_hopper.jpg")
     assert samples.main(["nothing.png"]) == 2
     assert "nothing.png" in capsys.readouterr().err
+
+
+def test_too_few_names_names_the_data_file(setup, capsys, tmp_path):
+    s = setup
+    (tmp_path / "few.names").write_text("a\nb\n")
+    (tmp_path / "few.data").write_text("names = few.names\n")
+    assert main(["detector", "test", "few.data", s["cfg"], s["weights"], s["dog"]]) == 2
+    err = capsys.readouterr().err
+    assert len(_lines(err)) == 1 and "few.data" in err and "2 class names" in err

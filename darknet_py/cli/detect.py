@@ -103,7 +103,7 @@ def run_test(data: Optional[str], cfg: str, weights: str, images: Sequence[str],
 
     model = darknet_py.load(cfg, resolve_weights(weights))
     classes = model.layers[model.heads[0]].classes if model.heads else 0
-    names = resolve_names(names_from_data(data) if data else None, classes)
+    names = resolve_names(names_from_data(data) if data else None, classes, source=data)
     several = len(images) > 1 or any(Path(i).is_dir() or i.endswith(".txt") for i in images)
     outputs = OutputNames(args.out, several)
     inputs: Iterable[str] = expand_inputs(images) if images else _prompt()
