@@ -120,16 +120,155 @@ stride=1
 groups=2
 """
 
+#: pjreddie-only sections (and [region]/[detection] heads), tiny.
+BUILTIN_PJREDDIE = """[net]
+width=12
+height=12
+channels=3
+
+[crop]
+crop_height=10
+crop_width=10
+flip=1
+
+[local]
+filters=4
+size=3
+stride=1
+pad=1
+activation=leaky
+
+[deconvolutional]
+filters=4
+size=2
+stride=2
+activation=linear
+batch_normalize=1
+
+[activation]
+activation=relu
+
+[normalization]
+size=3
+
+[l2norm]
+
+[logistic]
+
+[reorg]
+stride=2
+
+[convolutional]
+filters=12
+size=1
+activation=linear
+
+[region]
+anchors=1,1, 2,2
+classes=1
+coords=4
+num=2
+softmax=1
+
+[route]
+layers=-3
+
+[connected]
+output=28
+activation=leaky
+
+[detection]
+classes=2
+coords=4
+num=1
+side=2
+softmax=1
+
+[cost]
+type=sse
+"""
+
+#: AlexeyAB-only sections, tiny.
+BUILTIN_ALEXEYAB = """[net]
+width=16
+height=16
+channels=3
+
+[convolutional]
+filters=8
+size=3
+pad=1
+activation=mish
+
+[avgpool]
+
+[scale_channels]
+from=-2
+
+[sam]
+from=-3
+
+[reorg3d]
+stride=2
+
+[local_avgpool]
+size=2
+stride=2
+
+[empty]
+
+[convolutional]
+filters=28
+size=1
+activation=linear
+
+[Gaussian_yolo]
+mask=0,1
+anchors=2,3, 4,5, 6,7
+classes=5
+num=3
+
+[route]
+layers=-3
+
+[convolutional]
+filters=20
+size=1
+activation=linear
+
+[yolo]
+mask=0,1
+anchors=2,3, 4,5, 6,7
+classes=5
+num=3
+embedding_layer=-1
+
+[contrastive]
+classes=5
+yolo_layer=-1
+
+[implicit]
+filters=28
+"""
+
 SEED_FILES = ("pjreddie/yolov3-tiny.cfg", "pjreddie/tiny.cfg", "pjreddie/cifar.cfg",
-              "pjreddie/resnet18.cfg", "pjreddie/yolov3.cfg", "alexeyab/yolov4-tiny.cfg",
-              "alexeyab/yolov7-tiny.cfg")
+              "pjreddie/resnet18.cfg", "pjreddie/yolov3.cfg", "pjreddie/yolov2-tiny.cfg",
+              "pjreddie/yolov1-tiny.cfg", "pjreddie/go.test.cfg",
+              "alexeyab/yolov4-tiny.cfg", "alexeyab/yolov7-tiny.cfg",
+              "alexeyab/yolov4-tiny_contrastive.cfg", "alexeyab/efficientnet_b0.cfg")
 HEADS = ("yolo", "region", "Gaussian_yolo", "detection")
 
 
+def _number(section, key: str) -> int:
+    return int(float(section.get(key).split("#", 1)[0]))
+
+
 def shrink(text: str, side: int = 32, divide: int = 16) -> str:
-    """A real cfg made tiny: [net] side x side, batch 1, filters / divide (heads keep theirs)."""
+    """A real cfg made tiny: [net] side x side, batch 1, filters (and conv groups, [connected]
+    outputs) / divide, except where a detection head needs the exact count."""
     sections = parse_cfg(text)
     for i, sec in enumerate(sections):
+        feeds_head = i + 1 < len(sections) and sections[i + 1].kind in HEADS
         if sec.kind in ("net", "network"):
             for key in ("width", "height"):
                 if sec.get(key):
@@ -137,16 +276,20 @@ def shrink(text: str, side: int = 32, divide: int = 16) -> str:
             for key in ("batch", "subdivisions"):
                 if sec.get(key):
                     sec.set(key, 1)
-        elif sec.kind in ("convolutional", "conv") and sec.get("filters"):
-            feeds_head = i + 1 < len(sections) and sections[i + 1].kind in HEADS
+        elif sec.kind in ("convolutional", "conv", "local") and sec.get("filters"):
             if not feeds_head:
-                sec.set("filters", max(2, int(float(sec.get("filters"))) // divide))
+                sec.set("filters", max(2, _number(sec, "filters") // divide))
+            if sec.get("groups") and _number(sec, "groups") > 1:
+                sec.set("groups", max(1, _number(sec, "groups") // divide))
+        elif sec.kind in ("connected", "conn") and sec.get("output") and not feeds_head:
+            sec.set("output", max(2, _number(sec, "output") // divide))
     return format_cfg(sections)
 
 
 def seed_cfgs() -> List[Tuple[str, str]]:
     """(name, text) of every seed: the built-in cfg, then the shrunk real ones found."""
-    seeds = [("builtin", BUILTIN)]
+    seeds = [("builtin", BUILTIN), ("builtin-pjreddie", BUILTIN_PJREDDIE),
+             ("builtin-alexeyab", BUILTIN_ALEXEYAB)]
     root = reference_root()
     if root is not None:
         for rel in SEED_FILES:
@@ -158,6 +301,9 @@ def seed_cfgs() -> List[Tuple[str, str]]:
 
 
 SEEDS = seed_cfgs()
+#: seeds quick enough for hundreds of examples (< 40 sections); the big ones get fewer
+LIGHT = [text for _, text in SEEDS if text.count("[") <= 41]
+HEAVY = [text for _, text in SEEDS if text.count("[") > 41]
 
 
 def _known_keys() -> List[str]:
@@ -187,19 +333,23 @@ VALUES = st.one_of(st.sampled_from(HOSTILE_NUMBERS + HOSTILE_WORDS),
                    st.floats(allow_nan=True, allow_infinity=True).map(repr),
                    st.lists(st.integers(-200, 200), min_size=1, max_size=12).map(
                        lambda v: ",".join(map(str, v))),
-                   st.text(max_size=6))
+                   st.text(min_size=1, max_size=6))
 INDEX = st.integers(0, 1 << 16)
+SET_VALUE = st.tuples(st.just("set_value"), INDEX, VALUES)
+ADD_KEY = st.tuples(st.just("add_key"), INDEX, st.sampled_from(KEYS), VALUES)
+# value-level ops are weighted up: they get past the parser and into the builders
 OPS = st.one_of(
     st.tuples(st.just("delete"), INDEX),
     st.tuples(st.just("duplicate"), INDEX, INDEX),
     st.tuples(st.just("swap_lines"), INDEX, INDEX),
     st.tuples(st.just("swap_values"), INDEX, INDEX),
-    st.tuples(st.just("set_value"), INDEX, VALUES),
-    st.tuples(st.just("set_value"), INDEX, VALUES),
-    st.tuples(st.just("set_value"), INDEX, VALUES),
+    st.tuples(st.just("swap_values"), INDEX, INDEX),
+    SET_VALUE, SET_VALUE, SET_VALUE, SET_VALUE, SET_VALUE, SET_VALUE,
     st.tuples(st.just("set_key"), INDEX, st.sampled_from(KEYS)),
-    st.tuples(st.just("add_key"), INDEX, st.sampled_from(KEYS), VALUES),
-    st.tuples(st.just("insert_line"), INDEX, st.text(max_size=12)),
+    ADD_KEY, ADD_KEY, ADD_KEY,
+    st.tuples(st.just("insert_line"), INDEX, st.one_of(
+        st.text(max_size=12),
+        st.builds("{}={}".format, st.text(min_size=1, max_size=5), VALUES))),
     st.tuples(st.just("insert_section"), INDEX, st.sampled_from(SECTION_LINES)),
     st.tuples(st.just("move_section"), INDEX, INDEX),
     st.tuples(st.just("truncate"), INDEX),
@@ -209,6 +359,7 @@ OPS = st.one_of(
     st.tuples(st.just("crlf")),
     st.tuples(st.just("bom")),
     st.tuples(st.just("drop_net")),
+    st.tuples(st.just("drop_net_section")),
 )
 MUTATIONS = st.lists(OPS, min_size=1, max_size=5)
 DIALECTS = st.sampled_from(["auto", "pjreddie", "alexeyab"])
@@ -268,8 +419,12 @@ def mutate(text: str, ops: Sequence[tuple]) -> str:
             lines = [line + "\r" for line in lines]
         elif kind == "bom":
             lines[0] = "\ufeff" + lines[0]
-        elif kind == "drop_net":
+        elif kind == "drop_net":  # the [net] header (its keys then precede any section) ...
             lines = [line for line in lines if not line.strip().startswith(("[net", "[network"))]
+        elif kind == "drop_net_section":  # ... or the whole [net] block
+            starts = [i for i, line in enumerate(lines) if line.startswith("[")] + [n]
+            if len(starts) > 1:
+                del lines[starts[0]:starts[1]]
     return "\n".join(lines)
 
 
@@ -337,15 +492,24 @@ def test_seed_cfgs_build_and_run(name, text):
 
 
 @FUZZ
-@given(seed=st.integers(0, len(SEEDS) - 1), ops=MUTATIONS, dialect=DIALECTS)
+@given(seed=st.sampled_from(LIGHT), ops=MUTATIONS, dialect=DIALECTS)
 def test_mutated_cfgs_build_and_run_or_raise_cfg_error(seed, ops, dialect):
-    cfg_target(mutate(SEEDS[seed][1], ops), dialect)
+    cfg_target(mutate(seed, ops), dialect)
+
+
+@pytest.mark.skipif(not HEAVY, reason="needs the reference cfgs")
+@settings(FUZZ, max_examples=40)
+@given(seed=st.sampled_from(HEAVY or [""]), ops=MUTATIONS, dialect=DIALECTS)
+def test_mutated_big_cfgs(seed, ops, dialect):
+    cfg_target(mutate(seed, ops), dialect)
 
 
 @settings(FUZZ, max_examples=200)
-@given(ops=MUTATIONS, dialect=DIALECTS)
-def test_mutated_builtin_cfg(ops, dialect):
-    cfg_target(mutate(BUILTIN, ops), dialect)
+@given(seed=st.sampled_from([BUILTIN, BUILTIN_PJREDDIE, BUILTIN_ALEXEYAB]), ops=MUTATIONS,
+       dialect=DIALECTS)
+def test_mutated_builtin_cfgs(seed, ops, dialect):
+    """Runs without the reference data: every section type darknet_py builds."""
+    cfg_target(mutate(seed, ops), dialect)
 
 
 BYTE_EDITS = st.lists(st.tuples(INDEX, st.sampled_from(["insert", "overwrite", "delete"]),
@@ -353,10 +517,10 @@ BYTE_EDITS = st.lists(st.tuples(INDEX, st.sampled_from(["insert", "overwrite", "
 
 
 @settings(FUZZ, max_examples=150)
-@given(seed=st.integers(0, len(SEEDS) - 1), edits=BYTE_EDITS,
+@given(seed=st.sampled_from(LIGHT), edits=BYTE_EDITS,
        prefix=st.sampled_from([b"", b"\xef\xbb\xbf", b"\xff\xfe", b"\x00"]))
 def test_mutated_cfg_bytes_through_read_cfg(seed, edits, prefix):
-    data = bytearray(prefix + SEEDS[seed][1].encode("utf-8"))
+    data = bytearray(prefix + seed.encode("utf-8"))
     for at, how, blob in edits:
         at %= len(data) + 1
         if how == "insert":
@@ -385,21 +549,24 @@ def _entries(text: str) -> List[Tuple[int, str]]:
 @pytest.mark.parametrize("value", ["0", "-1", "-2147483648", "2147483647", "99999999999",
                                    "1e300", "nan", "inf", "-inf", "0.5", "abc", "1,2,3",
                                    "-5,-6", "1e9", "\u00e9"])
-def test_every_key_of_the_builtin_cfg_with_hostile_values(value):
-    """Exhaustive: each key of the built-in cfg in turn gets a hostile value."""
-    lines = BUILTIN.split("\n")
-    for i, key in _entries(BUILTIN):
-        mutated = list(lines)
-        mutated[i] = f"{key}={value}"
-        for dialect in ("pjreddie", "alexeyab"):
+def test_every_key_of_the_builtin_cfgs_with_hostile_values(value):
+    """Exhaustive: each key of the built-in cfgs in turn gets a hostile value."""
+    for text, dialect in ((BUILTIN, "alexeyab"), (BUILTIN_PJREDDIE, "pjreddie"),
+                          (BUILTIN_ALEXEYAB, "alexeyab")):
+        lines = text.split("\n")
+        for i, key in _entries(text):
+            mutated = list(lines)
+            mutated[i] = f"{key}={value}"
             cfg_target("\n".join(mutated), dialect)
 
 
-def test_every_line_of_the_builtin_cfg_deleted_or_duplicated():
-    lines = BUILTIN.split("\n")
-    for i in range(len(lines)):
-        cfg_target("\n".join(lines[:i] + lines[i + 1:]), "alexeyab")
-        cfg_target("\n".join(lines[:i + 1] + lines[i:]), "alexeyab")
+def test_every_line_of_the_builtin_cfgs_deleted_or_duplicated():
+    for text, dialect in ((BUILTIN, "alexeyab"), (BUILTIN_PJREDDIE, "pjreddie"),
+                          (BUILTIN_ALEXEYAB, "alexeyab")):
+        lines = text.split("\n")
+        for i in range(len(lines)):
+            cfg_target("\n".join(lines[:i] + lines[i + 1:]), dialect)
+            cfg_target("\n".join(lines[:i + 1] + lines[i:]), dialect)
 
 
 @pytest.mark.parametrize("text,where", [

@@ -96,6 +96,8 @@ def _lines(text: str) -> Iterator[Tuple[int, str]]:
 
 def parse_cfg(text: str, source: str = "<string>") -> List[Section]:
     """Parse cfg text into sections; ``source`` names it in errors."""
+    if text.startswith("\ufeff"):  # a byte-order mark, as read_cfg drops it from files
+        text = text[1:]
     sections: List[Section] = []
     for number, line in _lines(text):
         if not line or line[0] in "#;":

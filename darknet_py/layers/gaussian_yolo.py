@@ -39,6 +39,7 @@ from .activations import logistic
 from .base import BuildContext, DarknetLayer, Shape
 from .registry import register
 from .sam import require_alexeyab
+from .yolo import MAX_ANCHORS
 
 FLT_MAX = 3.4028234663852886e38
 YOLO_POINTS = ("center", "left_top", "right_bottom")
@@ -85,6 +86,9 @@ class GaussianYoloOptions:
             raise ValueError(f"num must be >= 1, got {self.num}")
         if self.classes < 1:
             raise ValueError(f"classes must be >= 1, got {self.classes}")
+        if self.num > MAX_ANCHORS:  # its biases always hold 2*num floats
+            raise ValueError(f"num={self.num} is more anchors than darknet_py builds "
+                             f"({MAX_ANCHORS})")
         if self.mask is None:
             self.mask = list(range(self.num))
         if self.yolo_point not in YOLO_POINTS:  # parse_gaussian_yolo: anything else = center

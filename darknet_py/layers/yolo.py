@@ -32,6 +32,9 @@ from .base import BuildContext, DarknetLayer, Shape
 from .registry import register
 
 FLT_MAX = 3.4028234663852886e38
+#: more anchors than this (real cfgs have <= 16) are refused before their default
+#: mask/anchor lists are built: ``num=2147483647`` would otherwise ask for 2^32 floats.
+MAX_ANCHORS = 1 << 16
 
 
 @dataclass
@@ -77,10 +80,19 @@ class YoloOptions:
             raise ValueError(f"num must be >= 1, got {self.num}")
         if self.classes < 1:
             raise ValueError(f"classes must be >= 1, got {self.classes}")
+        check_anchor_count(self)
         if self.mask is None:
             self.mask = list(range(self.num))
         if self.anchors is None:
             self.anchors = [0.5] * (2 * self.num)  # make_yolo_layer's default biases
+
+
+def check_anchor_count(opts) -> None:
+    """Refuse a ``num`` whose default ``mask``/``anchors`` lists would be absurdly long."""
+    missing = [k for k in ("mask", "anchors") if getattr(opts, k) is None]
+    if opts.num > MAX_ANCHORS and missing:
+        raise ValueError(f"num={opts.num} anchors without {'/'.join(missing)}= is more than "
+                         f"darknet_py builds ({MAX_ANCHORS})")
 
 
 class YoloLayer(DarknetLayer):
