@@ -235,10 +235,12 @@ def _mark_transposed(model: "Darknet", header: Header) -> None:
             layer.transposed_weights = header.transpose
 
 
-def _chunks(model: "Darknet", upto: Optional[int]) -> Iterator[bytes]:
+def _chunks(model: "Darknet", upto: Optional[int]) -> Iterator[memoryview]:
+    # a view of each CPU float32 tensor's memory: no copy (on a little-endian host)
     for _, tensors in _layer_tensors(model, upto):
         for t in tensors:
-            yield t.detach().to("cpu", torch.float32).contiguous().numpy().astype("<f4").tobytes()
+            array = t.detach().to("cpu", torch.float32).contiguous().numpy()
+            yield memoryview(array.astype("<f4", copy=False)).cast("B")
 
 
 def save_weights(model: "Darknet", path: "os.PathLike[str] | str",
@@ -247,7 +249,7 @@ def save_weights(model: "Darknet", path: "os.PathLike[str] | str",
     header = Header(*model.header)
     _mark_transposed(model, header)
 
-    def stream() -> Iterator[bytes]:
+    def stream() -> Iterator["bytes | memoryview"]:
         yield header.pack()
         yield from _chunks(model, upto)
     atomic_write(path, stream())

@@ -293,6 +293,22 @@ def test_loading_needs_one_body_sized_buffer_only():
     assert peak < n * 4 * 1.2 + (256 << 10), (peak, n * 4)
 
 
+def test_saving_copies_nothing_and_loading_back_is_exact():
+    cfg = "[net]\nwidth=4\nheight=4\nchannels=64\n[convolutional]\nfilters=512\nsize=3\npad=1\n"
+    model = make_model(cfg, "pjreddie")
+    path = _write(b"")
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        model.save_weights(path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 256 << 10, peak  # the floats go from the tensors to the file directly
+    with open(path, "rb") as handle:
+        assert weights_target(model, handle.read()) is not None
+
+
 def test_yolov3_tiny_shrunk_boundaries(reference):
     """The same exhaustive boundary sweep on a real (narrowed) network."""
     from test_fuzz_cfg import shrink
