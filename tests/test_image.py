@@ -1,7 +1,6 @@
 """Image input as Darknet's load_image_color + letterbox_image (darknet_py.image)."""
 from __future__ import annotations
 
-import io
 import struct
 import zlib
 
