@@ -7,7 +7,7 @@ others absolute. All inputs must have the same width and height. AlexeyAB's
     >>> import torch
     >>> from darknet_py.cfg import parse_cfg
     >>> from darknet_py.model import Darknet
-    >>> cfg = "[net]\\nwidth=1\\nheight=1\\nchannels=4\\n[route]\\nlayers=-1\\n"
+    >>> cfg = "[net]\\nwidth=1\\nheight=1\\nchannels=4\\n[avgpool]\\n[route]\\nlayers=-1\\n"
     >>> cfg += "[route]\\nlayers=0,-1\\ngroups=2\\ngroup_id=1\\n"
     >>> net = Darknet(parse_cfg(cfg), dialect="alexeyab")
     >>> net(torch.arange(4.0).view(1, 4, 1, 1)).flatten().tolist()

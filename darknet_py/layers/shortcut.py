@@ -10,10 +10,13 @@ weights are stored in .weights.
     >>> import torch
     >>> from darknet_py.cfg import parse_cfg
     >>> from darknet_py.model import Darknet
-    >>> cfg = "[net]\\nwidth=1\\nheight=1\\nchannels=1\\n[upsample]\\nstride=1\\n"
+    >>> cfg = "[net]\\nwidth=2\\nheight=1\\nchannels=1\\n[avgpool]\\n[upsample]\\nstride=1\\n"
     >>> cfg += "[shortcut]\\nfrom=-2\\nactivation=leaky\\n"
-    >>> Darknet(parse_cfg(cfg + "")).layers[1].refs
+    >>> net = Darknet(parse_cfg(cfg))
+    >>> net.layers[2].refs
     [0]
+    >>> net(torch.tensor([[[[-1.0, -3.0]]]])).flatten().tolist()  # leaky(-2 + -2)
+    [-0.4000000059604645]
 """
 from __future__ import annotations
 
