@@ -9,6 +9,7 @@ CfgError instead of an out-of-memory kill.
 from __future__ import annotations
 
 import struct
+import time
 import warnings
 
 import pytest
@@ -146,6 +147,21 @@ def test_limits_from_environment_override_and_argument(monkeypatch):
     assert "must be >= 1" in str(raised(limits.current))
     with pytest.raises(ValueError, match="positive int"):
         Limits(max_layers=0)
+
+
+def test_cfgs_with_absurdly_many_lines_are_refused_while_parsing():
+    """16 MB of ``[avg]`` or ``a=1`` lines would take a minute and a GB to parse."""
+    from darknet_py.cfg.reader import MAX_CFG_LINES
+    start = time.perf_counter()
+    text = NET + "[avg]\n" * 70000
+    assert str(raised(parse_cfg, text, "n.cfg")).startswith(
+        "n.cfg:65541: more than 65536 layers ($DARKNET_PY_MAX_LAYERS)")
+    with limits.override(max_layers=10):
+        assert str(raised(parse_cfg, text, "n.cfg")).startswith("n.cfg:15: more than 10 layers")
+    text = NET + "[avg]\n" + "a=1\n" * MAX_CFG_LINES
+    assert str(raised(parse_cfg, text, "n.cfg")).startswith(
+        f"n.cfg:{MAX_CFG_LINES + 1}: more than {MAX_CFG_LINES} section and key lines")
+    assert time.perf_counter() - start < 30
 
 
 def test_override_is_restored_after_an_error():

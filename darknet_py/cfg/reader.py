@@ -23,10 +23,14 @@ import os
 from dataclasses import dataclass, field
 from typing import Dict, Iterator, List, Optional, Tuple
 
+from .. import limits
 from ..errors import CfgError
 
 _STRIP = str.maketrans("", "", " \t\r\n")
 MAX_CFG_BYTES = 16 * 1024 * 1024  # the largest real cfg is ~60 KB
+#: section and key lines a cfg may have (the largest real cfg has ~2,600): parsing costs
+#: ~300 bytes and a few microseconds per line, so 16 MB of ``a=1`` lines is refused early.
+MAX_CFG_LINES = 1 << 18
 
 
 @dataclass
@@ -90,8 +94,13 @@ def _decode(data: bytes, source: str) -> str:
 
 
 def _lines(text: str) -> Iterator[Tuple[int, str]]:
-    for number, raw in enumerate(text.split("\n"), start=1):
-        yield number, raw.translate(_STRIP)
+    start, number = 0, 1
+    while True:  # lazily: a refused cfg is never split whole
+        end = text.find("\n", start)
+        yield number, (text[start:] if end < 0 else text[start:end]).translate(_STRIP)
+        if end < 0:
+            return
+        start, number = end + 1, number + 1
 
 
 def parse_cfg(text: str, source: str = "<string>") -> List[Section]:
@@ -99,10 +108,19 @@ def parse_cfg(text: str, source: str = "<string>") -> List[Section]:
     if text.startswith("\ufeff"):  # a byte-order mark, as read_cfg drops it from files
         text = text[1:]
     sections: List[Section] = []
+    max_sections = limits.current().max_layers + 1
+    count = 0
     for number, line in _lines(text):
         if not line or line[0] in "#;":
             continue
+        count += 1
+        if count > MAX_CFG_LINES:
+            raise CfgError(f"more than {MAX_CFG_LINES} section and key lines; not a real cfg?",
+                           file=source, line=number)
         if line[0] == "[":
+            if len(sections) == max_sections:
+                raise CfgError(f"more than {max_sections - 1} layers "
+                               f"(${limits.ENV['max_layers']})", file=source, line=number)
             if not line.endswith("]") or len(line) < 3:
                 raise CfgError(f"malformed section header {line!r}", file=source, line=number)
             sections.append(Section(line[1:-1], source, number))
