@@ -15,6 +15,7 @@ from .cfg import read_cfg
 from .dialect import ALEXEYAB, PJREDDIE, Dialect, get_dialect
 from .errors import CfgError, CfgWarning, DarknetError, DataError, WeightsError
 from .model import Darknet, detect_dialect
+from . import zoo
 
 __version__ = "0.1.0"
 
@@ -42,4 +43,4 @@ def load(cfg: "os.PathLike[str] | str", weights: "os.PathLike[str] | str | None"
 
 
 __all__ = ["ALEXEYAB", "CfgError", "CfgWarning", "Darknet", "DarknetError", "DataError",
-           "Dialect", "PJREDDIE", "WeightsError", "get_dialect", "load", "read_cfg"]
+           "Dialect", "PJREDDIE", "WeightsError", "get_dialect", "load", "read_cfg", "zoo"]
