@@ -31,6 +31,7 @@ import os
 import signal
 import sys
 import time
+import traceback
 import warnings
 from pathlib import Path
 
@@ -128,7 +129,7 @@ def main() -> int:
         try:
             target()
         except BaseException as exc:  # hypothesis re-raises the shrunk failing example
-            failures.append(f"{name}: {type(exc).__name__}: {exc}")
+            failures.append(f"{name}: " + "".join(traceback.format_exception(exc)))
         reports.append(tally.report())
         print(reports[-1], flush=True)
 
@@ -164,7 +165,7 @@ def main() -> int:
         try:
             weights()
         except BaseException as exc:
-            failures.append(f"weights: {type(exc).__name__}: {exc}")
+            failures.append("weights: " + "".join(traceback.format_exception(exc)))
         reports.append(tally.report())
         print(reports[-1], flush=True)
     hangs = [f for f in failures if "Hang" in f]

@@ -418,7 +418,7 @@ def mutate(text: str, ops: Sequence[tuple]) -> str:
         elif kind == "crlf":
             lines = [line + "\r" for line in lines]
         elif kind == "bom":
-            lines[0] = "\ufeff" + lines[0]
+            lines[:1] = ["\ufeff" + "".join(lines[:1])]
         elif kind == "drop_net":  # the [net] header (its keys then precede any section) ...
             lines = [line for line in lines if not line.strip().startswith(("[net", "[network"))]
         elif kind == "drop_net_section":  # ... or the whole [net] block
@@ -484,6 +484,13 @@ def _one_thread():
 FUZZ = settings(derandomize=True, database=None, deadline=None, max_examples=300,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much,
                                        HealthCheck.data_too_large])
+
+
+@settings(FUZZ, max_examples=500)
+@given(text=st.one_of(st.text(max_size=40), st.sampled_from([BUILTIN, ""])),
+       ops=st.lists(OPS, max_size=8))
+def test_the_mutator_itself_never_fails(text, ops):
+    assert isinstance(mutate(text, ops), str)
 
 
 @pytest.mark.parametrize("name,text", SEEDS, ids=[s[0] for s in SEEDS])
