@@ -9,29 +9,30 @@ The defaults are far above every real Darknet network (the largest real cfgs
 have ~160 M parameters, ~50 M floats in one layer's output and ~350 layers) and
 match Darknet's own ``int`` sizes, so they only stop absurd cfgs:
 
-======================  ==========================  ==================  ==========
-cap                     counts                      default             env var
-======================  ==========================  ==================  ==========
-``max_layer_elements``  floats in one layer's       2**31-1             ``DARKNET_PY_MAX_ELEMENTS``
-                        output per image, in one
-                        layer's weights, and in a
-                        padded intermediate
-``max_parameters``      floats of all weights       2**30 (4 GiB)       ``DARKNET_PY_MAX_PARAMETERS``
-``max_input_elements``  width*height*channels       2**31-1             ``DARKNET_PY_MAX_INPUT``
-``max_layers``          layer sections              65536               ``DARKNET_PY_MAX_LAYERS``
-======================  ==========================  ==================  ==========
+* ``max_layer_elements`` (default 2**31-1, ``$DARKNET_PY_MAX_ELEMENTS``): floats in
+  one layer's output per image, in one layer's weights, and in a padded
+  intermediate (the padded input of a conv or maxpool);
+* ``max_parameters`` (default 2**30 = 4 GiB of float32, ``$DARKNET_PY_MAX_PARAMETERS``):
+  floats of all weights together, checked layer by layer before allocating;
+* ``max_input_elements`` (default 2**31-1, ``$DARKNET_PY_MAX_INPUT``): the [net]
+  width*height*channels (or ``inputs``);
+* ``max_layers`` (default 65536, ``$DARKNET_PY_MAX_LAYERS``): layer sections, also
+  enforced while parsing, so a 16 MB cfg of ``[avg]`` lines is refused early.
+
+The environment variables take integers like ``1000000``, ``1e6`` or ``2**20``.
 
 Precedence: an explicit ``Darknet(..., limits=Limits(...))`` argument, then
 the innermost :func:`override` block, then the environment variables, then
 the defaults::
 
-    >>> current().max_layers
+    >>> DEFAULT.max_layers
     65536
     >>> with override(max_layer_elements=1000):
     ...     current().max_layer_elements
     1000
-    >>> Limits(max_parameters=10).replace(max_layers=5)
-    Limits(max_layer_elements=2147483647, max_parameters=10, max_input_elements=2147483647, max_layers=5)
+    >>> Limits(max_parameters=10).replace(max_layers=5)  # doctest: +NORMALIZE_WHITESPACE
+    Limits(max_layer_elements=2147483647, max_parameters=10,
+           max_input_elements=2147483647, max_layers=5)
 """
 from __future__ import annotations
 
@@ -128,7 +129,3 @@ def override(limits: "Limits | None" = None, **changes: int) -> Iterator[Limits]
     finally:
         stack.pop()
 
-
-def describe(limits: Limits) -> str:
-    """One line for messages: which cap, how to raise it."""
-    return ", ".join(f"{f}={getattr(limits, f)} (${env})" for f, env in ENV.items())
