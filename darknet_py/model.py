@@ -16,9 +16,10 @@ as Darknet's ``l.output``.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor, nn
@@ -67,6 +68,28 @@ def _resolve_dialect(sections: Sequence[Section], dialect: "str | Dialect | None
     return detect_dialect(sections) or PJREDDIE
 
 
+@contextlib.contextmanager
+def _fp32_precision(strict: bool) -> Iterator[None]:
+    """Keep CUDA convolutions and matmuls in full float32 (no TF32), as Darknet computes.
+
+    PyTorch lets cuDNN use TF32 by default on Ampere+ GPUs, which moves layer
+    outputs by ~1e-3 relative -- 10x the parity tolerance.
+    """
+    if not strict:
+        yield
+        return
+    cudnn = torch.backends.cudnn
+    matmul = torch.backends.cuda.matmul
+    old = matmul.allow_tf32
+    matmul.allow_tf32 = False
+    try:
+        with cudnn.flags(enabled=cudnn.enabled, benchmark=cudnn.benchmark,
+                         deterministic=cudnn.deterministic, allow_tf32=False):
+            yield
+    finally:
+        matmul.allow_tf32 = old
+
+
 class Darknet(nn.Module):
     """A Darknet network built from cfg sections.
 
@@ -85,6 +108,9 @@ class Darknet(nn.Module):
         :func:`darknet_py.limits.current`. Every size is checked before anything
         is allocated; a cfg over a cap is a :class:`CfgError` naming its line.
     """
+
+    #: let CUDA use TF32 for speed (outputs then drift ~1e-3 from Darknet); off by default.
+    allow_tf32: bool = False
 
     def __init__(self, sections: Sequence[Section], dialect: "str | Dialect | None" = "auto",
                  *, warn_unused: bool = True, limits: Optional[Limits] = None) -> None:
@@ -202,6 +228,10 @@ class Darknet(nn.Module):
     def _run(self, x: Tensor, upto: Optional[int] = None, keep_all: bool = False) -> List[Tensor]:
         """Run layers 0..upto; returns every output if ``keep_all`` else the heads' + last."""
         x = self._check_input(x)
+        with _fp32_precision(x.is_cuda and not self.allow_tf32):
+            return self._run_layers(x, upto, keep_all)
+
+    def _run_layers(self, x: Tensor, upto: Optional[int], keep_all: bool) -> List[Tensor]:
         saved: Dict[int, Tensor] = {}
         kept: List[Tensor] = []
         out = x
