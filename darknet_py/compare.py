@@ -18,7 +18,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -162,8 +162,64 @@ def layer_diff(index: int, kind: str, ours: np.ndarray, ref: np.ndarray,
     return LayerDiff(index, kind, tuple(ref.shape), max_abs, max_rel, ok)
 
 
-#: extra checks per mode, registered by other modules (e.g. detections for "detect")
-MODE_CHECKS: Dict[str, List[Callable[[Case, Darknet, torch.Tensor], List[Tuple[str, bool, str]]]]] = {}
+def match_detections(ours: np.ndarray, ref: np.ndarray, thresh: float,
+                     tolerance: float = 1e-4) -> Tuple[bool, str]:
+    """Compare two (N, 5+classes) detection arrays as *sets* of (class, box, prob) above
+    ``thresh`` (Darknet's qsort order is not stable): every pair must find a partner of the
+    same class with box and prob within ``tolerance``."""
+    def entries(arr: np.ndarray) -> List[Tuple[int, np.ndarray, float]]:
+        rows, cls = np.nonzero(arr[:, 5:] > np.float32(thresh))
+        return [(int(c), arr[r, :4].astype(np.float64), float(arr[r, 5 + c]))
+                for r, c in zip(rows, cls)]
+    mine, theirs = entries(ours), entries(ref)
+    if len(mine) != len(theirs):
+        return False, f"{len(mine)} (class, box) pairs, Darknet has {len(theirs)}"
+    free = list(range(len(mine)))
+    worst_box = worst_prob = 0.0
+    for cls, box, prob in theirs:
+        best, best_d = None, math.inf
+        for j in free:
+            if mine[j][0] == cls:
+                d = float(np.abs(mine[j][1] - box).max())
+                if d < best_d:
+                    best, best_d = j, d
+        if best is None or best_d > tolerance:
+            return False, f"no detection of class {cls} at box {np.round(box, 4).tolist()}"
+        free.remove(best)
+        worst_box = max(worst_box, best_d)
+        worst_prob = max(worst_prob, abs(mine[best][2] - prob))
+    ok = worst_prob <= tolerance
+    return ok, (f"{len(theirs)} (class, box) pairs, max box error {worst_box:.2e}, "
+                f"max prob error {worst_prob:.2e}")
+
+
+def detection_checks(case: Case, model: Darknet, heads: Sequence[torch.Tensor]) -> List[Tuple[str, bool, str]]:
+    """Detect-mode cases: Darknet's get_network_boxes + do_nms_sort at each threshold."""
+    from .detect import COCO_NAMES, detection_lines, do_nms_sort, get_network_boxes
+    m = case.manifest
+    try:
+        _, im_h, im_w = m["image_shape_chw"]
+        thresholds = [float(t) for t in m.get("thresholds", [0.5])]
+    except (KeyError, TypeError, ValueError):
+        raise DataError("detect case without image_shape_chw/thresholds",
+                        file=case.folder / "case.json") from None
+    nms, hier = float(m.get("nms", 0.45)), float(m.get("hier_thresh", 0.5))
+    checks = []
+    for t in thresholds:
+        ref_path = case.folder / f"dets_t{t:g}.npy"
+        if not ref_path.is_file():
+            continue
+        dets = get_network_boxes(model, [h[0].cpu() for h in heads], im_w, im_h, t, hier)
+        kept, _ = do_nms_sort(dets, nms)
+        ok, detail = match_detections(kept.to_array(), _load_npy(ref_path), t)
+        checks.append((f"detections at thresh {t:g}", ok, detail))
+        printed = case.folder / f"printed_t{t:g}.txt"
+        if printed.is_file() and model.heads and len(COCO_NAMES) == model.layers[model.heads[0]].classes:
+            want = printed.read_text(encoding="utf-8").splitlines()
+            got = detection_lines(kept, COCO_NAMES, t)
+            checks.append((f"printed lines at thresh {t:g}", sorted(got) == sorted(want),
+                           f"{len(got)} lines, Darknet printed {len(want)}"))
+    return checks
 
 
 def compare_case(folder: "os.PathLike[str] | str", weights: "os.PathLike[str] | str | None" = None,
@@ -195,6 +251,6 @@ def compare_case(folder: "os.PathLike[str] | str", weights: "os.PathLike[str] | 
         report.rows.append(layer_diff(i, model.layers[i].kind, ours, _load_npy(ref_path), tolerance))
     if not report.rows:
         raise DataError("no layer_NNN.npy files to compare", file=case.folder)
-    for check in MODE_CHECKS.get(case.mode, []):
-        report.checks.extend(check(case, model, x))
+    if case.mode == "detect":
+        report.checks.extend(detection_checks(case, model, [outs[i] for i in model.heads]))
     return report

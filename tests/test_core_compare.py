@@ -27,6 +27,21 @@ def test_official_tiny_dog_matches_darknet(pj_cases, tiny_weights):
     report = compare_case(pj_cases / "tiny-official-dog", weights=tiny_weights)
     assert report.ok and len(report.rows) == 24
     assert report.worst.max_rel < 2e-5
+    assert [name for name, _, _ in report.checks] == [
+        "detections at thresh 0.5", "printed lines at thresh 0.5",
+        "detections at thresh 0.005", "printed lines at thresh 0.005"]
+
+
+def test_detect_mode_catches_a_moved_box(pj_cases, tiny_weights, tmp_path):
+    broken = tmp_path / "dog"
+    shutil.copytree(pj_cases / "tiny-official-dog-416x256", broken)
+    dets = np.load(broken / "dets_t0.5.npy")
+    row = int(np.nonzero((dets[:, 5:] > 0.5).any(axis=1))[0][0])
+    dets[row, 0] += 0.01
+    np.save(broken / "dets_t0.5.npy", dets)
+    report = compare_case(broken, weights=tiny_weights)
+    assert not report.ok and report.first_bad is None
+    assert [name for name, ok, _ in report.checks if not ok] == ["detections at thresh 0.5"]
 
 
 def test_cli_prints_table_and_exit_codes(pj_cases, tmp_path, capsys):
