@@ -486,7 +486,7 @@ FUZZ = settings(derandomize=True, database=None, deadline=None, max_examples=300
                                        HealthCheck.data_too_large])
 
 
-@settings(FUZZ, max_examples=500)
+@settings(FUZZ, max_examples=200)
 @given(text=st.one_of(st.text(max_size=40), st.sampled_from([BUILTIN, ""])),
        ops=st.lists(OPS, max_size=8))
 def test_the_mutator_itself_never_fails(text, ops):
