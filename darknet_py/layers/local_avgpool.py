@@ -18,36 +18,20 @@ NaN, as in Darknet.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import List, Optional
+from typing import List
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..cfg.options import option
-from .base import BuildContext, DarknetLayer, Shape, check_shape
+from .base import BuildContext, DarknetLayer, Shape
+from .maxpool import PoolWindowOptions, window_output, window_padding
 from .registry import register
 from .sam import require_alexeyab
 
 
-@dataclass
-class LocalAvgpoolOptions:
-    stride: int = option(1)
-    stride_x: Optional[int] = option(None, doc="default stride")
-    stride_y: Optional[int] = option(None, doc="default stride")
-    size: Optional[int] = option(None, doc="default stride")
-    padding: Optional[int] = option(None, doc="default size-1 (total, split floor-left)")
-
-    def resolve(self, dialect) -> None:
-        if self.stride_x is None:
-            self.stride_x = self.stride
-        if self.stride_y is None:
-            self.stride_y = self.stride
-        if self.size is None:
-            self.size = self.stride
-        if self.padding is None:
-            self.padding = self.size - 1
+class LocalAvgpoolOptions(PoolWindowOptions):
+    """Same keys and defaults as [maxpool]'s window."""
 
 
 class LocalAvgpoolLayer(DarknetLayer):
@@ -58,9 +42,7 @@ class LocalAvgpoolLayer(DarknetLayer):
         self.opts = opts
         self.size = opts.size
         self.stride = (opts.stride_y, opts.stride_x)
-        before = opts.padding // 2
-        # on this grid PyTorch's output size equals Darknet's (w+padding-size)/stride+1
-        self.pad = (before, opts.padding - before, before, opts.padding - before)
+        self.pad = window_padding(opts)
 
     def forward(self, x: Tensor, refs: List[Tensor]) -> Tensor:
         total = F.avg_pool2d(F.pad(x, self.pad), self.size, self.stride, divisor_override=1)
@@ -76,16 +58,5 @@ class LocalAvgpoolLayer(DarknetLayer):
 @register("local_avgpool", "local_avg", options=LocalAvgpoolOptions, only="alexeyab")
 def build(ctx: BuildContext) -> LocalAvgpoolLayer:
     require_alexeyab(ctx)
-    r = ctx.reader
-    o = r.read(LocalAvgpoolOptions)
-    r.check(o.stride_x > 0 and o.stride_y > 0, f"stride must be > 0, got {o.stride}", "stride")
-    r.check(o.size > 0, f"size must be > 0, got {o.size}", "size")
-    r.check(o.padding >= 0, f"padding must be >= 0, got {o.padding}", "padding")
-    i = ctx.input_shape
-    r.check(i.w + o.padding >= o.size and i.h + o.padding >= o.size,
-            f"window {o.size} does not fit the {i.w}x{i.h} input with padding {o.padding}", "size")
-    ctx.check_elements(i.c * (i.h + o.padding) * (i.w + o.padding),
-                       "padded input", "padding")
-    out = Shape(i.c, (i.h + o.padding - o.size) // o.stride_y + 1,
-                (i.w + o.padding - o.size) // o.stride_x + 1)
-    return LocalAvgpoolLayer(ctx.index, check_shape(ctx, out), o)
+    o = ctx.reader.read(LocalAvgpoolOptions)
+    return LocalAvgpoolLayer(ctx.index, window_output(ctx, o), o)

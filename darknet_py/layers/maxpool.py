@@ -16,7 +16,7 @@ So a 2x2/1 maxpool keeps the size and the last column/row sees only itself.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import torch.nn.functional as F
 from torch import Tensor
@@ -29,17 +29,14 @@ FLT_MAX = 3.4028234663852886e38
 
 
 @dataclass
-class MaxpoolOptions:
+class PoolWindowOptions:
+    """The window geometry [maxpool] shares with AlexeyAB's [local_avgpool]."""
+
     stride: int = option(1)
     stride_x: Optional[int] = option(None, only="alexeyab", doc="default stride")
     stride_y: Optional[int] = option(None, only="alexeyab", doc="default stride")
     size: Optional[int] = option(None, doc="default stride")
     padding: Optional[int] = option(None, doc="default size-1 (total, split floor-left)")
-    maxpool_depth: int = option(0, only="alexeyab", doc="1: max over channel groups instead")
-    out_channels: int = option(1, only="alexeyab", doc="groups of maxpool_depth=1")
-    # not implemented: a non-default value is an error
-    antialiasing: int = option(0)
-    maxpool_zero_nonmax: int = option(0)
 
     def resolve(self, dialect) -> None:
         if self.stride_x is None:
@@ -52,6 +49,39 @@ class MaxpoolOptions:
             self.padding = self.size - 1
 
 
+def window_padding(o: PoolWindowOptions) -> Tuple[int, int, int, int]:
+    """F.pad amounts (left, right, top, bottom): windows start at -padding/2.
+
+    On this grid PyTorch's output size equals Darknet's (w+padding-size)/stride+1.
+    """
+    before = o.padding // 2
+    return (before, o.padding - before, before, o.padding - before)
+
+
+def window_output(ctx: BuildContext, o: PoolWindowOptions) -> Shape:
+    """Validate the window and return Darknet's output shape."""
+    r = ctx.reader
+    r.check(o.stride_x > 0 and o.stride_y > 0, f"stride must be > 0, got {o.stride}", "stride")
+    r.check(o.size > 0, f"size must be > 0, got {o.size}", "size")
+    r.check(o.padding >= 0, f"padding must be >= 0, got {o.padding}", "padding")
+    i = ctx.input_shape
+    r.check(i.w + o.padding >= o.size and i.h + o.padding >= o.size,
+            f"window {o.size} does not fit the {i.w}x{i.h} input with padding {o.padding}", "size")
+    ctx.check_elements(i.c * (i.h + o.padding) * (i.w + o.padding), "padded input", "padding")
+    out = Shape(i.c, (i.h + o.padding - o.size) // o.stride_y + 1,
+                (i.w + o.padding - o.size) // o.stride_x + 1)
+    return check_shape(ctx, out)
+
+
+@dataclass
+class MaxpoolOptions(PoolWindowOptions):
+    maxpool_depth: int = option(0, only="alexeyab", doc="1: max over channel groups instead")
+    out_channels: int = option(1, only="alexeyab", doc="groups of maxpool_depth=1")
+    # not implemented: a non-default value is an error
+    antialiasing: int = option(0)
+    maxpool_zero_nonmax: int = option(0)
+
+
 class MaxpoolLayer(DarknetLayer):
     kind = "maxpool"
 
@@ -60,8 +90,7 @@ class MaxpoolLayer(DarknetLayer):
         self.opts = opts
         self.size = opts.size
         self.stride = (opts.stride_y, opts.stride_x)
-        before = opts.padding // 2
-        self.pad = (before, opts.padding - before, before, opts.padding - before)
+        self.pad = window_padding(opts)
         self.depth = opts.out_channels if opts.maxpool_depth else 0
 
     def forward(self, x: Tensor, refs: List[Tensor]) -> Tensor:
@@ -74,7 +103,6 @@ class MaxpoolLayer(DarknetLayer):
             return x.view(x.shape[0], n, g, x.shape[2], x.shape[3]).amax(dim=1)
         if any(self.pad):
             x = F.pad(x, self.pad, value=-FLT_MAX)
-        # on the padded grid PyTorch's output size equals Darknet's (w+padding-size)/stride+1
         return F.max_pool2d(x, self.size, self.stride)
 
     def describe(self, in_shape: Shape) -> str:
@@ -98,13 +126,4 @@ def build(ctx: BuildContext) -> MaxpoolLayer:
                 "out_channels")
         i = ctx.input_shape
         return MaxpoolLayer(ctx.index, check_shape(ctx, Shape(o.out_channels, i.h, i.w)), o)
-    r.check(o.stride_x > 0 and o.stride_y > 0, f"stride must be > 0, got {o.stride}", "stride")
-    r.check(o.size > 0, f"size must be > 0, got {o.size}", "size")
-    r.check(o.padding >= 0, f"padding must be >= 0, got {o.padding}", "padding")
-    i = ctx.input_shape
-    r.check(i.w + o.padding >= o.size and i.h + o.padding >= o.size,
-            f"window {o.size} does not fit the {i.w}x{i.h} input with padding {o.padding}", "size")
-    ctx.check_elements(i.c * (i.h + o.padding) * (i.w + o.padding), "padded input", "padding")
-    out = Shape(i.c, (i.h + o.padding - o.size) // o.stride_y + 1,
-                (i.w + o.padding - o.size) // o.stride_x + 1)
-    return MaxpoolLayer(ctx.index, check_shape(ctx, out), o)
+    return MaxpoolLayer(ctx.index, window_output(ctx, o), o)
