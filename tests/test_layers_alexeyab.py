@@ -16,6 +16,7 @@ import torch
 from darknet_py import CfgError, Darknet
 from darknet_py.cfg import parse_cfg
 from darknet_py.layers import section_names
+from darknet_c import reorg_cpu
 
 AB_SECTIONS = ["sam", "scale_channels", "reorg3d", "empty", "silence", "local_avgpool",
                "local_avg", "implicit", "Gaussian_yolo", "contrastive"]
@@ -138,26 +139,6 @@ def test_scale_channels_errors(text, match):
 
 
 # -- [reorg3d] -----------------------------------------------------------------------------
-def reorg_cpu(x: list, out_w: int, out_h: int, out_c: int, batch: int, stride: int,
-              forward: int, out: list) -> None:
-    """blas.c:reorg_cpu (AlexeyAB), loop for loop."""
-    in_c = out_c // (stride * stride)
-    for b in range(batch):
-        for k in range(out_c):
-            for j in range(out_h):
-                for i in range(out_w):
-                    in_index = i + out_w * (j + out_h * (k + out_c * b))
-                    c2 = k % in_c
-                    offset = k // in_c
-                    w2 = i * stride + offset % stride
-                    h2 = j * stride + offset // stride
-                    out_index = w2 + out_w * stride * (h2 + out_h * stride * (c2 + in_c * b))
-                    if forward:
-                        out[out_index] = x[in_index]
-                    else:
-                        out[in_index] = x[out_index]
-
-
 def reorg3d_reference(x: torch.Tensor, stride: int, reverse: int, out_shape) -> list:
     """reorg_layer.c:forward_reorg_layer: reorg_cpu(input, l.out_w, l.out_h, l.out_c, ...)."""
     c, h, w = out_shape

@@ -21,6 +21,7 @@ from darknet_py import CfgError, Darknet
 from darknet_py.cfg import parse_cfg
 from darknet_py.errors import CfgWarning
 from darknet_py.layers import section_names
+from darknet_c import reorg_cpu
 
 PJ_SECTIONS = ["region", "reorg", "connected", "conn", "local", "crop", "cost", "activation",
                "logistic", "l2norm", "normalization", "lrn", "deconvolutional", "deconv",
@@ -192,27 +193,6 @@ def test_region_missing_anchors_default_to_half():
 
 
 # -- [reorg] --------------------------------------------------------------------------
-def reorg_cpu(x: list, w: int, h: int, c: int, batch: int, stride: int, forward: bool) -> list:
-    """blas.c:reorg_cpu, verbatim index arithmetic."""
-    out = [None] * len(x)
-    out_c = c // (stride * stride)
-    for b in range(batch):
-        for k in range(c):
-            for j in range(h):
-                for i in range(w):
-                    in_index = i + w * (j + h * (k + c * b))
-                    c2 = k % out_c
-                    offset = k // out_c
-                    w2 = i * stride + offset % stride
-                    h2 = j * stride + offset // stride
-                    out_index = w2 + w * stride * (h2 + h * stride * (c2 + out_c * b))
-                    if forward:
-                        out[out_index] = x[in_index]
-                    else:
-                        out[in_index] = x[out_index]
-    return out
-
-
 @pytest.mark.parametrize("dialect", ["pjreddie", "alexeyab"])
 @pytest.mark.parametrize("stride", [2, 3])
 def test_reorg_matches_reorg_cpu_with_input_dims(stride, dialect):
