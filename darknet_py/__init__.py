@@ -14,6 +14,7 @@ from typing import Optional
 from .cfg import read_cfg
 from .dialect import ALEXEYAB, PJREDDIE, Dialect, get_dialect
 from .errors import CfgError, CfgWarning, DarknetError, DataError, WeightsError
+from .limits import Limits
 from .model import Darknet, detect_dialect
 from . import zoo
 
@@ -22,12 +23,13 @@ __version__ = "0.1.0"
 
 def load(cfg: "os.PathLike[str] | str", weights: "os.PathLike[str] | str | None" = None, *,
          dialect: "str | Dialect" = "auto", upto: Optional[int] = None,
-         warn_unused: bool = True) -> Darknet:
+         warn_unused: bool = True, limits: "Optional[Limits]" = None) -> Darknet:
     """Build the network of ``cfg`` and, if given, load ``weights`` into it.
 
     ``dialect="auto"`` takes the dialect the cfg needs (AlexeyAB sections, keys
     or activations); when the cfg reads the same in both, a weights header with
     revision > 0 (written by AlexeyAB's fork) selects AlexeyAB, else pjreddie.
+    ``limits`` caps what the cfg may allocate (:mod:`darknet_py.limits`).
     """
     from .weights import read_header
     sections = read_cfg(cfg)
@@ -36,7 +38,7 @@ def load(cfg: "os.PathLike[str] | str", weights: "os.PathLike[str] | str | None"
         if found is None and weights is not None:
             found = ALEXEYAB if read_header(weights).revision > 0 else PJREDDIE
         dialect = found or PJREDDIE
-    model = Darknet(sections, dialect, warn_unused=warn_unused)
+    model = Darknet(sections, dialect, warn_unused=warn_unused, limits=limits)
     if weights is not None:
         model.load_weights(weights, upto=upto)
     return model

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
 from typing import List, Optional
@@ -42,6 +43,10 @@ def main(argv: Optional[List[str]] = None) -> int:
             raise
         print(f"darknet-py: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # `darknet-py check ... | head`: the reader went away; not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except OSError as exc:
         if args.debug:
             raise
