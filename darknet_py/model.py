@@ -184,8 +184,13 @@ class Darknet(nn.Module):
         self.layers = nn.ModuleList(layers)
         self.unused = [(r.section, e) for r in readers for e in r.unused()]
         if warn_unused and self.unused:
-            where = ", ".join(f"{s.file}:{e.line} [{s.kind}] {e.key}" for s, e in self.unused)
-            warnings.warn(CfgWarning(f"unused cfg keys: {where}"), stacklevel=2)
+            where = []
+            for r in readers:
+                for e in r.unused():
+                    hint = r.suggestion(e.key)
+                    where.append(f"{r.section.file}:{e.line} [{r.section.kind}] {e.key}"
+                                 + (f" (did you mean {hint}?)" if hint else ""))
+            warnings.warn(CfgWarning(f"unused cfg keys: {', '.join(where)}"), stacklevel=2)
         # which outputs must be kept, and until when
         self._last_use: Dict[int, int] = {}
         for layer in layers:

@@ -52,7 +52,7 @@ def test_float_for_int_truncates_like_atoi():
 
 
 def test_unused_keys_are_reported_with_file_and_line():
-    with pytest.warns(CfgWarning, match=r"u\.cfg:6 \[convolutional\] fliters"):
+    with pytest.warns(CfgWarning, match=r"u\.cfg:6 \[convolutional\] fliters \(did you mean filters\?\)"):
         Darknet(parse_cfg(NET + "[convolutional]\nfliters=2\n", "u.cfg"))
 
 

@@ -24,6 +24,7 @@ every key it read, so keys nobody read can be reported like Darknet's
 """
 from __future__ import annotations
 
+import difflib
 import math
 import re
 import typing
@@ -177,6 +178,11 @@ class OptionReader:
             except ValueError as exc:
                 raise self.error(str(exc)) from None
         return obj
+
+    def suggestion(self, key: str) -> Optional[str]:
+        """The read key closest to a (probably misspelt) unused ``key``, if any is close."""
+        match = difflib.get_close_matches(key, sorted(self.used), n=1, cutoff=0.75)
+        return match[0] if match else None
 
     def unused(self) -> List[Entry]:
         """Entries whose key no parser asked for (Darknet's "Unused field")."""
