@@ -160,6 +160,12 @@ class Darknet(nn.Module):
             if builder is None:
                 raise CfgError(f"unsupported section [{sec.kind}] (layer {index}): darknet_py "
                                f"has no builder for it", file=sec.file, line=sec.line)
+            only = section_dialect(sec.kind)
+            if only is not None and only != self.dialect.name:
+                label = {"alexeyab": "AlexeyAB", "pjreddie": "pjreddie"}
+                raise CfgError(f"[{sec.kind}] is a {label[only]}-only section; "
+                               f"{label[self.dialect.name]}'s Darknet does not know it "
+                               f"(use dialect='{only}' or 'auto')", file=sec.file, line=sec.line)
             reader = OptionReader(sec, self.dialect)
             ctx = BuildContext(index=index, reader=reader, net=self.net, dialect=self.dialect,
                                shapes=shapes, layers=layers,

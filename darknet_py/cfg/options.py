@@ -29,7 +29,7 @@ import math
 import re
 import typing
 from dataclasses import MISSING, dataclass, field, fields
-from typing import Any, Dict, List, Optional, Set, Type, TypeVar
+from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Type, TypeVar
 
 from ..dialect import Dialect, get_dialect
 from ..errors import CfgError
@@ -42,15 +42,19 @@ MAX_INT = 2 ** 31 - 1
 
 
 def option(default: Any = MISSING, *, key: Optional[str] = None, alexeyab: Any = MISSING,
-           only: Optional[str] = None, required: bool = False, doc: str = "") -> Any:
+           only: Optional[str] = None, required: bool = False,
+           choices: "Optional[Callable[[], Iterable[str]]]" = None, doc: str = "") -> Any:
     """Declare one cfg key.
 
     ``default`` is pjreddie's default, ``alexeyab`` the fork's where it differs,
     ``key`` the spelling in the cfg when it is not a Python name (``from``),
     ``only`` the dialect whose parser reads the key (the other one leaves it
-    unread, so it keeps its default and is reported as unused).
+    unread, so it keeps its default and is reported as unused), ``choices`` a
+    function returning the values Darknet accepts (any other value is an error
+    naming them; Darknet itself would silently fall back to a default).
     """
-    meta = {"key": key, "alexeyab": alexeyab, "required": required, "doc": doc, "only": only}
+    meta = {"key": key, "alexeyab": alexeyab, "required": required, "doc": doc, "only": only,
+            "choices": choices}
     if isinstance(default, list):
         return field(default_factory=lambda d=default: list(d), metadata=meta)
     return field(default=None if default is MISSING else default, metadata=meta)
@@ -168,8 +172,12 @@ class OptionReader:
             if only is not None and only != self.dialect.name:
                 values[f.name] = default
                 continue
-            values[f.name] = self.get(key_of(f), hints[f.name], default,
-                                      bool(f.metadata.get("required")))
+            value = self.get(key_of(f), hints[f.name], default, bool(f.metadata.get("required")))
+            choices = f.metadata.get("choices")
+            if choices is not None and value not in set(choices()):
+                raise self.error(f"unknown {key_of(f)} {value!r} (Darknet knows: "
+                                 f"{', '.join(sorted(choices()))})", key_of(f))
+            values[f.name] = value
         obj = cls(**values)
         resolve = getattr(obj, "resolve", None)
         if resolve is not None:

@@ -26,7 +26,7 @@ from .registry import register
 
 @dataclass
 class ActivationOptions:
-    activation: str = option("linear")
+    activation: str = option("linear", choices=activations.names)
 
 
 class ActivationLayer(DarknetLayer):
@@ -52,6 +52,4 @@ class ActivationLayer(DarknetLayer):
 def build(ctx: BuildContext) -> ActivationLayer:
     r = ctx.reader
     o = r.read(ActivationOptions)
-    r.check(o.activation in activations.names(), f"unknown activation {o.activation!r} "
-            f"(Darknet knows: {', '.join(activations.names())})", "activation")
     return ActivationLayer(ctx.index, ctx.input_shape, o.activation)

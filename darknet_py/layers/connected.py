@@ -42,7 +42,7 @@ from .registry import register
 @dataclass
 class ConnectedOptions:
     output: int = option(1)
-    activation: str = option("logistic")
+    activation: str = option("logistic", choices=activations.names)
     batch_normalize: int = option(0)
 
 
@@ -102,8 +102,6 @@ class ConnectedLayer(DarknetLayer):
 def build(ctx: BuildContext) -> ConnectedLayer:
     r = ctx.reader
     o = r.read(ConnectedOptions)
-    r.check(o.activation in activations.names(), f"unknown activation {o.activation!r} "
-            f"(Darknet knows: {', '.join(activations.names())})", "activation")
     r.check(o.output > 0, f"output must be > 0, got {o.output}", "output")
     inputs = ctx.input_shape.numel
     r.check(inputs > 0, f"the previous layer has no outputs ({inputs})")

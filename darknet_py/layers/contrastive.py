@@ -33,7 +33,6 @@ from torch import Tensor
 from ..cfg.options import option
 from .base import BuildContext, DarknetLayer, Shape
 from .registry import register
-from .sam import require_alexeyab
 
 FLT_MAX = 3.4028234663852886e38
 
@@ -66,7 +65,6 @@ class ContrastiveLayer(DarknetLayer):
 
 @register("contrastive", options=ContrastiveOptions, only="alexeyab")
 def build(ctx: BuildContext) -> ContrastiveLayer:
-    require_alexeyab(ctx)
     r = ctx.reader
     o = r.read(ContrastiveOptions)
     target = ctx.index + o.yolo_layer if o.yolo_layer < 0 else o.yolo_layer

@@ -42,7 +42,7 @@ class ConvolutionalOptions:
     pad: int = option(0, doc="non-zero: padding = size/2")
     padding: int = option(0)
     groups: int = option(1)
-    activation: str = option("logistic")
+    activation: str = option("logistic", choices=activations.names)
     batch_normalize: int = option(0)
     # options darknet_py does not implement: a non-default value is an error
     binary: int = option(0)
@@ -154,8 +154,6 @@ def build(ctx: BuildContext) -> ConvolutionalLayer:
     for key, default in _UNSUPPORTED.items():
         r.check(getattr(o, key) == default,
                 f"{key}={getattr(o, key)} is not supported by darknet_py", key)
-    r.check(o.activation in activations.names(), f"unknown activation {o.activation!r} "
-            f"(Darknet knows: {', '.join(activations.names())})", "activation")
     r.check(o.filters > 0, f"filters must be > 0, got {o.filters}", "filters")
     r.check(o.size > 0, f"size must be > 0, got {o.size}", "size")
     r.check(o.stride_x > 0 and o.stride_y > 0, f"stride must be > 0, got {o.stride}", "stride")

@@ -33,7 +33,6 @@ from ..cfg.options import option
 from . import activations
 from .base import BuildContext, DarknetLayer, Shape, check_shape, table_shape
 from .batchnorm import BatchNorm
-from .logistic import require_pjreddie
 from .registry import register
 
 
@@ -42,7 +41,7 @@ class DeconvolutionalOptions:
     filters: int = option(1)
     size: int = option(1)
     stride: int = option(1)
-    activation: str = option("logistic")
+    activation: str = option("logistic", choices=activations.names)
     batch_normalize: int = option(0)
     pad: int = option(0, doc="non-zero: padding = size/2")
     padding: int = option(0)
@@ -109,11 +108,8 @@ class DeconvolutionalLayer(DarknetLayer):
 
 @register("deconvolutional", "deconv", options=DeconvolutionalOptions, only="pjreddie")
 def build(ctx: BuildContext) -> DeconvolutionalLayer:
-    require_pjreddie(ctx)
     r = ctx.reader
     o = r.read(DeconvolutionalOptions)
-    r.check(o.activation in activations.names(), f"unknown activation {o.activation!r} "
-            f"(Darknet knows: {', '.join(activations.names())})", "activation")
     r.check(o.filters > 0, f"filters must be > 0, got {o.filters}", "filters")
     r.check(o.size > 0, f"size must be > 0, got {o.size}", "size")
     r.check(o.stride > 0, f"stride must be > 0, got {o.stride}", "stride")

@@ -21,7 +21,6 @@ from torch import Tensor
 
 from .base import BuildContext, DarknetLayer
 from .registry import register
-from .sam import require_alexeyab
 
 
 class EmptyLayer(DarknetLayer):
@@ -33,7 +32,6 @@ class EmptyLayer(DarknetLayer):
 
 @register("empty", "silence", only="alexeyab")
 def build(ctx: BuildContext) -> EmptyLayer:
-    require_alexeyab(ctx)
     ctx.reader.check(ctx.index > 0, "cannot be the first layer: Darknet aliases the previous "
                      "layer's output, and there is none")
     return EmptyLayer(ctx.index, ctx.input_shape)

@@ -38,7 +38,6 @@ from ..cfg.options import option
 from .activations import logistic
 from .base import BuildContext, DarknetLayer, Shape
 from .registry import register
-from .sam import require_alexeyab
 from .yolo import MAX_ANCHORS
 
 FLT_MAX = 3.4028234663852886e38
@@ -136,7 +135,6 @@ class GaussianYoloLayer(DarknetLayer):
 
 @register("Gaussian_yolo", options=GaussianYoloOptions, only="alexeyab")
 def build(ctx: BuildContext) -> GaussianYoloLayer:
-    require_alexeyab(ctx)
     r = ctx.reader
     o = r.read(GaussianYoloOptions)
     r.check(o.max >= 0, f"max must be >= 0, got {o.max}", "max")

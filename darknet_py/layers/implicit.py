@@ -26,7 +26,6 @@ from torch import Tensor, nn
 from ..cfg.options import option
 from .base import BuildContext, DarknetLayer, Shape, check_shape
 from .registry import register
-from .sam import require_alexeyab
 
 
 @dataclass
@@ -59,7 +58,6 @@ class ImplicitLayer(DarknetLayer):
 
 @register("implicit", options=ImplicitOptions, only="alexeyab")
 def build(ctx: BuildContext) -> ImplicitLayer:
-    require_alexeyab(ctx)
     r = ctx.reader
     o = r.read(ImplicitOptions)
     r.check(o.filters > 0, f"filters must be > 0, got {o.filters}", "filters")

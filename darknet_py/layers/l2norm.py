@@ -19,7 +19,6 @@ import torch
 from torch import Tensor
 
 from .base import BuildContext, DarknetLayer
-from .logistic import require_pjreddie
 from .registry import register
 
 
@@ -41,5 +40,4 @@ class L2normLayer(DarknetLayer):
 
 @register("l2norm", only="pjreddie")
 def build(ctx: BuildContext) -> L2normLayer:
-    require_pjreddie(ctx)
     return L2normLayer(ctx.index, ctx.input_shape)

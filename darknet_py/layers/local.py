@@ -38,7 +38,7 @@ class LocalOptions:
     size: int = option(1)
     stride: int = option(1)
     pad: int = option(0, doc="padding in pixels; also switches the output size formula")
-    activation: str = option("logistic")
+    activation: str = option("logistic", choices=activations.names)
 
 
 def _c_div(a: int, b: int) -> int:
@@ -104,8 +104,6 @@ class LocalLayer(DarknetLayer):
 def build(ctx: BuildContext) -> LocalLayer:
     r = ctx.reader
     o = r.read(LocalOptions)
-    r.check(o.activation in activations.names(), f"unknown activation {o.activation!r} "
-            f"(Darknet knows: {', '.join(activations.names())})", "activation")
     r.check(o.filters > 0, f"filters must be > 0, got {o.filters}", "filters")
     r.check(o.size > 0, f"size must be > 0, got {o.size}", "size")
     r.check(o.stride > 0, f"stride must be > 0, got {o.stride}", "stride")

@@ -27,7 +27,6 @@ from torch import Tensor
 from .base import BuildContext, DarknetLayer, Shape
 from .maxpool import PoolWindowOptions, window_output, window_padding
 from .registry import register
-from .sam import require_alexeyab
 
 
 class LocalAvgpoolOptions(PoolWindowOptions):
@@ -57,6 +56,5 @@ class LocalAvgpoolLayer(DarknetLayer):
 
 @register("local_avgpool", "local_avg", options=LocalAvgpoolOptions, only="alexeyab")
 def build(ctx: BuildContext) -> LocalAvgpoolLayer:
-    require_alexeyab(ctx)
     o = ctx.reader.read(LocalAvgpoolOptions)
     return LocalAvgpoolLayer(ctx.index, window_output(ctx, o), o)

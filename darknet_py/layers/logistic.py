@@ -21,12 +21,6 @@ from .base import BuildContext, DarknetLayer
 from .registry import register
 
 
-def require_pjreddie(ctx: BuildContext) -> None:
-    """Refuse a pjreddie-only section when the network is read as AlexeyAB's."""
-    ctx.reader.check(ctx.dialect.name == "pjreddie", "is a pjreddie-only section; AlexeyAB's "
-                     "Darknet does not know it (use dialect='pjreddie' or 'auto')")
-
-
 class LogisticLayer(DarknetLayer):
     kind = "logistic"
 
@@ -40,5 +34,4 @@ class LogisticLayer(DarknetLayer):
 
 @register("logistic", only="pjreddie")
 def build(ctx: BuildContext) -> LogisticLayer:
-    require_pjreddie(ctx)
     return LogisticLayer(ctx.index, ctx.input_shape)

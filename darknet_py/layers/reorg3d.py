@@ -32,7 +32,6 @@ from torch import Tensor
 from ..cfg.options import option
 from .base import BuildContext, DarknetLayer, Shape, check_shape
 from .registry import register
-from .sam import require_alexeyab
 
 
 @dataclass
@@ -69,7 +68,6 @@ class Reorg3dLayer(DarknetLayer):
 
 @register("reorg3d", options=Reorg3dOptions, only="alexeyab")
 def build(ctx: BuildContext) -> Reorg3dLayer:
-    require_alexeyab(ctx)
     r = ctx.reader
     o = r.read(Reorg3dOptions)
     s = o.stride

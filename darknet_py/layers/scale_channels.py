@@ -29,14 +29,14 @@ from ..cfg.options import option
 from . import activations
 from .base import BuildContext, DarknetLayer, Shape, check_shape
 from .registry import register
-from .sam import check_activation, require_alexeyab
+from .sam import check_activation
 
 
 @dataclass
 class ScaleChannelsOptions:
     from_: List[int] = option(key="from", required=True, doc="one layer (negative = relative)")
     scale_wh: int = option(0, doc="1: the previous layer is 1 x H x W, scale spatially")
-    activation: str = option("linear")
+    activation: str = option("linear", choices=activations.names)
 
 
 class ScaleChannelsLayer(DarknetLayer):
@@ -59,7 +59,6 @@ class ScaleChannelsLayer(DarknetLayer):
 
 @register("scale_channels", options=ScaleChannelsOptions, only="alexeyab")
 def build(ctx: BuildContext) -> ScaleChannelsLayer:
-    require_alexeyab(ctx)
     r = ctx.reader
     o = r.read(ScaleChannelsOptions)
     r.check(len(o.from_) == 1, f"from= takes one layer, got {len(o.from_)}", "from")

@@ -38,7 +38,7 @@ NORMALIZATIONS = {"none": 0, "relu": 1, "avg_relu": 1, "softmax": 2}
 @dataclass
 class ShortcutOptions:
     from_: List[int] = option(key="from", required=True)
-    activation: str = option("linear")
+    activation: str = option("linear", choices=activations.names)
     alpha: float = option(1.0, only="pjreddie", doc="weight of the previous layer")
     beta: float = option(1.0, only="pjreddie", doc="weight of the from-layer")
     weights_type: str = option("none", only="alexeyab")
@@ -126,8 +126,6 @@ class ShortcutLayer(DarknetLayer):
 def build(ctx: BuildContext) -> ShortcutLayer:
     r = ctx.reader
     o = r.read(ShortcutOptions)
-    r.check(o.activation in activations.names(), f"unknown activation {o.activation!r}",
-            "activation")
     r.check(o.weights_type in WEIGHTS_TYPES, f"unknown weights_type {o.weights_type!r} "
             f"(one of {', '.join(WEIGHTS_TYPES)})", "weights_type")
     r.check(o.weights_normalization in NORMALIZATIONS, "unknown weights_normalization "
