@@ -203,6 +203,9 @@ class Darknet(nn.Module):
             for ref in layer.refs:
                 self._last_use[ref] = max(self._last_use.get(ref, -1), layer.index)
         self.heads = [l.index for l in layers if l.kind in HEAD_KINDS]
+        #: the network's output layer: the last one that is not a [cost] layer
+        #: (network.c:get_network_output skips trailing cost layers)
+        self.output_index = max([l.index for l in layers if l.kind != "cost"], default=0)
         #: .weights header (major, minor, revision, seen) of the last load, kept for saving
         self.header: Tuple[int, int, int, int] = (0, 2, self.dialect.weights_revision, 0)
         self.eval()
@@ -245,12 +248,15 @@ class Darknet(nn.Module):
     def _run_layers(self, x: Tensor, upto: Optional[int], keep_all: bool) -> List[Tensor]:
         saved: Dict[int, Tensor] = {}
         kept: List[Tensor] = []
-        out = x
+        out = final = x
         last = len(self.layers) - 1 if upto is None else upto
+        output_index = self.output_index if upto is None else upto
         for i, layer in enumerate(self.layers):
             if i > last:
                 break
             out = layer(x, [saved[r] for r in layer.refs])
+            if i <= output_index:
+                final = out
             # a flat output (softmax) reaches later layers as its c x h x w
             x = out.view(out.shape[0], *layer.out_shape) if layer.flat else out
             if keep_all:
@@ -263,11 +269,12 @@ class Darknet(nn.Module):
                 if self._last_use[r] == i:
                     saved.pop(r, None)
         if not keep_all and (not self.heads or upto is not None):
-            kept.append(out)
+            kept.append(final)
         return kept
 
     def forward(self, x: Tensor) -> Union[Tensor, List[Tensor]]:
-        """Outputs of the detection heads (a list) if there are any, else the last layer's."""
+        """Outputs of the detection heads (a list) if there are any, else the network's
+        output (the last layer that is not a [cost] layer, as Darknet's)."""
         outs = self._run(x)
         if self.heads:
             return outs

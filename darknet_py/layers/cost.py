@@ -1,19 +1,21 @@
 """``[cost]`` (``cost_layer.c``): the training loss; a pass-through at inference.
 
-``forward_cost_layer`` returns at once when there is no truth, and Darknet's
-network output (``get_network_output_layer``) skips trailing [cost] layers, so
-the network's output is the previous layer's. Here the layer's output is a
-copy of its input, so ``Darknet.forward`` gives that same output. (Darknet's
-own ``l.output`` of a [cost] layer is its per-value loss buffer: zeros without
-truth.) ``type`` is kept for training: sse, masked, smooth (both dialects),
-seg, L1, wgan (pjreddie); Darknet falls back to sse for other names.
+``forward_cost_layer`` returns at once when there is no truth, so at
+inference its ``l.output`` (the per-value loss buffer, a flat vector) stays
+zeros -- and that is what this layer outputs. Darknet's network output
+(``get_network_output``) skips trailing [cost] layers, and so does
+``Darknet.forward``: the network's output is the layer before. ``type`` is kept
+for training: sse, masked, smooth (both dialects), seg, L1, wgan (pjreddie);
+Darknet falls back to sse for other names.
 
     >>> import torch
     >>> from darknet_py.cfg import parse_cfg
     >>> from darknet_py.model import Darknet
-    >>> net = Darknet(parse_cfg("[net]\\nwidth=2\\nheight=1\\nchannels=1\\n[cost]\\ntype=sse\\n"))
-    >>> net(torch.tensor([[[[1.0, 2.0]]]])).flatten().tolist(), net.layers[0].cost_type
-    ([1.0, 2.0], 'sse')
+    >>> net = Darknet(parse_cfg("[net]\\nwidth=2\\nheight=1\\nchannels=1\\n[avgpool]\\n"
+    ...                         "[cost]\\ntype=sse\\n"))
+    >>> x = torch.tensor([[[[1.0, 2.0]]]])
+    >>> net(x).flatten().tolist(), net.layer_outputs(x)[1].tolist(), net.layers[1].cost_type
+    ([1.5], [[0.0]], 'sse')
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ import warnings
 from dataclasses import dataclass
 from typing import List
 
+import torch
 from torch import Tensor
 
 from ..cfg.options import option
@@ -46,12 +49,13 @@ class CostLayer(DarknetLayer):
 
     def __init__(self, index, out_shape, opts: CostOptions) -> None:
         super().__init__(index, out_shape)
+        self.flat = True
         self.opts = opts
         self.cost_type = opts.type
         self.scale = opts.scale
 
     def forward(self, x: Tensor, refs: List[Tensor]) -> Tensor:
-        return x.clone()
+        return torch.zeros_like(x)  # no truth: the loss buffer stays zeros
 
     def describe(self, in_shape) -> str:
         return f"{in_shape.numel:>8}"
