@@ -64,6 +64,15 @@ class BatchNorm(nn.Module):
             mean, var = self.rolling_mean, self.rolling_variance
         return normalize(x, mean, var, self.dialect) * _c(self.scales)
 
+    def inference_(self, x: Tensor) -> Tensor:
+        """Inference BN *in place* on a tensor nobody else holds (no autograd): the same
+        operations in the same order as :meth:`forward`, without three temporaries."""
+        if self.dialect.bn_eps_inside_sqrt:
+            std = torch.sqrt(self.rolling_variance + self.dialect.bn_eps)
+        else:
+            std = torch.sqrt(self.rolling_variance) + self.dialect.bn_eps
+        return x.sub_(_c(self.rolling_mean)).div_(_c(std)).mul_(_c(self.scales))
+
     def weight_tensors(self) -> List[Tensor]:
         return [self.scales, self.rolling_mean, self.rolling_variance]
 

@@ -122,7 +122,11 @@ class ConvolutionalLayer(DarknetLayer):
             y = F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
                          self.groups)
         else:
-            y = self.bn(self.conv(x)) + self.bias.view(1, -1, 1, 1)
+            y = self.conv(x)
+            if self.training or y.requires_grad:
+                y = self.bn(y) + self.bias.view(1, -1, 1, 1)
+            else:  # plain inference: y is ours alone, so BN and bias may work in place
+                y = self.bn.inference_(y).add_(self.bias.view(1, -1, 1, 1))
         return self._act(y)
 
     def weight_tensors(self) -> List[Tensor]:

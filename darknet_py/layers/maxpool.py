@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -82,6 +83,17 @@ class MaxpoolOptions(PoolWindowOptions):
     maxpool_zero_nonmax: int = option(0)
 
 
+def _window_max(x: Tensor, dim: int, size: int, stride: int, count: int) -> Tensor:
+    """out[i] = max(x[i*stride : i*stride+size]) along ``dim``, for ``count`` windows."""
+    index = [slice(None)] * x.dim()
+    out = None
+    for k in range(size):
+        index[dim] = slice(k, k + stride * (count - 1) + 1, stride)
+        view = x[tuple(index)]
+        out = view.clone() if out is None else torch.maximum(out, view)
+    return out
+
+
 class MaxpoolLayer(DarknetLayer):
     kind = "maxpool"
 
@@ -103,7 +115,11 @@ class MaxpoolLayer(DarknetLayer):
             return x.view(x.shape[0], n, g, x.shape[2], x.shape[3]).amax(dim=1)
         if any(self.pad):
             x = F.pad(x, self.pad, value=-FLT_MAX)
-        return F.max_pool2d(x, self.size, self.stride)
+        # a max over a size x size window is a max over rows of a max over columns: the same
+        # values as F.max_pool2d (max is exact), several times faster on the CPU
+        h, w = self.out_shape.h, self.out_shape.w
+        return _window_max(_window_max(x, 3, self.size, self.stride[1], w),
+                           2, self.size, self.stride[0], h)
 
     def describe(self, in_shape: Shape) -> str:
         o = self.opts
