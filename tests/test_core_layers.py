@@ -1,0 +1,54 @@
+"""Fast paths of the core layers give exactly the values of the plain formulation."""
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from darknet_py import CfgError, Darknet
+from darknet_py.cfg import parse_cfg
+from darknet_py.layers.maxpool import FLT_MAX
+
+
+def test_maxpool_window_max_equals_padded_max_pool2d():
+    torch.manual_seed(0)
+    checked = 0
+    for size, stride, padding, h, w in itertools.product(
+            [1, 2, 3, 5, 13], [1, 2, 3], [None, 0, 1, 4], [1, 5, 8, 13], [1, 6, 13]):
+        cfg = (f"[net]\nwidth={w}\nheight={h}\nchannels=2\n[maxpool]\nsize={size}\n"
+               f"stride={stride}\n" + ("" if padding is None else f"padding={padding}\n"))
+        try:
+            model = Darknet(parse_cfg(cfg), warn_unused=False)
+        except CfgError:
+            continue  # window does not fit
+        layer = model.layers[0]
+        x = torch.randn(2, 2, h, w)
+        want = F.max_pool2d(F.pad(x, layer.pad, value=-FLT_MAX), layer.size, layer.stride)
+        assert torch.equal(model(x), want), (size, stride, padding, h, w)
+        checked += 1
+    assert checked > 200
+
+
+@pytest.mark.parametrize("dialect", ["pjreddie", "alexeyab"])
+def test_inplace_inference_equals_autograd_path(dialect):
+    cfg = ("[net]\nwidth=16\nheight=8\nchannels=3\n"
+           "[convolutional]\nbatch_normalize=1\nfilters=4\nsize=3\npad=1\nactivation=leaky\n"
+           "[convolutional]\nbatch_normalize=1\nfilters=4\nsize=1\nactivation=linear\n"
+           "[shortcut]\nfrom=-2\n")
+    model = Darknet(parse_cfg(cfg), dialect=dialect)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.uniform_(0.5, 1.5)
+        for layer in model.layers[:2]:
+            layer.bn.rolling_mean.uniform_(-0.1, 0.1)
+            layer.bn.rolling_variance.uniform_(0.01, 0.5)
+    x = torch.rand(2, 3, 8, 16)
+    with_grad = model.layer_outputs(x)            # parameters require grad: out-of-place
+    with torch.no_grad():
+        in_place = model.layer_outputs(x)
+    assert with_grad[0].requires_grad
+    for a, b in zip(with_grad, in_place):
+        assert torch.equal(a, b)
