@@ -7,7 +7,9 @@ them:
    :mod:`darknet_py.image`);
 2. ``network_predict`` -> the model's ``forward``;
 3. ``get_network_boxes`` (``yolo_layer.c:get_yolo_detections`` and
-   ``correct_yolo_boxes`` per ``[yolo]`` layer) -> :func:`get_network_boxes`;
+   ``correct_yolo_boxes`` per ``[yolo]`` layer; ``region_layer.c:get_region_detections``
+   and ``correct_region_boxes`` per ``[region]`` layer (YOLOv2), AlexeyAB's
+   ``custom_get_region_detections`` for its dialect) -> :func:`get_network_boxes`;
 4. ``box.c:do_nms_sort`` -> :func:`do_nms_sort` (per class, not class-agnostic);
 5. ``image.c:draw_detections`` -> :func:`detection_lines` (the printed
    ``name: 57%`` lines) and :func:`draw_detections` (the annotated image).
@@ -15,9 +17,15 @@ them:
 :func:`detect` chains them for a batch of images and returns typed
 :class:`Detection` records; ``Darknet.detect`` is the same thing as a method.
 
+A network's heads are all ``[yolo]`` or all ``[region]`` (mixing them, or
+``[detection]``/``[Gaussian_yolo]`` heads, is a :class:`CfgError`). A ``[region]``
+layer gives a detection for every cell and anchor (objectness 0 below thresh in
+pjreddie's; 1 for all in AlexeyAB's, whose layout and indexing differ), where a
+``[yolo]`` layer gives only the cells above thresh.
+
 ``hier_thresh`` is accepted everywhere Darknet takes it; it only matters for
 ``[region]`` layers with a softmax tree (YOLO9000), which darknet_py does not
-decode, so with ``[yolo]`` heads it changes nothing -- exactly as in Darknet.
+build, so it changes nothing -- exactly as in Darknet for the other layers.
 
     >>> DetectionArrays.empty(3).probs.shape
     (0, 3)
@@ -240,17 +248,25 @@ def prepare(image: np.ndarray, net_w: int, net_h: int, letterbox: bool = True,
 
 
 # -- step 3: get_network_boxes ----------------------------------------------------------
-def _yolo_heads(model) -> List:
+def _detection_heads(model) -> List:
+    """The layers :func:`get_network_boxes` decodes: all [yolo] or all [region], same classes."""
+    from .layers.region import RegionLayer
     from .layers.yolo import YoloLayer
     heads = [model.layers[i] for i in model.heads]
     if not heads:
-        raise CfgError("the network has no detection layer ([yolo]) to decode", file=model.source)
+        raise CfgError("the network has no detection layer ([yolo] or [region]) to decode",
+                       file=model.source)
     for head in heads:
-        if not isinstance(head, YoloLayer):
-            raise CfgError(f"detection decodes [yolo] layers only; layer {head.index} is "
-                           f"[{head.kind}]", file=model.source)
+        if not isinstance(head, (YoloLayer, RegionLayer)):
+            raise CfgError(f"detection decodes [yolo] and [region] layers only; layer "
+                           f"{head.index} is [{head.kind}]", file=model.source)
+    kinds = sorted({h.kind for h in heads})
+    if len(kinds) > 1:
+        raise CfgError("the network mixes [yolo] and [region] detection layers; darknet_py "
+                       "decodes one kind per network", file=model.source)
     if len({h.classes for h in heads}) != 1:
-        raise CfgError("[yolo] layers with different numbers of classes", file=model.source)
+        raise CfgError(f"[{kinds[0]}] layers with different numbers of classes",
+                       file=model.source)
     return heads
 
 
@@ -317,18 +333,96 @@ def get_yolo_detections(output: Tensor, layer, im_w: int, im_h: int, net_w: int,
                            probs.numpy().astype(_F32))
 
 
+def _region_rows(output: Tensor, layer) -> Tuple[Tensor, ...]:
+    """One image's [region] output as Darknet's detection rows, in its fill order.
+
+    Returns (col, row, anchor, x, y, tw, th, scale, class_probs) per row; x, y activated.
+    pjreddie (``get_region_detections``): row ``n*H*W + cell`` (anchor-major), entries
+    read from the planar ``l.output`` (``entry_index``): objectness at ``coords`` (1 with
+    ``background``), class j at ``coords+1+j``. AlexeyAB (``get_region_boxes``, called by
+    ``custom_get_region_detections``): row ``cell*num + n`` (cell-major), record
+    ``row*(classes+5)`` of its transposed buffer -- x, y, w, h, objectness, classes,
+    whatever ``coords`` is -- with the logistic on x, y applied here.
+    """
+    from .layers.activations import logistic
+    _, lh, lw = output.shape
+    num, classes, cells = layer.num, layer.classes, lh * lw
+    if getattr(layer, "cell_major", False):
+        stride = classes + 5
+        flat = output.reshape(-1).float()
+        index = torch.arange(cells * num)
+        rec = flat[(index * stride)[:, None] + torch.arange(stride)[None, :]]
+        cell, anchor = index // num, index % num
+        tx, ty = logistic(rec[:, 0]), logistic(rec[:, 1])
+        scale, cls = rec[:, 4], rec[:, 5:]
+    else:
+        coords = layer.coords
+        p = output.reshape(num, layer.entry_count, cells).permute(0, 2, 1)
+        p = p.reshape(num * cells, layer.entry_count).float()
+        index = torch.arange(num * cells)
+        anchor, cell = index // cells, index % cells
+        tx, ty = p[:, 0], p[:, 1]
+        scale = torch.ones(num * cells) if layer.background else p[:, coords]
+        cls = p[:, coords + 1:coords + 1 + classes]
+        rec = p
+    return cell % lw, cell // lw, anchor, tx, ty, rec[:, 2], rec[:, 3], scale, cls
+
+
+def get_region_detections(output: Tensor, layer, im_w: int, im_h: int, net_w: int, net_h: int,
+                          thresh: float, letterbox: bool = True) -> DetectionArrays:
+    """Darknet's detections of one image's (num*(coords+classes+1), H, W) [region] output
+    (the layer's ``l.output``): H*W*num rows, every cell and anchor, in Darknet's order.
+
+    x = (col + x)/W, y = (row + y)/H (float32); w = exp(tw)*anchor_w/W, h = exp(th)*anchor_h/H
+    (double, anchors in grid cells); then the letterbox correction (``correct_region_boxes``
+    is ``correct_yolo_boxes``' arithmetic). pjreddie (``get_region_detections``): objectness
+    = scale if scale > thresh else 0, prob = scale*class_prob where > thresh and objectness
+    != 0. AlexeyAB (``custom_get_region_detections``): objectness = 1 for every row, prob =
+    scale*class_prob where > thresh (scale = 0 below .5 with ``classfix=-1``), and its own
+    record layout (see :func:`_region_rows`). ``[region]`` with a softmax tree (YOLO9000) is
+    not built, so ``hier_thresh`` never matters.
+    """
+    output = output.detach().cpu()
+    _, lh, lw = output.shape
+    col, row, anchor, tx, ty, tw, th, scale, cls = _region_rows(output, layer)
+    t = float(_F32(thresh))
+    anchors = torch.tensor(np.asarray(layer.anchors_wh, dtype=_F32)).double()[anchor]
+    x = (col.float() + tx) / float(lw)
+    y = (row.float() + ty) / float(lh)
+    w = (torch.exp(tw.double()) * anchors[:, 0] / lw).float()
+    h = (torch.exp(th.double()) * anchors[:, 1] / lh).float()
+    boxes = correct_yolo_boxes(torch.stack([x, y, w, h], dim=1), im_w, im_h, net_w, net_h,
+                               letterbox)
+    zero = torch.zeros((), dtype=torch.float32)
+    if getattr(layer, "cell_major", False):
+        if getattr(getattr(layer, "opts", None), "classfix", 0) == -1:
+            scale = torch.where(scale < 0.5, zero, scale)
+        objectness = torch.ones_like(scale)
+        probs = scale[:, None] * cls
+        probs = torch.where(probs > t, probs, zero)
+    else:
+        objectness = torch.where(scale > t, scale, zero)
+        probs = scale[:, None] * cls
+        probs = torch.where((probs > t) & (objectness != 0)[:, None], probs, zero)
+    return DetectionArrays(boxes.numpy().astype(_F32), objectness.numpy().astype(_F32),
+                           probs.numpy().astype(_F32))
+
+
 def get_network_boxes(model, outputs: Sequence[Tensor], im_w: int, im_h: int, thresh: float,
                       hier_thresh: float = 0.5, letterbox: bool = True) -> DetectionArrays:
     """``network.c:get_network_boxes`` (relative=1) for one image.
 
     ``outputs`` are the model's head outputs for this image, (C, H, W) each, in
-    layer order; detections are concatenated in that order. ``hier_thresh``
-    only matters for softmax-tree [region] layers and is ignored here, as in
-    Darknet for [yolo] layers.
+    layer order; detections are concatenated in that order ([yolo]: the cells
+    above thresh, :func:`get_yolo_detections`; [region]: every cell and anchor,
+    :func:`get_region_detections`). ``hier_thresh`` only matters for softmax-tree
+    [region] layers, which are not supported, and is ignored, as in Darknet for
+    the others.
     """
-    heads = _yolo_heads(model)
-    parts = [get_yolo_detections(out, head, im_w, im_h, model.width, model.height, thresh,
-                                 letterbox) for out, head in zip(outputs, heads)]
+    heads = _detection_heads(model)
+    decode = get_region_detections if heads[0].kind == "region" else get_yolo_detections
+    parts = [decode(out, head, im_w, im_h, model.width, model.height, thresh, letterbox)
+             for out, head in zip(outputs, heads)]
     return DetectionArrays.concat(parts, heads[0].classes)
 
 
@@ -576,7 +670,7 @@ def run_detector(model, images: Iterable[ImageLike], *, thresh: float = 0.5, nms
     ``seconds`` is the image's share of its batch's forward time. Images
     that cannot be used raise :class:`DataError`, or go to ``on_error``.
     """
-    heads = _yolo_heads(model)
+    heads = _detection_heads(model)
     classes = heads[0].classes
     labels = resolve_names(names, classes)
     letter = default_letterbox(model) if letterbox is None else bool(letterbox)
