@@ -259,8 +259,7 @@ def _image(w: int, h: int, seed: int) -> np.ndarray:
     return np.clip(base + rng.normal(0, 40, (h, w, 3)), 0, 255).astype(np.uint8)
 
 
-@pytest.mark.parametrize("dialect", ["pjreddie", "alexeyab"])
-@pytest.mark.parametrize("size", [(200, 120), (90, 160)])
+@pytest.mark.parametrize("dialect,size", [("pjreddie", (200, 120)), ("alexeyab", (90, 160))])
 def test_yolov2_tiny_detect_equals_the_transliteration(yolov2_tiny, dialect, size):
     """model.detect on a synthetic image = letterbox/resize, forward, the C decode
     transliterated above, do_nms_sort, draw_detections' lines."""
