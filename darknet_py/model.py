@@ -237,7 +237,14 @@ class Darknet(nn.Module):
         if x.dim() != 4 or x.shape[1] != self.input_shape.c:
             raise ValueError(f"{self.source}: expected input of shape (batch, "
                              f"{self.input_shape.c}, H, W), got {tuple(x.shape)}")
-        return x
+        if not torch.is_floating_point(x):
+            raise ValueError(f"{self.source}: expected a float input in [0, 1] (Darknet's "
+                             f"image/255), got dtype {x.dtype}")
+        param = next(self.parameters(), None)
+        if param is not None and x.dtype != param.dtype:
+            x = x.to(param.dtype)
+        # the memory layout picks the conv algorithm, which moves results by ~1e-5
+        return x.contiguous()
 
     def _run(self, x: Tensor, upto: Optional[int] = None, keep_all: bool = False) -> List[Tensor]:
         """Run layers 0..upto; returns every output if ``keep_all`` else the heads' + last."""
