@@ -26,6 +26,10 @@ if TYPE_CHECKING:  # pragma: no cover
 MAX_LAYER_ELEMENTS = _limits.DEFAULT.max_layer_elements
 
 
+class ResizeError(ValueError):
+    """An input size a layer cannot take (see :meth:`DarknetLayer.resize`)."""
+
+
 class Shape(NamedTuple):
     """Darknet's (out_c, out_h, out_w) of a layer, per image."""
 
@@ -94,6 +98,9 @@ class DarknetLayer(nn.Module):
     """
 
     kind: str = "layer"
+    #: the output has the input's shape whatever its size (activations, BN, heads...):
+    #: :meth:`resize` then needs nothing more
+    elementwise: bool = False
 
     def __init__(self, index: int, out_shape: Shape, refs: Sequence[int] = ()) -> None:
         super().__init__()
@@ -105,6 +112,18 @@ class DarknetLayer(nn.Module):
 
     def forward(self, x: Tensor, refs: List[Tensor]) -> Tensor:  # pragma: no cover
         raise NotImplementedError
+
+    def resize(self, in_shape: Shape, ref_shapes: Sequence[Shape]) -> Shape:
+        """Darknet's ``resize_*_layer``: this layer's output shape for input ``in_shape``
+        (and the current shapes of the layers in ``self.refs``), by Darknet's arithmetic.
+
+        Raises :class:`ResizeError` when the layer cannot take that input. Does not
+        change the layer (:meth:`darknet_py.model.Darknet.resize` stores the result).
+        """
+        if self.elementwise:
+            return Shape(*in_shape)
+        raise ResizeError(f"layer {self.index} [{self.kind}] cannot be resized (its weights "
+                          f"or Darknet's resize_network fix its input size)")
 
     def weight_tensors(self) -> List[Tensor]:
         """Parameters/buffers in the order a .weights file stores them (none by default)."""

@@ -85,6 +85,7 @@ class BatchnormLayer(DarknetLayer):
     """
 
     kind = "batchnorm"
+    elementwise = True
 
     def __init__(self, index: int, shape: Shape, dialect: Dialect) -> None:
         super().__init__(index, shape)

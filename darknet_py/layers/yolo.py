@@ -97,6 +97,7 @@ def check_anchor_count(opts) -> None:
 
 class YoloLayer(DarknetLayer):
     kind = "yolo"
+    elementwise = True
 
     def __init__(self, index: int, out_shape: Shape, opts: YoloOptions) -> None:
         super().__init__(index, out_shape)
