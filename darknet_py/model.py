@@ -326,13 +326,24 @@ class Darknet(nn.Module):
         # the memory layout picks the conv algorithm, which moves results by ~1e-5
         return x.contiguous()
 
-    def _run(self, x: Tensor, upto: Optional[int] = None, keep_all: bool = False) -> List[Tensor]:
-        """Run layers 0..upto; returns every output if ``keep_all`` else the heads' + last."""
+    def _run(self, x: Tensor, upto: Optional[int] = None, keep_all: bool = False,
+             keep: Optional[Sequence[int]] = None) -> List[Tensor]:
+        """Run layers 0..upto; returns every output if ``keep_all``, those of the layers in
+        ``keep`` if given, else the heads' + last."""
         x = self._check_input(x)
         with _fp32_precision(x.is_cuda and not self.allow_tf32):
-            return self._run_layers(x, upto, keep_all)
+            return self._run_layers(x, upto, keep_all, keep)
 
-    def _run_layers(self, x: Tensor, upto: Optional[int], keep_all: bool) -> List[Tensor]:
+    def outputs_of(self, x: Tensor, indices: Sequence[int]) -> List[Tensor]:
+        """The outputs of layers ``indices`` (ascending) for input ``x``, running only as far
+        as the last of them."""
+        if not indices:
+            return []
+        return self._run(x, upto=max(indices), keep=indices)
+
+    def _run_layers(self, x: Tensor, upto: Optional[int], keep_all: bool,
+                    keep: Optional[Sequence[int]] = None) -> List[Tensor]:
+        wanted = set(keep) if keep is not None else None
         saved: Dict[int, Tensor] = {}
         kept: List[Tensor] = []
         shapes = (self.shapes_for(x.shape[3], x.shape[2]) if self.input_shape.h > 1 or x.shape[2] > 1
@@ -350,6 +361,9 @@ class Darknet(nn.Module):
             x = out.view(out.shape[0], *shapes[i]) if layer.flat else out
             if keep_all:
                 kept.append(out)
+            elif wanted is not None:
+                if i in wanted:
+                    kept.append(out)
             elif i in self.heads:
                 kept.append(out)
             if i in self._last_use:
@@ -357,7 +371,7 @@ class Darknet(nn.Module):
             for r in layer.refs:
                 if self._last_use[r] == i:
                     saved.pop(r, None)
-        if not keep_all and (not self.heads or upto is not None):
+        if not keep_all and wanted is None and (not self.heads or upto is not None):
             kept.append(final)
         return kept
 

@@ -124,7 +124,8 @@ class ConvolutionalLayer(DarknetLayer):
         else:
             y = self.conv(x)
             if self.training or y.requires_grad:
-                y = self.bn(y) + self.bias.view(1, -1, 1, 1)
+                bias = self.bias if self.bn.dialect.bn_bias_learns else self.bias.detach()
+                y = self.bn(y) + bias.view(1, -1, 1, 1)
             else:  # plain inference: y is ours alone, so BN and bias may work in place
                 y = self.bn.inference_(y).add_(self.bias.view(1, -1, 1, 1))
         return self._act(y)
