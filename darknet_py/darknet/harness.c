@@ -188,7 +188,9 @@ static int net_truths(network *net)
 
 static const char *layer_name(layer l)
 {
-    if (l.type == UPSAMPLE) return "upsample"; /* AlexeyAB's get_layer_string says "none" */
+#ifdef DPY_ALEXEYAB
+    if (l.type == UPSAMPLE) return "upsample"; /* its get_layer_string says "none" (as the reference) */
+#endif
     return get_layer_string(l.type);
 }
 

@@ -96,7 +96,6 @@ def run(build: DarknetBuild, args: Sequence[str], *, what: str, cwd: Path,
     names the culprit in errors. Output goes to ``cwd/harness.log``."""
     binary = harness_binary(build)
     log = Path(cwd) / "harness.log"
-    start = time.monotonic()
     with open(log, "wb") as out, tempfile.TemporaryFile() as err:
         try:
             proc = subprocess.run([str(binary), *map(str, args)], cwd=cwd, stdout=out, stderr=err,
@@ -111,18 +110,22 @@ def run(build: DarknetBuild, args: Sequence[str], *, what: str, cwd: Path,
         return stderr
     kept = _keep_log(log)
     if rc is None:
-        raise BridgeError(f"Darknet did not finish within {timeout:g} s (it hangs on this input, or "
-                          f"raise the timeout); log: {kept}", file=what)
+        raise BridgeError(f"Darknet did not finish within {timeout:g} s and was stopped (it hangs "
+                          f"on this, or needs a longer timeout); Darknet's output is in {kept}",
+                          file=what)
     last = _last_line(stderr)
-    said = f" (Darknet said: {last})" if last else ""
     if rc < 0:
         try:
             name = signal.Signals(-rc).name
         except ValueError:
             name = f"signal {-rc}"
-        raise BridgeError(f"Darknet crashed ({name}) on this input{said}: this {build.fork} build "
-                          f"cannot run it; check the cfg against that fork; log: {kept}", file=what)
-    raise BridgeError(f"Darknet refused this input (exit status {rc}){said}; log: {kept}", file=what)
+        said = f" (Darknet said: {last})" if last and name == "SIGABRT" else ""
+        raise BridgeError(f"Darknet crashed ({name}){said}: this {build.fork} Darknet cannot run it; "
+                          f"check the cfg against that fork (layer references, options); Darknet's "
+                          f"output is in {kept}", file=what)
+    said = f" (Darknet said: {last})" if last else ""
+    raise BridgeError(f"Darknet refused it (exit status {rc}){said}; Darknet's output is in {kept}",
+                      file=what)
 
 
 def _keep_log(log: Path) -> Path:
