@@ -324,17 +324,23 @@ def place_image(im: np.ndarray, w: int, h: int, dx: int, dy: int, canvas: np.nda
     c, ih, iw = im.shape
     if w <= 0 or h <= 0:
         return
-    rx = (np.arange(w, dtype=F32) / F32(w)) * F32(iw)
-    ry = (np.arange(h, dtype=F32) / F32(h)) * F32(ih)
+    # ((float)x / w) * im.w, reassociated by -Ofast (Darknet's build) into x * (im.w / w)
+    rx = np.arange(w, dtype=F32) * (F32(iw) / F32(w))
+    ry = np.arange(h, dtype=F32) * (F32(ih) / F32(h))
     ix, iy = np.floor(rx).astype(np.int64), np.floor(ry).astype(np.int64)
     fx, fy = (rx - ix).astype(F32), (ry - iy).astype(F32)
     padded = np.zeros((c, ih + 1, iw + 1), dtype=F32)  # get_pixel_extend: 0 outside
     padded[:, :ih, :iw] = im
     ix1, iy1 = np.minimum(ix + 1, iw), np.minimum(iy + 1, ih)
     ixc, iyc = np.minimum(ix, iw), np.minimum(iy, ih)
-    top = padded[:, iyc][:, :, ixc] * (1 - fx) + padded[:, iyc][:, :, ix1] * fx
-    bot = padded[:, iy1][:, :, ixc] * (1 - fx) + padded[:, iy1][:, :, ix1] * fx
-    val = (1 - fy)[:, None] * top + fy[:, None] * bot
+    gx, gy = (1 - fx)[None, :], (1 - fy)[:, None]
+    fx, fy = fx[None, :], fy[:, None]
+    rows0, rows1 = padded[:, iyc], padded[:, iy1]
+    # bilinear_interpolate's sum, term by term in the C's order
+    val = gy * gx * rows0[:, :, ixc]
+    val = val + fy * gx * rows1[:, :, ixc]
+    val = val + gy * fx * rows0[:, :, ix1]
+    val = val + fy * fx * rows1[:, :, ix1]
     # set_pixel ignores what falls outside the canvas
     ch, cw = canvas.shape[1:]
     x0, y0 = max(dx, 0), max(dy, 0)
