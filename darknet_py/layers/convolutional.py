@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from ..cfg.options import option
 from . import activations
-from .base import BuildContext, DarknetLayer, Shape, check_shape, table_shape
+from .base import BuildContext, DarknetLayer, ResizeError, Shape, check_shape, table_shape
 from .batchnorm import BatchNorm
 from .registry import register
 
@@ -124,10 +124,25 @@ class ConvolutionalLayer(DarknetLayer):
         else:
             y = self.conv(x)
             if self.training or y.requires_grad:
-                y = self.bn(y) + self.bias.view(1, -1, 1, 1)
+                bias = self.bias if self.bn.dialect.bn_bias_learns else self.bias.detach()
+                y = self.bn(y) + bias.view(1, -1, 1, 1)
             else:  # plain inference: y is ours alone, so BN and bias may work in place
                 y = self.bn.inference_(y).add_(self.bias.view(1, -1, 1, 1))
         return self._act(y)
+
+    def resize(self, in_shape: Shape, ref_shapes) -> Shape:
+        """resize_convolutional_layer: out = (in + 2*pad - size)/stride + 1 per side."""
+        o = self.opts
+        if in_shape.c != self.weight.shape[1] * self.groups:
+            raise ResizeError(f"layer {self.index} [convolutional] has weights for "
+                              f"{self.weight.shape[1] * self.groups} input channels, got "
+                              f"{in_shape.c}")
+        if in_shape.h + 2 * o.padding < o.size or in_shape.w + 2 * o.padding < o.size:
+            raise ResizeError(f"layer {self.index} [convolutional]: kernel size {o.size} does "
+                              f"not fit the {in_shape.w}x{in_shape.h} input with padding "
+                              f"{o.padding}")
+        return Shape(o.filters, _out_size(in_shape.h, o.padding, o.size, o.stride_y),
+                     _out_size(in_shape.w, o.padding, o.size, o.stride_x))
 
     def weight_tensors(self) -> List[Tensor]:
         tensors: List[Tensor] = [self.bias]

@@ -96,6 +96,7 @@ class GaussianYoloOptions:
 
 class GaussianYoloLayer(DarknetLayer):
     kind = "Gaussian_yolo"
+    elementwise = True
 
     def __init__(self, index: int, out_shape: Shape, opts: GaussianYoloOptions) -> None:
         super().__init__(index, out_shape)
