@@ -357,6 +357,8 @@ def train_detector(data: str, cfg: str, weights: Optional[str] = None, *, clear:
             i = seen_total() // batch
             if not math.isfinite(loss):
                 last = [p for p in written if os.path.exists(p)]
+                if cadence.resume_name in last:  # the file to resume from
+                    last.append(cadence.resume_name)
                 raise TrainingStopped(
                     f"loss is {loss} at iteration {i}; stopped without saving. The last good "
                     f"checkpoint is {last[-1] if last else 'none (nothing was saved yet)'}; "
