@@ -257,3 +257,52 @@ def test_cli_detector_train_and_its_errors(tmp_path, capsys):
     assert main(["detector", "train", str(tmp_path / "none.data"), cfg]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "none.data" in err[0]
+
+
+DDP_SCRIPT = """
+import sys
+from darknet_py.train.trainer import train_detector
+train_detector(sys.argv[1], sys.argv[2], sys.argv[3], workers=0, seed=5, chart=None,
+               max_batches=2, scheme=sys.argv[4])
+"""
+
+
+def _ddp_case(tmp_path, name):
+    cfg = tmp_path / "ddp.cfg"
+    cfg.write_text(TINY.format(w=32, h=32, lr=0.01, max_batches=2, random=0)
+                   .replace("batch=2\nsubdivisions=1", "batch=4\nsubdivisions=2"))
+    data = dataset(tmp_path / name)
+    start = tmp_path / "start.weights"
+    if not start.exists():
+        model = darknet_py.load(cfg)
+        C.save_checkpoint(model, str(start), seen=0)
+    return str(cfg), data, str(start)
+
+
+def _params(path, cfg):
+    model = darknet_py.load(cfg, path)
+    return [p.detach().clone() for p in model.parameters()]
+
+
+def test_ddp_two_gloo_processes_equal_one_process(tmp_path):
+    """2 CPU processes (torchrun, gloo) splitting batch=4 give the weights of one process
+    training batch=4, after 2 iterations (the parameters; BN rolling statistics are each
+    process's own, rank 0's are saved)."""
+    cfg, data1, start = _ddp_case(tmp_path, "one")
+    train_detector(data1, cfg, start, workers=0, seed=5, chart=None, max_batches=2,
+                   stream=open(os.devnull, "w"))
+    _, data2, _ = _ddp_case(tmp_path, "two")
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                          "--nproc_per_node=2", "-c" if False else "--no-python", sys.executable,
+                          "-c", DDP_SCRIPT, data2, cfg, start, "split"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    one = _params(tmp_path / "one" / "backup" / "ddp_final.weights", cfg)
+    two = _params(tmp_path / "two" / "backup" / "ddp_final.weights", cfg)
+    init = _params(start, cfg)
+    assert headers(tmp_path / "two" / "backup")["ddp_final.weights"][3] == 8
+    for a, b, s in zip(one, two, init):
+        update = (a - s).abs().max()
+        assert update > 0
+        assert (a - b).abs().max() <= 1e-4 * update, (a - b).abs().max() / update

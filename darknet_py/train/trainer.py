@@ -284,6 +284,10 @@ def train_detector(data: str, cfg: str, weights: Optional[str] = None, *, clear:
     elif clear:
         model.header = (0, 2, model.dialect.weights_revision, 0)
     model.to(device)
+    if world > 1:  # every process starts from rank 0's weights (as DDP does)
+        with torch.no_grad():
+            for t in list(model.parameters()) + list(model.buffers()):
+                torch.distributed.broadcast(t.data, 0)
     state = TrainState.from_model(model)
     batch = net.batch  # the cfg's batch = mini-batch * subdivisions
     subdivisions = net.subdivisions
@@ -293,7 +297,8 @@ def train_detector(data: str, cfg: str, weights: Optional[str] = None, *, clear:
         if subdivisions % world:
             raise ValueError(f"subdivisions={subdivisions} does not split over {world} "
                              f"processes (the cfg batch is split by whole mini-batches)")
-        net.subdivisions = subdivisions // world
+        net.subdivisions = subdivisions // world  # the same mini-batch, fewer of them
+        net.batch = batch // world
         state.seen //= world  # each process counts its share; x world when saved
     if world > 1 and scheme == "darknet":
         net.learning_rate *= world
