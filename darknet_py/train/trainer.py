@@ -254,7 +254,7 @@ def train_detector(data: str, cfg: str, weights: Optional[str] = None, *, clear:
                    device: "str | torch.device" = "cpu", seed: Optional[int] = None,
                    max_batches: Optional[int] = None, chart: Optional[str] = "chart.png",
                    stream=None, step: Optional[Step] = None, scheme: str = "split",
-                   model=None) -> TrainResult:
+                   model=None, callback: Optional[Callable[..., bool]] = None) -> TrainResult:
     """Train ``cfg`` on the ``.data`` file ``data`` as ``darknet detector train``.
 
     ``augment=False`` turns all augmentation and random resizing off (side-by-side
@@ -262,7 +262,10 @@ def train_detector(data: str, cfg: str, weights: Optional[str] = None, *, clear:
     chart path (None: no chart; skipped with a note when matplotlib is missing).
     ``step`` replaces :func:`engine.train_network` (tests). ``scheme`` is "split"
     (default: the batch split over processes) or "darknet" (lr x processes, weights
-    averaged every 4 iterations).
+    averaged every 4 iterations). ``callback(iteration, model, loss, avg_loss)`` runs after
+    each iteration's checkpoints (evaluation, early stop): returning True stops the run
+    (the final weights are still written). ``model`` trains a prebuilt network instead of
+    building ``cfg`` (``cfg`` still names the checkpoints).
     """
     from .. import load
     from .engine import TrainState, train_network
@@ -385,6 +388,8 @@ def train_detector(data: str, cfg: str, weights: Optional[str] = None, *, clear:
                     save_checkpoint(model, path, seen_total())
                     written.append(path)
             if i >= net.max_batches:
+                break
+            if callback is not None and callback(i, model, loss, avg_loss):
                 break
     finally:
         progress.close()
