@@ -180,7 +180,7 @@ def _detect(args: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("detector", help="Darknet's detector commands: test",
+    p = sub.add_parser("detector", help="Darknet's detector commands: test, train",
                        description="Darknet's `detector` commands.")
     verbs = p.add_subparsers(dest="detector_verb", metavar="ACTION")
     verbs.required = True
@@ -195,6 +195,8 @@ def register(sub) -> None:
                    help="images, folders or .txt lists (none: read paths from stdin)")
     _add_options(t)
     t.set_defaults(func=_detector)
+    from .train import add_to_detector
+    add_to_detector(verbs)
 
     d = sub.add_parser("detect", allow_abbrev=False,
                        help="detect with COCO names, as `darknet detect`",
