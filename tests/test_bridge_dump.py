@@ -84,7 +84,7 @@ def test_dump_reproduces_reference_case(reference, request, case, tmp_path):
                   seed=manifest["seed"])
     assert_same_arrays(folder, out)
     mine = json.loads((out / "case.json").read_text())
-    for key in ("num_dets", "train_log", "yolo_cost_iter1", "image_shape_chw"):
+    for key in ("num_dets", "train_log", "yolo_cost_iter1", "image_shape_chw", "net_params", "K"):
         if key in manifest:
             assert mine[key] == manifest[key], key
     want_layers = [(l["index"], l["type"], l["out_c"], l["out_h"], l["out_w"]) for l in manifest["layers"]]

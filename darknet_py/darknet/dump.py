@@ -42,6 +42,9 @@ ArrayLike = Union[PathLike, np.ndarray]
 
 MODES = ("forward", "detect", "train")
 
+#: learning_rate_policy enum of darknet.h (both forks; AlexeyAB appends sgdr)
+POLICIES = ("constant", "step", "exp", "poly", "steps", "sig", "random", "sgdr")
+
 REPO = {"pjreddie": "pjreddie/darknet", "alexeyab": "AlexeyAB/darknet"}
 
 INIT = {
@@ -131,7 +134,9 @@ def _read_facts(path: Path) -> NetInfo:
             info = NetInfo(*map(int, v[:7]), seen=int(v[7]))
         elif kind == "params" and info is not None:
             keys = ("learning_rate", "momentum", "decay", "burn_in", "power", "policy", "max_batches")
-            info.params = {k: (float(x) if "." in x or "e" in x else int(x)) for k, x in zip(keys, v)}
+            # float32 cfg values, written as their shortest repr (0.001, not 0.00100000005)
+            info.params = {k: (float(str(np.float32(x))) if "." in x or "e" in x else int(x))
+                           for k, x in zip(keys, v)}
         elif kind == "layer":
             layers.append({"index": int(v[0]), "type": v[1], "out_c": int(v[2]), "out_h": int(v[3]),
                            "out_w": int(v[4]), "outputs": int(v[5]), "classes": int(v[6]),
@@ -329,9 +334,12 @@ def dump_case(build: "DarknetBuild | PathLike", cfg: PathLike, weights: Optional
                       _npy_entry(stage, "y.npy", layout=f"B x {info.truths // per_box} x {per_box}: "
                                  "x,y,w,h (relative, center), class_id" +
                                  (", track_id" if per_box == 6 else ""))]
+            params = dict(info.params)
+            policy = int(params.get("policy", -1))
+            params["policy"] = POLICIES[policy] if 0 <= policy < len(POLICIES) else policy
             manifest.update(input_shape_bchw=[rows, *chw], K=int(iterations),
                             net_params=dict(batch=info.batch * info.subdivisions,
-                                            subdivisions=info.subdivisions, **info.params))
+                                            subdivisions=info.subdivisions, **params))
         stderr = harness.run(build, args, what=cfg_p, cwd=work, timeout=timeout)
         if mode == "detect" and "Cannot load image" in stderr:
             raise DataError(f"Darknet's stb_image cannot decode it ({harness._last_line(stderr)})",
