@@ -272,7 +272,8 @@ def dump_case(build: "DarknetBuild | PathLike", cfg: PathLike, weights: Optional
                                       "harness": "darknet_py/darknet/harness.c"},
                           "cfg": cfg_p.name, "cfg_source": str(cfg_p)}
         files: List[dict] = []
-        chw = (info.c, info.h, info.w)
+        # an image input (C,H,W), or flat for cfgs that give only [net] inputs=
+        chw = (info.c, info.h, info.w) if info.c * info.h * info.w == info.inputs else (info.inputs,)
         if mode == "forward":
             if input is not None:
                 x = np.ascontiguousarray(_array(input, "input"), dtype=np.float32)
@@ -308,7 +309,7 @@ def dump_case(build: "DarknetBuild | PathLike", cfg: PathLike, weights: Optional
                 xs = np.ascontiguousarray(_array(X, "X"), dtype=np.float32)
                 rows = xs.shape[0] if xs.ndim == 4 else xs.size // max(info.inputs, 1)
                 if xs.size != rows * info.inputs:
-                    raise DataError(f"X must be (B, {info.c}, {info.h}, {info.w})")
+                    raise DataError(f"X must be (B, {', '.join(map(str, chw))})")
             else:
                 rows = info.batch * info.subdivisions
                 rs = np.random.RandomState(input_seed)
