@@ -116,6 +116,8 @@ def test_cli_dump_then_compare(reference, darknet_alexeyab, tmp_path, capsys):
                  str(folder / "yolov4-tiny-narrow-256.cfg"), "--seed", "1", "-o", str(out)]) == 0
     assert capsys.readouterr().out.strip().splitlines()[-1] == str(out)
     assert filecmp.cmp(out / "weights.weights", folder / "weights.weights", shallow=False)
+    text = (out / "case.json").read_text()
+    assert str(tmp_path) not in text and str(folder) not in text  # no absolute paths
     report = compare_case(out)
     assert report.ok and len(report.rows) == 38
 

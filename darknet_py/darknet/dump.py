@@ -200,6 +200,18 @@ def _npy_entry(folder: Path, name: str, **extra) -> dict:
     return entry
 
 
+def _build_text(build: DarknetBuild) -> str:
+    """How the build was made, without paths (case folders hold no absolute paths)."""
+    try:
+        meta = json.loads((Path(build.folder) / "build.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        meta = {}
+    make = meta.get("make")
+    if make:
+        return " ".join(m for m in make if not m.startswith("-j")) + " (darknet_py build)"
+    return f"your own build ({Path(build.lib).name})"
+
+
 def network_info(build: "DarknetBuild | PathLike", cfg: PathLike, *,
                  timeout: float = harness.DEFAULT_TIMEOUT_S) -> NetInfo:
     """Parse ``cfg`` with the build's Darknet: input size, batch, truths, layer table."""
@@ -267,10 +279,10 @@ def dump_case(build: "DarknetBuild | PathLike", cfg: PathLike, weights: Optional
         args = [mode, cfg_p, stage]
         args += ["-w", weights_p] if weights_p is not None else ["-s", seed]
         manifest: dict = {"case": out.name, "mode": mode,
-                          "darknet": {"repo": REPO[build.fork], "build": str(build.folder),
+                          "darknet": {"repo": REPO[build.fork], "build": _build_text(build),
                                       "src_sha256": build.src_hash,
                                       "harness": "darknet_py/darknet/harness.c"},
-                          "cfg": cfg_p.name, "cfg_source": str(cfg_p)}
+                          "cfg": cfg_p.name}
         files: List[dict] = []
         # an image input (C,H,W), or flat for cfgs that give only [net] inputs=
         chw = (info.c, info.h, info.w) if info.c * info.h * info.w == info.inputs else (info.inputs,)
