@@ -84,7 +84,7 @@ def test_dump_reproduces_reference_case(reference, request, case, tmp_path):
                   seed=manifest["seed"])
     assert_same_arrays(folder, out)
     mine = json.loads((out / "case.json").read_text())
-    for key in ("num_dets", "train_log", "yolo_cost_iter1", "image_shape_chw"):
+    for key in ("num_dets", "train_log", "yolo_cost_iter1", "image_shape_chw", "net_params", "K"):
         if key in manifest:
             assert mine[key] == manifest[key], key
     want_layers = [(l["index"], l["type"], l["out_c"], l["out_h"], l["out_w"]) for l in manifest["layers"]]
@@ -116,6 +116,8 @@ def test_cli_dump_then_compare(reference, darknet_alexeyab, tmp_path, capsys):
                  str(folder / "yolov4-tiny-narrow-256.cfg"), "--seed", "1", "-o", str(out)]) == 0
     assert capsys.readouterr().out.strip().splitlines()[-1] == str(out)
     assert filecmp.cmp(out / "weights.weights", folder / "weights.weights", shallow=False)
+    text = (out / "case.json").read_text()
+    assert str(tmp_path) not in text and str(folder) not in text  # no absolute paths
     report = compare_case(out)
     assert report.ok and len(report.rows) == 38
 

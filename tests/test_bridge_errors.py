@@ -104,3 +104,15 @@ def test_bad_inputs(darknet_pjreddie, pj_cases, tmp_path):
         dump_case(darknet_pjreddie, tmp_path / "none.cfg", out_dir=tmp_path / "c")
     with pytest.raises(BridgeError, match="not a darknet_py Darknet build folder"):
         dump_case(tmp_path, cfg, out_dir=tmp_path / "d")
+
+
+@pytest.mark.parametrize("fork", ["pjreddie", "alexeyab"])
+def test_a_cfg_darknet_refuses_quotes_darknet(request, fork, tmp_path):
+    build = request.getfixturevalue(f"darknet_{fork}")
+    cfg = tmp_path / "unknown.cfg"
+    cfg.write_text("[net]\nwidth=32\nheight=32\nchannels=3\n\n[foo]\n\n"
+                   "[convolutional]\nfilters=4\nsize=3\nactivation=leaky\n")
+    with pytest.raises(BridgeError, match=r"unknown.cfg: Darknet stopped on an error .*section type "
+                                          r"not recognized: \[foo\]; then: Layer before "
+                                          r"convolutional layer must output image\.; Darknet's output"):
+        dump_case(build, cfg, out_dir=tmp_path / "c")

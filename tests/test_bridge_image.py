@@ -77,3 +77,26 @@ def test_detect_with_darknet_prints_exactly_what_darknet_prints(darknet_pjreddie
     ours = _by_image(capsys.readouterr().out)
     assert ours == darknet
     assert darknet[str(reference / "images" / "dog.jpg")][0] == "dog: 57%"
+
+
+def test_alexeyab_detect_dump_prints_what_its_detector_test_prints(darknet_alexeyab, reference,
+                                                                     ab_cases, pj_cases,
+                                                                     tiny_weights, tmp_path):
+    """The harness's AlexeyAB detect path (load_image, resize, fuse_conv_batchnorm, NMS kind,
+    draw_detections_v3) against that build's own `./darknet detector test` at -thresh 0.5:
+    the official yolov3-tiny, and random-weights yolov4-tiny (thousands of lines)."""
+    from darknet_py.darknet import dump_case
+    _labels_folder(tmp_path)
+    (tmp_path / "data" / "coco.names").write_bytes((reference / "images" / "coco.names").read_bytes())
+    dog = reference / "images" / "dog.jpg"
+    rand = ab_cases / "yolov4-tiny-narrow-rand-256"
+    for i, (cfg, weights) in enumerate([(pj_cases / "tiny-official-dog" / "yolov3-tiny.cfg", tiny_weights),
+                                        (rand / "yolov4-tiny-narrow-256.cfg", rand / "weights.weights")]):
+        real = subprocess.run([str(darknet_alexeyab.exe), "detector", "test", "cfg/coco.data",
+                               str(cfg), str(weights), str(dog), "-dont_show", "-thresh", "0.5"],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=600)
+        assert real.returncode == 0, real.stderr[-2000:]
+        lines = [ln for ln in real.stdout.splitlines() if ln.endswith("%")]
+        out = dump_case(darknet_alexeyab, cfg, weights, mode="detect", image=dog, thresholds=[0.5],
+                        out_dir=tmp_path / f"case{i}")
+        assert (out / "printed_t0.5.txt").read_text().splitlines() == lines and lines

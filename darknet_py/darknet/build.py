@@ -335,6 +335,8 @@ def build_darknet(src: Optional[PathLike] = None, fork: Optional[str] = None, gp
             meta["make"] = command
             meta["build_seconds"] = round(time.monotonic() - start, 1)
             atomic_write(tmp / "build.json", (json.dumps(meta, indent=1) + "\n").encode())
+            if final.exists():  # left without build.json by hand: not a build, replace it
+                shutil.rmtree(final)
             os.replace(tmp, final)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -42,6 +42,9 @@ ArrayLike = Union[PathLike, np.ndarray]
 
 MODES = ("forward", "detect", "train")
 
+#: learning_rate_policy enum of darknet.h (both forks; AlexeyAB appends sgdr)
+POLICIES = ("constant", "step", "exp", "poly", "steps", "sig", "random", "sgdr")
+
 REPO = {"pjreddie": "pjreddie/darknet", "alexeyab": "AlexeyAB/darknet"}
 
 INIT = {
@@ -131,7 +134,9 @@ def _read_facts(path: Path) -> NetInfo:
             info = NetInfo(*map(int, v[:7]), seen=int(v[7]))
         elif kind == "params" and info is not None:
             keys = ("learning_rate", "momentum", "decay", "burn_in", "power", "policy", "max_batches")
-            info.params = {k: (float(x) if "." in x or "e" in x else int(x)) for k, x in zip(keys, v)}
+            # float32 cfg values, written as their shortest repr (0.001, not 0.00100000005)
+            info.params = {k: (float(str(np.float32(x))) if "." in x or "e" in x else int(x))
+                           for k, x in zip(keys, v)}
         elif kind == "layer":
             layers.append({"index": int(v[0]), "type": v[1], "out_c": int(v[2]), "out_h": int(v[3]),
                            "out_w": int(v[4]), "outputs": int(v[5]), "classes": int(v[6]),
@@ -193,6 +198,18 @@ def _npy_entry(folder: Path, name: str, **extra) -> dict:
     entry = {"file": name, "shape": list(arr.shape), "dtype": str(arr.dtype)}
     entry.update(extra)
     return entry
+
+
+def _build_text(build: DarknetBuild) -> str:
+    """How the build was made, without paths (case folders hold no absolute paths)."""
+    try:
+        meta = json.loads((Path(build.folder) / "build.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        meta = {}
+    make = meta.get("make")
+    if make:
+        return " ".join(m for m in make if not m.startswith("-j")) + " (darknet_py build)"
+    return f"your own build ({Path(build.lib).name})"
 
 
 def network_info(build: "DarknetBuild | PathLike", cfg: PathLike, *,
@@ -262,12 +279,13 @@ def dump_case(build: "DarknetBuild | PathLike", cfg: PathLike, weights: Optional
         args = [mode, cfg_p, stage]
         args += ["-w", weights_p] if weights_p is not None else ["-s", seed]
         manifest: dict = {"case": out.name, "mode": mode,
-                          "darknet": {"repo": REPO[build.fork], "build": str(build.folder),
+                          "darknet": {"repo": REPO[build.fork], "build": _build_text(build),
                                       "src_sha256": build.src_hash,
                                       "harness": "darknet_py/darknet/harness.c"},
-                          "cfg": cfg_p.name, "cfg_source": str(cfg_p)}
+                          "cfg": cfg_p.name}
         files: List[dict] = []
-        chw = (info.c, info.h, info.w)
+        # an image input (C,H,W), or flat for cfgs that give only [net] inputs=
+        chw = (info.c, info.h, info.w) if info.c * info.h * info.w == info.inputs else (info.inputs,)
         if mode == "forward":
             if input is not None:
                 x = np.ascontiguousarray(_array(input, "input"), dtype=np.float32)
@@ -303,7 +321,7 @@ def dump_case(build: "DarknetBuild | PathLike", cfg: PathLike, weights: Optional
                 xs = np.ascontiguousarray(_array(X, "X"), dtype=np.float32)
                 rows = xs.shape[0] if xs.ndim == 4 else xs.size // max(info.inputs, 1)
                 if xs.size != rows * info.inputs:
-                    raise DataError(f"X must be (B, {info.c}, {info.h}, {info.w})")
+                    raise DataError(f"X must be (B, {', '.join(map(str, chw))})")
             else:
                 rows = info.batch * info.subdivisions
                 rs = np.random.RandomState(input_seed)
@@ -329,9 +347,12 @@ def dump_case(build: "DarknetBuild | PathLike", cfg: PathLike, weights: Optional
                       _npy_entry(stage, "y.npy", layout=f"B x {info.truths // per_box} x {per_box}: "
                                  "x,y,w,h (relative, center), class_id" +
                                  (", track_id" if per_box == 6 else ""))]
+            params = dict(info.params)
+            policy = int(params.get("policy", -1))
+            params["policy"] = POLICIES[policy] if 0 <= policy < len(POLICIES) else policy
             manifest.update(input_shape_bchw=[rows, *chw], K=int(iterations),
                             net_params=dict(batch=info.batch * info.subdivisions,
-                                            subdivisions=info.subdivisions, **info.params))
+                                            subdivisions=info.subdivisions, **params))
         stderr = harness.run(build, args, what=cfg_p, cwd=work, timeout=timeout)
         if mode == "detect" and "Cannot load image" in stderr:
             raise DataError(f"Darknet's stb_image cannot decode it ({harness._last_line(stderr)})",

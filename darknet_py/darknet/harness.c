@@ -13,6 +13,7 @@
  * INPUT/X/Y are raw little-endian float32. OUT receives layer_NNN.npy & co and
  * harness.txt (one fact per line) from which darknet_py writes case.json.
  * Random init (-s) is the one the reference cases' case.json `init` describes.
+ * Darknet always runs its CPU path here (gpu_index = -1), also in a GPU build.
  */
 #include "darknet.h"
 
@@ -476,6 +477,7 @@ int main(int argc, char **argv)
 {
     if (argc < 4) die("usage: dpy_harness MODE CFG|IMAGE OUT [options]", 0);
     char *mode = argv[1], *cfg = argv[2];
+    gpu_index = -1; /* Darknet's CPU path, also in a GPU build: l.output etc. live in host memory */
     if (!strcmp(mode, "decode")) {
 #ifdef DPY_ALEXEYAB
         image im = load_image(cfg, 0, 0, 3);

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -85,9 +86,18 @@ def harness_binary(build: DarknetBuild) -> Path:
     return target
 
 
+_NOISE = re.compile(r"^(\d+/\d+: |backtrace \(|Darknet error location|.*Assertion .* failed)")
+
+
 def _last_line(text: str) -> str:
+    """Darknet's last meaningful stderr line (its error() message, not the backtrace/assert)."""
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    return lines[-1][:300] if lines else ""
+    said = next((ln for ln in reversed(lines) if not _NOISE.match(ln)), "")
+    said = re.sub(r": Success$", "", said)  # perror() after a message with errno 0
+    unknown = [ln.split("Type not recognized: ", 1)[1] for ln in lines if "Type not recognized: " in ln]
+    if unknown:
+        said = f"section type not recognized: {', '.join(unknown)}; then: {said}"
+    return said[:300]
 
 
 def run(build: DarknetBuild, args: Sequence[str], *, what: str, cwd: Path,
@@ -119,13 +129,15 @@ def run(build: DarknetBuild, args: Sequence[str], *, what: str, cwd: Path,
             name = signal.Signals(-rc).name
         except ValueError:
             name = f"signal {-rc}"
-        said = f" (Darknet said: {last})" if last and name == "SIGABRT" else ""
-        raise BridgeError(f"Darknet crashed ({name}){said}: this {build.fork} Darknet cannot run it; "
+        if name == "SIGABRT" and last:  # Darknet's error(): message, then assert/abort
+            raise BridgeError(f"Darknet stopped on an error ({name}): {last}; Darknet's output is "
+                              f"in {kept}", file=what)
+        raise BridgeError(f"Darknet crashed ({name}): this {build.fork} Darknet cannot run it; "
                           f"check the cfg against that fork (layer references, options); Darknet's "
                           f"output is in {kept}", file=what)
-    said = f" (Darknet said: {last})" if last else ""
-    raise BridgeError(f"Darknet refused it (exit status {rc}){said}; Darknet's output is in {kept}",
-                      file=what)
+    said = f": {last}" if last else ""
+    raise BridgeError(f"Darknet stopped on an error (exit status {rc}){said}; Darknet's output is "
+                      f"in {kept}", file=what)
 
 
 def _keep_log(log: Path) -> Path:
