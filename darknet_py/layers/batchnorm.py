@@ -136,6 +136,7 @@ class BatchnormLayer(DarknetLayer):
     """
 
     kind = "batchnorm"
+    ab_forward_zeroes_delta = True
     elementwise = True
 
     def __init__(self, index: int, shape: Shape, dialect: Dialect) -> None:

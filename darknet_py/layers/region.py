@@ -85,6 +85,7 @@ def darknet_softmax(x: Tensor, dim: int) -> Tensor:
 
 class RegionLayer(DarknetLayer):
     kind = "region"
+    ab_forward_zeroes_delta = True
     elementwise = True
 
     def __init__(self, index: int, out_shape: Shape, opts: RegionOptions, dialect) -> None:
