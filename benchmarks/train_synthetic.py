@@ -145,6 +145,8 @@ def main(argv=None) -> int:
     print("\niteration  avg_loss  mAP@0.5  seconds")
     for i, avg, m, sec in history:
         print(f"{i:9d}  {avg:8.3f}  {m:7.4f}  {sec:7.0f}")
+    print(f"\nwaited {result.data_wait:.1f} s of {result.seconds:.1f} s for the loader "
+          f"({args.workers} worker(s))")
     reached = [h for h in history if h[2] > args.target]
     if reached:
         i, _, m, sec = reached[0]

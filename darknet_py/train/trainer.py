@@ -244,6 +244,7 @@ class TrainResult:
     final: Optional[str]
     problems: Dict[str, int]
     seconds: float
+    data_wait: float = 0.0
 
 
 Step = Callable[..., float]
@@ -352,8 +353,11 @@ def train_detector(data: str, cfg: str, weights: Optional[str] = None, *, clear:
         return state.seen * (world if scheme == "split" else 1)
 
     engine_update = _install_hooks(model, state, world, scheme)
+    waited = 0.0  # seconds spent waiting for the loader (Darknet's "Loaded: %lf seconds")
+    t_wait = time.perf_counter()
     try:
         for X, y, found in loader:
+            waited += time.perf_counter() - t_wait
             problems.add(found)
             w, h = X.shape[3], X.shape[2]
             if (w, h) != current:
@@ -391,6 +395,7 @@ def train_detector(data: str, cfg: str, weights: Optional[str] = None, *, clear:
                 break
             if callback is not None and callback(i, model, loss, avg_loss):
                 break
+            t_wait = time.perf_counter()
     finally:
         progress.close()
         engine_update()
@@ -400,10 +405,14 @@ def train_detector(data: str, cfg: str, weights: Optional[str] = None, *, clear:
     if is_main:
         save_checkpoint(model, final, seen_total())
         written.append(final)
-        print(f"Saved {final}; {problems.summary()}", file=out, flush=True)
+        total = time.perf_counter() - began
+        print(f"Saved {final}; waited {waited:.1f} s of {total:.1f} s for data "
+              f"({100 * waited / max(total, 1e-9):.0f}%); {problems.summary()}",
+              file=out, flush=True)
     return TrainResult(iterations=i - start, seen=seen_total(), losses=losses, avg_losses=avgs,
                        checkpoints=written, final=final if is_main else None,
-                       problems=dict(problems.counts), seconds=time.perf_counter() - began)
+                       problems=dict(problems.counts), seconds=time.perf_counter() - began,
+                       data_wait=waited)
 
 
 def _install_hooks(model, state, world: int, scheme: str) -> Callable[[], None]:
