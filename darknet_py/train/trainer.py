@@ -365,6 +365,10 @@ def train_detector(data: str, cfg: str, weights: Optional[str] = None, *, clear:
                 current = (w, h)
             t0 = time.perf_counter()
             loss = float(step(model, state, X, y))
+            if world > 1:  # Darknet reports the mean over its GPUs (train_networks)
+                t = torch.tensor([loss], dtype=torch.float64)
+                torch.distributed.all_reduce(t)
+                loss = float(t.item() / world)
             seconds = time.perf_counter() - t0
             i = seen_total() // batch
             if not math.isfinite(loss):
