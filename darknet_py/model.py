@@ -299,7 +299,10 @@ class Darknet(nn.Module):
         """Darknet's ``resize_network(net, w, h)``: a new input size for every layer.
 
         Updates ``input_shape`` (and the [net] width/height) and every layer's
-        ``out_shape`` as each ``resize_*_layer`` does; weights are untouched.
+        ``out_shape`` as each ``resize_*_layer`` does; weights are untouched. (One Darknet
+        quirk is not copied: ``resize_yolo_layer``/``resize_region_layer`` leave
+        ``l.out_w``/``l.out_h`` at the build size while their output is the new w x h;
+        ``out_shape`` here is the output's real shape.)
         """
         shapes = self.shapes_for(w, h)
         for layer, shape in zip(self.layers, shapes):

@@ -60,7 +60,14 @@ def current_rate(net, batch_num: int, dialect: Optional[Dialect] = None,
         u = (rng or _random).random()
         return _out(float(lr) * math.pow(u, float(f32(net.power))))
     if policy == "sigmoid":
-        arg = f32(f32(net.gamma) * f32(batch_num - net.step))
+        diff = batch_num - net.step
+        if dialect.name == "pjreddie":
+            # pjreddie's batch_num is a size_t: before `step` the difference wraps to ~2^64
+            diff %= 1 << 64
+        with np.errstate(over="ignore"):
+            arg = f32(f32(net.gamma) * f32(diff))
+        if arg > 709:  # exp overflows to inf in C: the rate becomes 0
+            return 0.0
         return _out(float(lr) * (1.0 / (1.0 + math.exp(float(arg)))))
     if policy == "sgdr":
         if dialect.name != "alexeyab":
