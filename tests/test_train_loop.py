@@ -321,3 +321,18 @@ def test_darknet_multi_gpu_scheme_runs_at_lr_times_processes(tmp_path):
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     assert re.search(r"^4: [\d.]+, [\d.]+ avg, 0\.020000 rate", run.stdout, re.M), run.stdout
     assert headers(tmp_path / "dk" / "backup")["ddp_final.weights"][3] == 16
+
+
+def test_progress_is_a_tqdm_bar_on_a_terminal():
+    import io
+    from darknet_py.train.trainer import Progress
+    pytest.importorskip("tqdm")
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+    stream = Terminal()
+    progress = Progress(100, 10, 8, stream=stream)
+    progress.update(11, 3.0, 4.0, 0.001, 0.1)
+    progress.close()
+    assert "11/100" in stream.getvalue() and "loss 3.000 avg 4.000" in stream.getvalue()

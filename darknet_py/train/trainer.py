@@ -193,7 +193,7 @@ def _dist():
     return None
 
 
-def init_distributed() -> Tuple[int, int]:
+def init_distributed(device: "str | torch.device" = "cpu") -> Tuple[int, int]:
     """(rank, world) from torchrun's environment, initialising the process group
     (gloo on CPU, nccl on CUDA) when WORLD_SIZE > 1."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -201,9 +201,7 @@ def init_distributed() -> Tuple[int, int]:
         return 0, 1
     d = torch.distributed
     if not d.is_initialized():
-        d.init_process_group("nccl" if torch.cuda.is_available() and
-                             os.environ.get("DARKNET_PY_DEVICE", "").startswith("cuda")
-                             else "gloo")
+        d.init_process_group("nccl" if str(device).startswith("cuda") else "gloo")
     return d.get_rank(), d.get_world_size()
 
 
@@ -271,7 +269,7 @@ def train_detector(data: str, cfg: str, weights: Optional[str] = None, *, clear:
     from .. import load
     from .engine import TrainState, train_network
     stream = stream or sys.stdout
-    rank, world = init_distributed()
+    rank, world = init_distributed(device)
     is_main = rank == 0
     out = stream if is_main else open(os.devnull, "w")
     step = step or train_network
