@@ -26,44 +26,6 @@ from typing import Dict, List, Sequence, Tuple
 import numpy as np
 import torch
 
-TINY_LAYOUT = [  # yolov3-tiny.cfg, filters before narrowing
-    ("conv", 16, 3, 1), ("max", 2, 2), ("conv", 32, 3, 1), ("max", 2, 2),
-    ("conv", 64, 3, 1), ("max", 2, 2), ("conv", 128, 3, 1), ("max", 2, 2),
-    ("conv", 256, 3, 1), ("max", 2, 2), ("conv", 512, 3, 1), ("max", 2, 1),
-    ("conv", 1024, 3, 1), ("conv", 256, 1, 1), ("conv", 512, 3, 1), ("head", "3,4,5"),
-    ("route", "-4"), ("conv", 128, 1, 1), ("up",), ("route", "-1, 8"),
-    ("conv", 256, 3, 1), ("head", "0,1,2"),
-]
-
-
-def narrow_tiny_cfg(path: str, *, div: int, size: int, classes: int, batch: int,
-                    max_batches: int, lr: float, anchors: str, augment: str) -> str:
-    out = [f"[net]\nbatch={batch}\nsubdivisions=1\nwidth={size}\nheight={size}\nchannels=3\n"
-           f"momentum=0.9\ndecay=0.0005\n{augment}\nlearning_rate={lr}\nburn_in=100\n"
-           f"max_batches={max_batches}\npolicy=steps\nsteps={int(max_batches * 0.8)},"
-           f"{int(max_batches * 0.9)}\nscales=.1,.1\n"]
-    for item in TINY_LAYOUT:
-        kind = item[0]
-        if kind == "conv":
-            _, filters, k, s = item
-            out.append(f"[convolutional]\nbatch_normalize=1\nfilters={max(filters // div, 2)}\n"
-                       f"size={k}\nstride={s}\npad=1\nactivation=leaky\n")
-        elif kind == "max":
-            out.append(f"[maxpool]\nsize={item[1]}\nstride={item[2]}\n")
-        elif kind == "head":
-            out.append(f"[convolutional]\nsize=1\nstride=1\npad=1\nfilters={3 * (classes + 5)}\n"
-                       f"activation=linear\n\n[yolo]\nmask={item[1]}\nanchors={anchors}\n"
-                       f"classes={classes}\nnum=6\njitter=.2\nignore_thresh=.7\n"
-                       f"truth_thresh=1\nrandom=0\n")
-        elif kind == "route":
-            out.append(f"[route]\nlayers={item[1]}\n")
-        elif kind == "up":
-            out.append("[upsample]\nstride=2\n")
-    with open(path, "w") as handle:
-        handle.write("\n".join(out))
-    return path
-
-
 def voc_ap(recall: np.ndarray, precision: np.ndarray) -> float:
     """All-point interpolated AP (VOC 2010+): area under the precision envelope."""
     r = np.concatenate([[0.0], recall, [1.0]])
@@ -136,7 +98,8 @@ def main(argv=None) -> int:
     ap.add_argument("--eval-every", type=int, default=100)
     ap.add_argument("--target", type=float, default=0.5)
     ap.add_argument("--workers", type=int, default=1)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads (1: spinning threads on a shared machine cost 100x)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-augment", action="store_true")
     ap.add_argument("--dir", help="work folder (default: a temporary one)")
@@ -144,7 +107,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     from darknet_py.train.data import read_data, read_image_list
-    from darknet_py.train.synthetic import make_shapes
+    from darknet_py.train.synthetic import make_shapes, narrow_tiny_cfg
     from darknet_py.train.trainer import train_detector
     root = args.dir or tempfile.mkdtemp(prefix="dnpy-shapes-")
     t0 = time.perf_counter()
@@ -182,6 +145,8 @@ def main(argv=None) -> int:
     print("\niteration  avg_loss  mAP@0.5  seconds")
     for i, avg, m, sec in history:
         print(f"{i:9d}  {avg:8.3f}  {m:7.4f}  {sec:7.0f}")
+    print(f"\nwaited {result.data_wait:.1f} s of {result.seconds:.1f} s for the loader "
+          f"({args.workers} worker(s))")
     reached = [h for h in history if h[2] > args.target]
     if reached:
         i, _, m, sec = reached[0]

@@ -281,3 +281,71 @@ def test_augmented_truths_stay_on_the_shapes(tmp_path):
                 assert px[channel] == px.max(), (dialect, mosaic, seed, row)
                 checked += 1
         assert checked > 5
+
+
+class Matrix(ctypes.Structure):
+    _fields_ = [("rows", ctypes.c_int), ("cols", ctypes.c_int),
+                ("vals", ctypes.POINTER(ctypes.POINTER(ctypes.c_float)))]
+
+
+class Data(ctypes.Structure):
+    _fields_ = [("w", ctypes.c_int), ("h", ctypes.c_int), ("X", Matrix), ("y", Matrix),
+                ("shallow", ctypes.c_int), ("num_boxes", ctypes.c_void_p),
+                ("boxes", ctypes.c_void_p)]
+
+
+def _c_load_data_detection(lib, path, n, w, h, boxes, classes, letter_box=False):
+    paths = (ctypes.c_char_p * 1)(str(path).encode())
+    f, i = ctypes.c_float, ctypes.c_int
+    fn = lib.load_data_detection
+    fn.restype = Data
+    if lib.fork == "pjreddie":
+        fn.argtypes = [i, ctypes.c_void_p, i, i, i, i, i, f, f, f, f]
+        d = fn(n, paths, 1, w, h, boxes, classes, 0.0, 0.0, 1.0, 1.0)
+        size = 5
+    else:
+        fn.argtypes = [i, ctypes.c_void_p, i, i, i, i, i, i, i, i, i, i, i, f, f, f, f, f,
+                       i, i, i, i, i, i, i, i, i]
+        size = 6
+        d = fn(n, paths, 1, w, h, 3, boxes, size, classes, 1, 0, 0, 0, 0.0, 1.0, 0.0, 1.0,
+               1.0, n, 0, 2, int(letter_box), 0, 0, 0, 0, 0)
+    xs = [np.ctypeslib.as_array(d.X.vals[k], shape=(3, h, w)).copy() for k in range(n)]
+    ys = [np.ctypeslib.as_array(d.y.vals[k], shape=(boxes, size)).copy() for k in range(n)]
+    return xs, ys
+
+
+def _rows(y):
+    return sorted(map(tuple, np.round(np.asarray(y[y[:, 2] > 0], dtype=float), 5).tolist()))
+
+
+@pytest.mark.parametrize("shape", [(48, 48), (64, 40)])
+def test_load_data_detection_equals_darknet_without_randomness(lib, tmp_path, shape):
+    """Darknet's own load_data_detection with jitter 0, hue 0, saturation and exposure 1
+    (what is left random: the flip, and the box order): each image it returns equals one of
+    ours, pixels and truths. pjreddie's placement is random unless the image is square."""
+    if lib.fork == "pjreddie" and shape[0] != shape[1]:
+        pytest.skip("pjreddie places a non-square image at a random offset even at jitter 0")
+    from PIL import Image as PILImage
+    rng = np.random.default_rng(11)
+    pixels = rng.integers(0, 256, size=(shape[1], shape[0], 3), dtype=np.uint8)
+    path = tmp_path / "one.png"
+    PILImage.fromarray(pixels).save(path)
+    (tmp_path / "one.txt").write_text("0 0.3 0.4 0.2 0.3\n2 0.7 0.6 0.3 0.2\n1 0.5 0.5 0.1 0.1\n")
+    nh = 64 if lib.fork == "pjreddie" else 56  # pjreddie: a random offset unless square
+    ctypes.CDLL(None).srand(7)  # glibc's rand(), which both forks draw from here
+    xs, ys = _c_load_data_detection(lib, path, 6, 64, nh, 10, 3)
+    aug = D.Augment(dialect=lib.fork, classes=3, max_boxes=10, jitter=0.0)
+    ds = D.DetectionDataset([str(path)], aug)
+    mine = [ds[(0, 64, nh, seed, False)][:2] for seed in range(12)]
+    flips = set()
+    for x, y in zip(xs, ys):
+        match = [k for k, (mx, my) in enumerate(mine)
+                 if np.abs(mx - x).max() <= 1e-6 and _rows(my) == _rows(y)]
+        assert match, "Darknet's image matches none of ours"
+        flips.add(bool(np.array_equal(mine[match[0]][0], mine[0][0])))
+    assert len(flips) == 2  # both flips were among Darknet's draws
+    if lib.fork == "alexeyab":  # letter_box: the same truths (its non-OpenCV crop clamps
+        xs, ys = _c_load_data_detection(lib, path, 4, 64, 56, 10, 3, letter_box=True)
+        aug.letter_box = True  # the edges where the OpenCV build fills the mean colour)
+        mine = [_rows(ds[(0, 64, 56, seed, False)][1]) for seed in range(12)]
+        assert all(_rows(y) in mine for y in ys)

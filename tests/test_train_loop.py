@@ -294,7 +294,7 @@ def test_ddp_two_gloo_processes_equal_one_process(tmp_path):
     _, data2, _ = _ddp_case(tmp_path, "two")
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
     run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                          "--nproc_per_node=2", "-c" if False else "--no-python", sys.executable,
+                          "--nproc_per_node=2", "--no-python", sys.executable,
                           "-c", DDP_SCRIPT, data2, cfg, start, "split"],
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
@@ -306,3 +306,33 @@ def test_ddp_two_gloo_processes_equal_one_process(tmp_path):
         update = (a - s).abs().max()
         assert update > 0
         assert (a - b).abs().max() <= 1e-4 * update, (a - b).abs().max() / update
+
+
+def test_darknet_multi_gpu_scheme_runs_at_lr_times_processes(tmp_path):
+    """scheme="darknet": each process trains a whole batch at learning_rate x 2, weights
+    averaged every 4 iterations (Darknet's train_networks/sync_nets)."""
+    cfg, data, start = _ddp_case(tmp_path, "dk")
+    script = DDP_SCRIPT.replace("max_batches=2", "max_batches=4")
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                          "--nproc_per_node=2", "--no-python", sys.executable, "-c", script,
+                          data, cfg, start, "darknet"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    assert re.search(r"^4: [\d.]+, [\d.]+ avg, 0\.020000 rate", run.stdout, re.M), run.stdout
+    assert headers(tmp_path / "dk" / "backup")["ddp_final.weights"][3] == 16
+
+
+def test_progress_is_a_tqdm_bar_on_a_terminal():
+    import io
+    from darknet_py.train.trainer import Progress
+    pytest.importorskip("tqdm")
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+    stream = Terminal()
+    progress = Progress(100, 10, 8, stream=stream)
+    progress.update(11, 3.0, 4.0, 0.001, 0.1)
+    progress.close()
+    assert "11/100" in stream.getvalue() and "loss 3.000 avg 4.000" in stream.getvalue()

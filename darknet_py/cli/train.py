@@ -40,8 +40,6 @@ def _train(args: argparse.Namespace) -> int:
     from ..train.checkpoint import basecfg
     from ..train.trainer import train_detector
     device = _device(args)
-    if device.startswith("cuda"):
-        os.environ.setdefault("DARKNET_PY_DEVICE", device)
     chart = None if args.no_chart else (args.chart or f"chart_{basecfg(args.cfg)}.png")
     result = train_detector(args.data, args.cfg, args.weights, clear=args.clear,
                             dialect=args.dialect, augment=not args.no_augment,

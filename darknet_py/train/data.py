@@ -295,12 +295,10 @@ def hsv_to_rgb(im: np.ndarray) -> np.ndarray:
     p = v * (1 - s)
     q = v * (1 - s * f)
     t = v * (1 - s * (1 - f))
-    choices_r = [v, q, p, p, t]
-    choices_g = [t, v, v, q, p]
-    choices_b = [p, p, t, v, v]
-    r = np.select([index == k for k in range(5)], choices_r, default=v)
-    g = np.select([index == k for k in range(5)], choices_g, default=p)
-    b = np.select([index == k for k in range(5)], choices_b, default=q)
+    sector = np.clip(index, 0, 5)  # 5 and above: the C's final else
+    r = np.choose(sector, [v, q, p, p, t, v])
+    g = np.choose(sector, [t, v, v, q, p, p])
+    b = np.choose(sector, [p, p, t, v, v, q])
     grey = s == 0
     out = np.stack([np.where(grey, v, r), np.where(grey, v, g), np.where(grey, v, b)])
     return out.astype(F32)

@@ -89,3 +89,44 @@ def make_shapes(root: "os.PathLike[str] | str", train: int = 200, valid: int = 5
         handle.write(f"classes={len(NAMES)}\ntrain={root}/train.txt\nvalid={root}/valid.txt\n"
                      f"names={root}/shapes.names\nbackup={root}/backup/\n")
     return data
+
+
+TINY_LAYOUT = [  # yolov3-tiny.cfg, filters before narrowing
+    ("conv", 16, 3, 1), ("max", 2, 2), ("conv", 32, 3, 1), ("max", 2, 2),
+    ("conv", 64, 3, 1), ("max", 2, 2), ("conv", 128, 3, 1), ("max", 2, 2),
+    ("conv", 256, 3, 1), ("max", 2, 2), ("conv", 512, 3, 1), ("max", 2, 1),
+    ("conv", 1024, 3, 1), ("conv", 256, 1, 1), ("conv", 512, 3, 1), ("head", "3,4,5"),
+    ("route", "-4"), ("conv", 128, 1, 1), ("up",), ("route", "-1, 8"),
+    ("conv", 256, 3, 1), ("head", "0,1,2"),
+]
+
+
+def narrow_tiny_cfg(path: str, *, div: int, size: int, classes: int, batch: int,
+                    max_batches: int, lr: float, anchors: str, augment: str = "",
+                    burn_in: int = 100) -> str:
+    """Write yolov3-tiny's layout with every conv's filters divided by ``div`` (heads for
+    ``classes``), input ``size``, steps at 80% and 90% of ``max_batches``; returns ``path``."""
+    out = [f"[net]\nbatch={batch}\nsubdivisions=1\nwidth={size}\nheight={size}\nchannels=3\n"
+           f"momentum=0.9\ndecay=0.0005\n{augment}\nlearning_rate={lr}\nburn_in={burn_in}\n"
+           f"max_batches={max_batches}\npolicy=steps\nsteps={int(max_batches * 0.8)},"
+           f"{int(max_batches * 0.9)}\nscales=.1,.1\n"]
+    for item in TINY_LAYOUT:
+        kind = item[0]
+        if kind == "conv":
+            _, filters, k, s = item
+            out.append(f"[convolutional]\nbatch_normalize=1\nfilters={max(filters // div, 2)}\n"
+                       f"size={k}\nstride={s}\npad=1\nactivation=leaky\n")
+        elif kind == "max":
+            out.append(f"[maxpool]\nsize={item[1]}\nstride={item[2]}\n")
+        elif kind == "head":
+            out.append(f"[convolutional]\nsize=1\nstride=1\npad=1\nfilters={3 * (classes + 5)}\n"
+                       f"activation=linear\n\n[yolo]\nmask={item[1]}\nanchors={anchors}\n"
+                       f"classes={classes}\nnum=6\njitter=.2\nignore_thresh=.7\n"
+                       f"truth_thresh=1\nrandom=0\n")
+        elif kind == "route":
+            out.append(f"[route]\nlayers={item[1]}\n")
+        elif kind == "up":
+            out.append("[upsample]\nstride=2\n")
+    with open(path, "w") as handle:
+        handle.write("\n".join(out))
+    return path

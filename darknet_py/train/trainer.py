@@ -193,7 +193,7 @@ def _dist():
     return None
 
 
-def init_distributed() -> Tuple[int, int]:
+def init_distributed(device: "str | torch.device" = "cpu") -> Tuple[int, int]:
     """(rank, world) from torchrun's environment, initialising the process group
     (gloo on CPU, nccl on CUDA) when WORLD_SIZE > 1."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -201,9 +201,7 @@ def init_distributed() -> Tuple[int, int]:
         return 0, 1
     d = torch.distributed
     if not d.is_initialized():
-        d.init_process_group("nccl" if torch.cuda.is_available() and
-                             os.environ.get("DARKNET_PY_DEVICE", "").startswith("cuda")
-                             else "gloo")
+        d.init_process_group("nccl" if str(device).startswith("cuda") else "gloo")
     return d.get_rank(), d.get_world_size()
 
 
@@ -244,6 +242,7 @@ class TrainResult:
     final: Optional[str]
     problems: Dict[str, int]
     seconds: float
+    data_wait: float = 0.0
 
 
 Step = Callable[..., float]
@@ -270,7 +269,7 @@ def train_detector(data: str, cfg: str, weights: Optional[str] = None, *, clear:
     from .. import load
     from .engine import TrainState, train_network
     stream = stream or sys.stdout
-    rank, world = init_distributed()
+    rank, world = init_distributed(device)
     is_main = rank == 0
     out = stream if is_main else open(os.devnull, "w")
     step = step or train_network
@@ -352,8 +351,11 @@ def train_detector(data: str, cfg: str, weights: Optional[str] = None, *, clear:
         return state.seen * (world if scheme == "split" else 1)
 
     engine_update = _install_hooks(model, state, world, scheme)
+    waited = 0.0  # seconds spent waiting for the loader (Darknet's "Loaded: %lf seconds")
+    t_wait = time.perf_counter()
     try:
         for X, y, found in loader:
+            waited += time.perf_counter() - t_wait
             problems.add(found)
             w, h = X.shape[3], X.shape[2]
             if (w, h) != current:
@@ -361,6 +363,10 @@ def train_detector(data: str, cfg: str, weights: Optional[str] = None, *, clear:
                 current = (w, h)
             t0 = time.perf_counter()
             loss = float(step(model, state, X, y))
+            if world > 1:  # Darknet reports the mean over its GPUs (train_networks)
+                t = torch.tensor([loss], dtype=torch.float64)
+                torch.distributed.all_reduce(t)
+                loss = float(t.item() / world)
             seconds = time.perf_counter() - t0
             i = seen_total() // batch
             if not math.isfinite(loss):
@@ -391,6 +397,7 @@ def train_detector(data: str, cfg: str, weights: Optional[str] = None, *, clear:
                 break
             if callback is not None and callback(i, model, loss, avg_loss):
                 break
+            t_wait = time.perf_counter()
     finally:
         progress.close()
         engine_update()
@@ -400,10 +407,14 @@ def train_detector(data: str, cfg: str, weights: Optional[str] = None, *, clear:
     if is_main:
         save_checkpoint(model, final, seen_total())
         written.append(final)
-        print(f"Saved {final}; {problems.summary()}", file=out, flush=True)
+        total = time.perf_counter() - began
+        print(f"Saved {final}; waited {waited:.1f} s of {total:.1f} s for data "
+              f"({100 * waited / max(total, 1e-9):.0f}%); {problems.summary()}",
+              file=out, flush=True)
     return TrainResult(iterations=i - start, seen=seen_total(), losses=losses, avg_losses=avgs,
                        checkpoints=written, final=final if is_main else None,
-                       problems=dict(problems.counts), seconds=time.perf_counter() - began)
+                       problems=dict(problems.counts), seconds=time.perf_counter() - began,
+                       data_wait=waited)
 
 
 def _install_hooks(model, state, world: int, scheme: str) -> Callable[[], None]:
