@@ -1,4 +1,4 @@
-"""``darknet-py compare CASE_DIR [--weights FILE]``: per-layer errors against Darknet."""
+"""``darknet-py compare CASE_DIR [--weights FILE] [--strict]``: per-layer errors against Darknet."""
 from __future__ import annotations
 
 import argparse
@@ -8,7 +8,7 @@ from .. import compare
 
 def _run(args: argparse.Namespace) -> int:
     report = compare.compare_case(args.case, weights=args.weights, tolerance=args.tolerance,
-                                  device=args.device)
+                                  device=args.device, strict=args.strict)
     for line in report.lines():
         print(line)
     return 0 if report.ok else 1
@@ -19,6 +19,11 @@ def register(sub) -> None:
     p.add_argument("case", help="case folder with case.json, input.npy and layer_NNN.npy")
     p.add_argument("--weights", help="weights file (default: the one case.json names)")
     p.add_argument("--tolerance", type=float, default=compare.DEFAULT_TOLERANCE,
-                   help="max error relative to each layer's max |value| (default %(default)g)")
+                   help="error relative to each layer's max |value| that always passes "
+                        "(default %(default)g)")
+    p.add_argument("--strict", action="store_true",
+                   help="hold every layer to --tolerance alone; by default a layer may also be "
+                        f"{compare.FLOOR_FACTOR:g}x darknet_py's own float32-vs-float64 distance "
+                        "(its noise floor) away from Darknet")
     p.add_argument("--device", default="cpu", help="torch device (default %(default)s)")
     p.set_defaults(func=_run)
