@@ -238,7 +238,10 @@ def layer_diff(index: int, kind: str, ours: np.ndarray, ref: np.ndarray,
     ok = same_nonfinite and max_rel <= allowed
     note = ""
     if not same_nonfinite:
-        note = "inf/nan where Darknet has none, or the reverse"
+        theirs, mine = int((~fb & fa).sum()), int((~fa & fb).sum())
+        note = (f"Darknet has {theirs} inf/nan where darknet_py is finite" if theirs and not mine else
+                f"darknet_py has {mine} inf/nan where Darknet is finite" if mine and not theirs else
+                "inf/nan in different places")
     elif not strict and factor * floor > FLOOR_CAP:
         note = (f"float32 ill-conditioned: floor {floor:.1e} x {factor:g} is over the cap {FLOOR_CAP:g}")
     return LayerDiff(index, kind, tuple(ref.shape), max_abs, max_rel, ok, note, floor, allowed)

@@ -25,6 +25,9 @@ class Dialect:
     bn_rolling_momentum: float
     #: revision written into a .weights header by save_weights.
     weights_revision: int
+    #: a standalone [batchnorm] stores its biases (before the scales) in .weights
+    #: (parser.c:load_batchnorm_weights); pjreddie's keeps them at zero, unsaved.
+    batchnorm_layer_saves_biases: bool = False
 
     def __str__(self) -> str:
         return self.name
@@ -33,7 +36,8 @@ class Dialect:
 PJREDDIE = Dialect("pjreddie", bn_eps=1e-6, bn_eps_inside_sqrt=False,
                    bn_rolling_momentum=0.01, weights_revision=0)
 ALEXEYAB = Dialect("alexeyab", bn_eps=1e-5, bn_eps_inside_sqrt=True,
-                   bn_rolling_momentum=0.1, weights_revision=5)
+                   bn_rolling_momentum=0.1, weights_revision=5,
+                   batchnorm_layer_saves_biases=True)
 
 DIALECTS: Dict[str, Dialect] = {d.name: d for d in (PJREDDIE, ALEXEYAB)}
 
