@@ -28,6 +28,10 @@ class Dialect:
     #: a standalone [batchnorm] stores its biases (before the scales) in .weights
     #: (parser.c:load_batchnorm_weights); pjreddie's keeps them at zero, unsaved.
     batchnorm_layer_saves_biases: bool = False
+    #: forward_convolutional_layer feeds a size-1 kernel's input to gemm as is (no im2col),
+    #: whatever its stride and padding (pjreddie), or only when l.stride (= stride_x) is 1
+    #: (AlexeyAB); the input is then read flat, as if it already had the output's size.
+    conv1x1_skips_im2col_any_stride: bool = True
 
     def __str__(self) -> str:
         return self.name
@@ -37,7 +41,7 @@ PJREDDIE = Dialect("pjreddie", bn_eps=1e-6, bn_eps_inside_sqrt=False,
                    bn_rolling_momentum=0.01, weights_revision=0)
 ALEXEYAB = Dialect("alexeyab", bn_eps=1e-5, bn_eps_inside_sqrt=True,
                    bn_rolling_momentum=0.1, weights_revision=5,
-                   batchnorm_layer_saves_biases=True)
+                   batchnorm_layer_saves_biases=True, conv1x1_skips_im2col_any_stride=False)
 
 DIALECTS: Dict[str, Dialect] = {d.name: d for d in (PJREDDIE, ALEXEYAB)}
 
