@@ -33,6 +33,9 @@ def main(argv=None) -> int:
     p.add_argument("--fork", choices=("pjreddie", "alexeyab"), required=True)
     p.add_argument("--build", help="Darknet build folder (default: build the fork's tarball)")
     p.add_argument("--max-sections", type=int, default=8)
+    p.add_argument("--init", choices=("darknet_py", "darknet"), default="darknet_py",
+                   help="random weights written by darknet_py (default) or the harness's own "
+                        "random init (runs Darknet's train-mode forward)")
     p.add_argument("--keep", default="diff_long_failures",
                    help="folder for the cfgs that did not match (default %(default)s)")
     args = p.parse_args(argv)
@@ -51,7 +54,10 @@ def main(argv=None) -> int:
     def run(text):
         counts["run"] += 1
         n = counts["run"]
-        outcome = check_cfg(build, text, seed=args.seed * 100003 + n)
+        outcome = check_cfg(build, text, seed=args.seed * 100003 + n, init=args.init)
+        if outcome.empty:
+            counts["nothing dumped"] += 1
+            return
         if outcome.darknet_error:
             counts["darknet failed"] += 1
         elif outcome.ok:

@@ -216,7 +216,9 @@ def _dropout(draw, s: State):
     return [("dropout", {"probability": draw(st.sampled_from([0.0, 0.1, 0.5, 0.9]))})]
 
 
-@emitter("batchnorm")
+# pjreddie's [batchnorm] segfaults on the CPU whatever the cfg: make_batchnorm_layer never
+# allocates l.x, which forward_batchnorm_layer copies into (Darknet's own bug).
+@emitter("batchnorm", ["alexeyab"])
 def _batchnorm(draw, s: State):
     return [("batchnorm", {})]
 
@@ -273,11 +275,19 @@ def _connected(draw, s: State):
 
 @emitter("local")
 def _local(draw, s: State):
+    # Darknet's [local] im2col writes out_h*out_w*size*size*c floats into net.workspace,
+    # which parse_network_cfg sizes in bytes from l.workspace_size -- counted in floats by
+    # pjreddie's make_local_layer, not set at all by AlexeyAB's: alone, [local] overflows the
+    # heap (it overwrote the next layer's biases in the differential run). A convolution of
+    # the same size on >= c channels right after it makes the workspace big enough.
     size = draw(st.sampled_from([1, 2, 3]))
     pad = draw(st.sampled_from([0, 0, (size - 1) // 2]))
-    return [("local", {"filters": draw(st.integers(1, 4)), "size": size,
+    filters = s.shape.c + draw(st.integers(0, 2))
+    return [("local", {"filters": filters, "size": size,
                        "stride": draw(st.integers(1, 2)), "pad": pad,
-                       "activation": _activation(draw, s)})]
+                       "activation": _activation(draw, s)}),
+            ("convolutional", {"filters": draw(st.integers(1, 3)), "size": size, "pad": 1,
+                               "activation": "linear"})]
 
 
 @emitter("deconvolutional", ["pjreddie"])
