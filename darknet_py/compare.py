@@ -41,11 +41,16 @@ from .model import Darknet
 #: fixed tolerance: max error relative to the layer's max |value| that always passes.
 DEFAULT_TOLERANCE = 1e-4
 #: k of the noise-floor rule: a layer may be FLOOR_FACTOR times darknet_py's own
-#: float32-vs-float64 distance away from Darknet. Chosen from measurements (README,
-#: "Tolerance: the noise-floor rule"): on every visible reference case and on deep
-#: full-width nets dumped with the bridge, error/floor stays below FLOOR_FACTOR on every
-#: layer whose error exceeds the fixed tolerance.
-FLOOR_FACTOR = 4.0
+#: float32-vs-float64 distance away from Darknet. Why 5 (measured; README, "Tolerance: the
+#: noise-floor rule"): error/floor over every layer of the 4 visible reference cases and 13
+#: deep full-width random nets dumped with the bridge (yolov3/-spp, resnet152, densenet201,
+#: darknet53, yolov4/-csp/x-mish, csresnext50-panet-spp, yolov7; 2,100 layers): median 1.7,
+#: 99th percentile 2.8, max 4.8 (a layer with error 2e-5, inside the fixed tolerance); on the
+#: 69 layers whose error exceeds the fixed 1e-4, where k decides, max 3.6, p99 3.1. Darknet's
+#: own float32 is about 2.5x further from float64 than darknet_py's (sequential gemm sums),
+#: so error <= floor + 2.5 floor ~ 3.5 floor is expected; 5 is the smallest round bound
+#: above every measured ratio. It is never raised to make a case pass.
+FLOOR_FACTOR = 5.0
 #: the floor never excuses more than this: beyond it darknet_py's own float32 is so far
 #: from float64 (a discontinuous activation such as ``stair`` flipping a step, an
 #: overflow) that the layer cannot be checked in float32 at all; it is reported.
@@ -191,7 +196,7 @@ def allowed_error(floor: float, tolerance: float = DEFAULT_TOLERANCE,
     """The tolerance a layer with noise floor ``floor`` is held to.
 
     >>> allowed_error(1e-6), allowed_error(1e-4), allowed_error(1e-4, strict=True)
-    (0.0001, 0.0004, 0.0001)
+    (0.0001, 0.0005, 0.0001)
     >>> allowed_error(math.inf), allowed_error(math.nan)
     (0.01, 0.0001)
     """

@@ -100,7 +100,7 @@ def test_noise_floor_rule_on_synthetic_layers():
     noise = np.zeros_like(ref)
     noise[7] = 3e-4
     ours = ref + noise
-    # darknet_py's float32 is 1e-4 from its float64: 3e-4 from Darknet is within 4x that
+    # darknet_py's float32 is 1e-4 from its float64: 3e-4 from Darknet is within k = FLOOR_FACTOR times that
     deep = layer_diff(0, "convolutional", ours, ref, ours64=ours.astype(np.float64) + 1e-4)
     assert deep.ok and np.isclose(deep.floor, 1e-4) and np.isclose(deep.allowed, FLOOR_FACTOR * 1e-4)
     # ... but not under --strict, nor when darknet_py's own float32 is exact
