@@ -33,9 +33,10 @@ def main(argv=None) -> int:
     p.add_argument("--fork", choices=("pjreddie", "alexeyab"), required=True)
     p.add_argument("--build", help="Darknet build folder (default: build the fork's tarball)")
     p.add_argument("--max-sections", type=int, default=8)
-    p.add_argument("--init", choices=("darknet_py", "darknet"), default="darknet_py",
-                   help="random weights written by darknet_py (default) or the harness's own "
-                        "random init (runs Darknet's train-mode forward)")
+    p.add_argument("--init", choices=("auto", "darknet_py", "darknet"), default="auto",
+                   help="random weights written by darknet_py, or the harness's own random init "
+                        "(runs Darknet's train-mode forward); auto (default): darknet_py's "
+                        "unless the fork cannot load a section's weights")
     p.add_argument("--keep", default="diff_long_failures",
                    help="folder for the cfgs that did not match (default %(default)s)")
     args = p.parse_args(argv)

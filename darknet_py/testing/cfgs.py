@@ -46,6 +46,11 @@ ACTIVATIONS = {
 CONV_ONLY_ACTIVATIONS = ["normalize_channels", "normalize_channels_softmax",
                          "normalize_channels_softmax_maxval"]
 
+#: sections whose weights that fork cannot load: pjreddie's make_deconvolutional_layer
+#: leaves l.groups at 0 and load_convolutional_weights divides by it (SIGFPE). Such cfgs use
+#: the harness's own random init (no load_weights) instead of darknet_py-written weights.
+CANNOT_LOAD_WEIGHTS = {"pjreddie": {"deconvolutional"}, "alexeyab": set()}
+
 #: keeps every example tiny
 MAX_ELEMENTS = 4096
 #: [net] widths and heights: mostly odd and small, with the edges 1 and 2
@@ -82,8 +87,18 @@ def emitter(kind: str, forks: Sequence[str] = FORKS):
     return deco
 
 
-def _activation(draw, s: State, conv: bool = False) -> str:
+#: AlexeyAB's CPU activate() has no case for these, so it returns 0 for every element: only
+#: [convolutional] (swish, mish, hard_mish) and [shortcut] (swish, mish) call their own
+#: functions. darknet_py computes the functions; the cfgs here leave those cases out.
+ALEXEYAB_CPU_ZERO = {"conv": {"relu6"}, "shortcut": {"relu6", "hard_mish"},
+                     "other": {"relu6", "swish", "mish", "hard_mish"}}
+
+
+def _activation(draw, s: State, conv: bool = False, where: str = "other") -> str:
     names = ACTIVATIONS[s.fork] + (CONV_ONLY_ACTIVATIONS if conv and s.fork == "alexeyab" else [])
+    if s.fork == "alexeyab":
+        zero = ALEXEYAB_CPU_ZERO["conv" if conv else where]
+        names = [n for n in names if n not in zero]
     return draw(st.sampled_from(names))
 
 
@@ -123,6 +138,13 @@ def _conv(draw, s: State):
         if size > 1 and draw(st.integers(0, 4)) == 0:
             opts["dilation"] = 2
     return [("convolutional", opts)]
+
+
+@emitter("stem", [])
+def _stem(draw, s: State):
+    size = draw(st.sampled_from([1, 3]))
+    return [("convolutional", {"filters": draw(st.integers(1, 4)), "size": size, "pad": 1,
+                               "activation": _activation(draw, s, conv=True)})]
 
 
 @emitter("maxpool")
@@ -179,7 +201,7 @@ def _shortcut(draw, s: State):
     ref = _earlier(draw, s, same_shape=draw(st.booleans()))
     if ref is None:
         return []
-    opts: Dict[str, object] = {"from": ref, "activation": _activation(draw, s)}
+    opts: Dict[str, object] = {"from": ref, "activation": _activation(draw, s, where="shortcut")}
     if s.fork == "pjreddie":
         if draw(st.booleans()):
             opts["alpha"] = draw(st.sampled_from([0.0, 0.5, 1.0, 2.0]))
@@ -190,7 +212,9 @@ def _shortcut(draw, s: State):
             opts["from"] = f"{ref},{more}"
         if draw(st.integers(0, 2)) == 0:
             opts["weights_type"] = draw(st.sampled_from(["per_feature", "per_channel"]))
-            opts["weights_normalization"] = draw(st.sampled_from(["none", "relu", "softmax"]))
+            # parse_shortcut exits on weights_normalization=none (its default!) when
+            # weights_type is set: it tests weights_type_str where it means the other
+            opts["weights_normalization"] = draw(st.sampled_from(["relu", "softmax", "avg_relu"]))
     return [("shortcut", opts)]
 
 
@@ -235,6 +259,10 @@ def _logistic(draw, s: State):
 
 @emitter("l2norm", ["pjreddie"])
 def _l2norm(draw, s: State):
+    # after [detection] (no out_c/out_h/out_w, so params.c = 0) Darknet's l2norm copies
+    # its input unnormalised; darknet_py normalises
+    if s.kinds and s.kinds[-1] == "detection":
+        return []
     return [("l2norm", {})]
 
 
@@ -459,15 +487,22 @@ def cfgs(draw, fork: str, max_sections: int = 6, kinds_: Optional[Sequence[str]]
     ``kinds_`` limits the section types drawn; ``focus`` names one that every cfg gets
     at least once when it fits anywhere (about every other section is that one).
     """
-    side = st.sampled_from(SIDES)
+    side = st.sampled_from(SIDES if fork == "pjreddie" else [v for v in SIDES if v > 1])
     net = Shape(draw(st.integers(1, 4)), draw(side), draw(side))
     s = State(fork, net)
+    if fork == "alexeyab":
+        # AlexeyAB's parse_network_cfg divides by the number of layers whose input is wider
+        # and higher than 1 (avg_outputs / avg_counter: SIGFPE without one), and [cost],
+        # [dropout]... have no l.w: open with a convolution on the >= 2x2 input
+        _add(draw, s, "stem")
     allowed = list(kinds_) if kinds_ else kinds(fork)
     inner = [k for k in allowed if k not in FLATTENING] or allowed
     wanted = draw(st.integers(1 if focus is None else 2, max_sections))
     tries = 0
     while len(s.kinds) < wanted and tries < 4 * max_sections:
         tries += 1
+        if s.kinds and s.kinds[-1] == "detection":
+            break  # AlexeyAB refuses a convolution after it (no image size); keep it last
         last = len(s.kinds) == wanted - 1
         if focus is not None and (draw(st.booleans()) or (last and focus not in s.kinds)):
             kind = focus

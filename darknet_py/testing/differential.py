@@ -90,12 +90,14 @@ def random_weights(text: str, fork: str, path: Path, seed: int) -> Path:
 
 
 def check_cfg(build, text: str, seed: int = 1, workdir: "Path | str | None" = None,
-              dump: Optional[Dump] = None, keep: bool = False, init: str = "darknet_py",
+              dump: Optional[Dump] = None, keep: bool = False, init: str = "auto",
               fork: Optional[str] = None) -> Outcome:
     """Dump ``text`` with Darknet ``build`` (forward mode, input from ``seed``) and compare
     darknet_py with it layer by layer.
 
-    ``init="darknet_py"`` (default): seeded random weights written by darknet_py
+    ``init="darknet_py"`` (``"auto"``, the default, unless the cfg has a section whose weights
+    that fork cannot load, :data:`~darknet_py.testing.cfgs.CANNOT_LOAD_WEIGHTS`): seeded random
+    weights written by darknet_py
     (:func:`random_weights`) and loaded by Darknet. ``init="darknet"``: the harness's own
     seeded random init, which runs one train-mode forward to set BN statistics -- Darknet's
     training path crashes on several section types that infer fine ([batchnorm] in pjreddie,
@@ -104,6 +106,10 @@ def check_cfg(build, text: str, seed: int = 1, workdir: "Path | str | None" = No
     from ..errors import DarknetError
     dump = dump or _default_dump()
     fork = fork or getattr(build, "fork", None) or str(build)
+    if init == "auto":
+        from .cfgs import CANNOT_LOAD_WEIGHTS
+        stuck = CANNOT_LOAD_WEIGHTS.get(fork, set()) & set(section_kinds(text))
+        init = "darknet" if stuck else "darknet_py"
     root = Path(tempfile.mkdtemp(prefix="dpy-diff-", dir=workdir))
     try:
         cfg = root / "net.cfg"
