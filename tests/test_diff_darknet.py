@@ -116,6 +116,9 @@ REGRESSIONS = [
     ("alexeyab", "1x1 [convolutional] with stride_y 2, stride_x 1 reads its input flat",
      "[net]\nwidth=6\nheight=5\nchannels=2\n[convolutional]\nfilters=2\nsize=1\nstride_x=1\n"
      "stride_y=2\nactivation=mish\n"),
+    ("pjreddie", "1x1 [convolutional] whose padding and stride keep the size: no padding either",
+     "[net]\nwidth=1\nheight=2\nchannels=3\n[convolutional]\nfilters=6\nsize=1\ngroups=3\n"
+     "activation=selu\npadding=1\nstride=3\n"),
 ]
 
 

@@ -199,16 +199,16 @@ def build(ctx: BuildContext) -> ConvolutionalLayer:
 
 
 def _flat_1x1(ctx: BuildContext, o: ConvolutionalOptions, out: Shape) -> bool:
-    """Whether Darknet skips im2col for this 1x1 kernel although stride or padding change
-    the size (forward_convolutional_layer: ``if (l.size == 1) b = im;`` in pjreddie, with
+    """Whether Darknet skips im2col for this 1x1 kernel although it has a stride or padding
+    (forward_convolutional_layer: ``if (l.size == 1) b = im;`` in pjreddie, with
     ``&& l.stride == 1`` in AlexeyAB). gemm then reads the input flat as if it had the
-    output's size: a prefix of it when the output is smaller; past its end when larger
-    (padding), which is refused."""
+    output's size, ignoring stride and padding: a prefix of it (all of it when the sizes
+    are equal); past its end when the output is larger (padding), which is refused."""
     i = ctx.input_shape
     skips = o.size == 1 and (ctx.dialect.conv1x1_skips_im2col_any_stride or o.stride_x == 1)
-    if not skips or out.h * out.w == i.h * i.w:
+    if not skips or (o.padding == 0 and o.stride_x == 1 and o.stride_y == 1):
         return False
-    ctx.reader.check(out.h * out.w < i.h * i.w,
+    ctx.reader.check(out.h * out.w <= i.h * i.w,
                      f"a 1x1 kernel with padding={o.padding} makes a {out.w}x{out.h} output from "
                      f"the {i.w}x{i.h} input, but Darknet skips im2col for 1x1 kernels and would "
                      f"read past its input (use padding=0)", "padding")
