@@ -129,10 +129,11 @@ class BatchNorm(nn.Module):
 
 
 class BatchnormLayer(DarknetLayer):
-    """``[batchnorm]``: a standalone BN over the previous layer's output.
+    """``[batchnorm]``: a standalone BN over the previous layer's output, then its biases
+    (``forward_batchnorm_layer``: normalize, scale_bias, add_bias).
 
-    .weights order (``load_batchnorm_weights``): scales, rolling_mean, rolling_variance.
-    Darknet's standalone BN has no bias.
+    .weights order (``load_batchnorm_weights``): AlexeyAB biases, scales, rolling_mean,
+    rolling_variance; pjreddie scales, rolling_mean, rolling_variance (its biases stay 0).
     """
 
     kind = "batchnorm"
@@ -142,12 +143,14 @@ class BatchnormLayer(DarknetLayer):
     def __init__(self, index: int, shape: Shape, dialect: Dialect) -> None:
         super().__init__(index, shape)
         self.bn = BatchNorm(shape.c, dialect)
+        self.bias = nn.Parameter(torch.zeros(shape.c))
+        self.saves_bias = dialect.batchnorm_layer_saves_biases
 
     def forward(self, x: Tensor, refs: List[Tensor]) -> Tensor:
-        return self.bn(x)
+        return self.bn(x) + _c(self.bias)
 
     def weight_tensors(self) -> List[Tensor]:
-        return self.bn.weight_tensors()
+        return ([self.bias] if self.saves_bias else []) + self.bn.weight_tensors()
 
     def table_line(self, in_shape: Shape) -> str:
         return f"Batch Normalization Layer: {in_shape.w} x {in_shape.h} x {in_shape.c} image"

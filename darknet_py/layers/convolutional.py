@@ -107,6 +107,8 @@ class ConvolutionalLayer(DarknetLayer):
         self.dilation = opts.dilation
         #: Darknet's per-layer ``dontloadscales``: the .weights file lacks this layer's BN values.
         self.dontloadscales = False
+        #: a 1x1 kernel Darknet applies to its input read flat (see :func:`_flat_1x1`)
+        self.flat_1x1 = False
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -116,13 +118,21 @@ class ConvolutionalLayer(DarknetLayer):
             self.weight.normal_(0.0, (2.0 / fan_in) ** 0.5)
             self.bias.zero_()
 
-    def conv(self, x: Tensor) -> Tensor:
-        return F.conv2d(x, self.weight, None, self.stride, self.padding, self.dilation, self.groups)
+    def conv(self, x: Tensor, bias: "Tensor | None" = None) -> Tensor:
+        if self.flat_1x1:
+            # gemm reads each group's c/groups x (h*w) input block as c/groups rows of
+            # out_h*out_w values: a flat prefix of it, no stride, no padding
+            b, c = x.shape[0], x.shape[1]
+            g = self.groups
+            oh = _out_size(x.shape[2], self.padding, self.weight.shape[2], self.stride[0])
+            ow = _out_size(x.shape[3], self.padding, self.weight.shape[3], self.stride[1])
+            x = x.reshape(b, g, -1)[:, :, :(c // g) * oh * ow].reshape(b, c, oh, ow)
+            return F.conv2d(x, self.weight, bias, 1, 0, 1, self.groups)
+        return F.conv2d(x, self.weight, bias, self.stride, self.padding, self.dilation, self.groups)
 
     def forward(self, x: Tensor, refs: List[Tensor]) -> Tensor:
         if self.bn is None:
-            y = F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
-                         self.groups)
+            y = self.conv(x, self.bias)
         else:
             y = self.conv(x)
             if self.training or y.requires_grad:
@@ -207,4 +217,23 @@ def build(ctx: BuildContext) -> ConvolutionalLayer:
                 f"dilation={o.dilation} with size={o.size} and padding={o.padding} gives a "
                 f"{torch_w}x{torch_h} output where Darknet allocates {out.w}x{out.h}; "
                 f"not supported", "dilation")
-    return ConvolutionalLayer(ctx.index, ctx.input_shape, check_shape(ctx, out), o, ctx.dialect)
+    layer = ConvolutionalLayer(ctx.index, ctx.input_shape, check_shape(ctx, out), o, ctx.dialect)
+    layer.flat_1x1 = _flat_1x1(ctx, o, out)
+    return layer
+
+
+def _flat_1x1(ctx: BuildContext, o: ConvolutionalOptions, out: Shape) -> bool:
+    """Whether Darknet skips im2col for this 1x1 kernel although it has a stride or padding
+    (forward_convolutional_layer: ``if (l.size == 1) b = im;`` in pjreddie, with
+    ``&& l.stride == 1`` in AlexeyAB). gemm then reads the input flat as if it had the
+    output's size, ignoring stride and padding: a prefix of it (all of it when the sizes
+    are equal); past its end when the output is larger (padding), which is refused."""
+    i = ctx.input_shape
+    skips = o.size == 1 and (ctx.dialect.conv1x1_skips_im2col_any_stride or o.stride_x == 1)
+    if not skips or (o.padding == 0 and o.stride_x == 1 and o.stride_y == 1):
+        return False
+    ctx.reader.check(out.h * out.w <= i.h * i.w,
+                     f"a 1x1 kernel with padding={o.padding} makes a {out.w}x{out.h} output from "
+                     f"the {i.w}x{i.h} input, but Darknet skips im2col for 1x1 kernels and would "
+                     f"read past its input (use padding=0)", "padding")
+    return True

@@ -57,4 +57,8 @@ def build(ctx: BuildContext) -> DropoutLayer:
     ctx.reader.check(0.0 <= o.probability < 1.0,
                      f"probability must be in [0, 1), got {o.probability}", "probability")
     ctx.reader.check(o.dropblock == 0, "dropblock=1 is not supported", "dropblock")
+    # parse_network_cfg aliases l.output = net.layers[count-1].output: as the first layer that
+    # is layers[-1], and the next layer reads garbage (a segfault in the differential run)
+    ctx.reader.check(ctx.index > 0, "cannot be the first layer: Darknet aliases the previous "
+                     "layer's output, and there is none")
     return DropoutLayer(ctx.index, ctx.input_shape, o.probability)

@@ -2,7 +2,8 @@
 
 ``stride`` (default 2) is the factor; a negative stride downsamples instead
 (Darknet's ``reverse``): each output is ``scale`` times the *sum* of its
-stride x stride block.
+stride x stride block, the input read as Darknet's ``upsample_cpu`` reads it (as if it
+were exactly ``stride`` times the output's size, flat).
 
     >>> import torch
     >>> from darknet_py.cfg import parse_cfg
@@ -49,8 +50,12 @@ class UpsampleLayer(DarknetLayer):
             b, c, h, w = x.shape
             y = x[:, :, :, None, :, None].expand(b, c, h, s, w, s).reshape(b, c, h * s, w * s)
         else:
+            # upsample_cpu(l.output, out_w, out_h, ..., forward=0) indexes the input as if it
+            # were c x (out_h*s) x (out_w*s), contiguous: when the input's width or height is
+            # not a multiple of s, that is a flat prefix of it, not its top-left corner.
+            b, c = x.shape[0], x.shape[1]
             h, w = x.shape[2] // s, x.shape[3] // s
-            y = x[:, :, :h * s, :w * s].reshape(x.shape[0], x.shape[1], h, s, w, s).sum(dim=(3, 5))
+            y = x.reshape(-1)[:b * c * h * s * w * s].reshape(b, c, h, s, w, s).sum(dim=(3, 5))
         return y * self.scale if self.scale != 1.0 else y
 
     def resize(self, in_shape: Shape, ref_shapes) -> Shape:
