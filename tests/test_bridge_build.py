@@ -67,9 +67,10 @@ FAKE_MAKEFILE = """all:
 """
 
 
-def test_concurrent_builds_of_one_source_build_once(tmp_path):
+def test_concurrent_builds_of_one_source_build_once(tmp_path, darknet_pjreddie):
     """The cache logic on a stand-in source (a Makefile that sleeps): two processes at once
-    build it once under the lock, atomically renamed; a third call reuses it at once."""
+    build it once under the lock, atomically renamed; a third call reuses it at once.
+    (``darknet_pjreddie``: only for its toolchain check -- builds need make and gcc.)"""
     tree = tmp_path / "fake-darknet"
     (tree / "include").mkdir(parents=True)
     (tree / "include" / "darknet.h").write_text(FAKE_HEADER)

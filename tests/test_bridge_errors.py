@@ -35,13 +35,17 @@ def _one_line_error(capsys) -> str:
     return errors[0]
 
 
-def test_no_compiler(tmp_path, monkeypatch, darknet_pjreddie):
+def test_no_compiler(tmp_path, monkeypatch):
+    try:
+        src = default_source("pjreddie")
+    except BridgeError as exc:
+        pytest.skip(str(exc))
     empty = tmp_path / "bin"
     empty.mkdir()
     monkeypatch.setenv("PATH", str(empty))
     monkeypatch.delenv("CC", raising=False)
     with pytest.raises(BridgeError, match="no C compiler.*gcc.*build-essential"):
-        build_darknet(default_source("pjreddie"), cache=tmp_path / "cache")
+        build_darknet(src, cache=tmp_path / "cache")
     with pytest.raises(BridgeError, match="no C compiler.*harness"):
         compiler()
 
