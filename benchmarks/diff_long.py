@@ -59,6 +59,9 @@ def main(argv=None) -> int:
         if outcome.empty:
             counts["nothing dumped"] += 1
             return
+        if outcome.nonfinite:
+            counts["inf/nan in both first"] += 1
+            return
         if outcome.darknet_error:
             counts["darknet failed"] += 1
         elif outcome.ok:
@@ -79,7 +82,8 @@ def main(argv=None) -> int:
     run()
     print(f"{args.fork} seed {args.seed}: {counts['run']} cfgs in {time.time() - start:.0f} s: "
           f"{counts['ok']} match, {counts['mismatch']} mismatch, "
-          f"{counts['darknet failed']} Darknet failures")
+          f"{counts['darknet failed']} Darknet failures, {counts['inf/nan in both first']} undecidable "
+          f"(inf/nan in both before the first difference), {counts['nothing dumped']} with no output")
     print("section types compared (cfgs that matched):",
           ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())))
     return 1 if failures else 0

@@ -51,6 +51,12 @@ CONV_ONLY_ACTIVATIONS = ["normalize_channels", "normalize_channels_softmax",
 #: the harness's own random init (no load_weights) instead of darknet_py-written weights.
 CANNOT_LOAD_WEIGHTS = {"pjreddie": {"deconvolutional"}, "alexeyab": set()}
 
+#: sections after which Darknet has no image size (their make_*_layer sets no
+#: out_c/out_h/out_w, so the next layer sees 0x0x0): it refuses any spatial layer after them
+#: ("Layer before convolutional layer must output image") and [l2norm] there does nothing.
+#: darknet_py builds such layers; the cfgs here end at these sections.
+NO_IMAGE = {"softmax", "cost", "detection", "logistic"}
+
 #: keeps every example tiny
 MAX_ELEMENTS = 4096
 #: [net] widths and heights: mostly odd and small, with the edges 1 and 2
@@ -66,6 +72,8 @@ class State:
     sections: List[Tuple[str, Dict[str, object]]] = field(default_factory=list)
     shapes: List[Shape] = field(default_factory=list)
     kinds: List[str] = field(default_factory=list)
+    #: the last section leaves Darknet without an image size (see NO_IMAGE): stop there
+    terminal: bool = False
 
     @property
     def shape(self) -> Shape:
@@ -259,10 +267,6 @@ def _logistic(draw, s: State):
 
 @emitter("l2norm", ["pjreddie"])
 def _l2norm(draw, s: State):
-    # after [detection] (no out_c/out_h/out_w, so params.c = 0) Darknet's l2norm copies
-    # its input unnormalised; darknet_py normalises
-    if s.kinds and s.kinds[-1] == "detection":
-        return []
     return [("l2norm", {})]
 
 
@@ -320,6 +324,11 @@ def _local(draw, s: State):
 
 @emitter("deconvolutional", ["pjreddie"])
 def _deconv(draw, s: State):
+    # two [deconvolutional] in one network: the first one's output no longer matches its own
+    # saved weights (memory corruption during the harness's random init, the only way
+    # pjreddie runs them: CANNOT_LOAD_WEIGHTS); one per cfg
+    if "deconvolutional" in s.kinds:
+        return []
     size = draw(st.integers(1, 4))
     opts: Dict[str, object] = {"filters": draw(st.integers(1, 4)), "size": size,
                                "stride": draw(st.integers(1, 3)),
@@ -433,7 +442,8 @@ def _detection(draw, s: State):
 
 @emitter("cost")
 def _cost(draw, s: State):
-    return [("cost", {"type": draw(st.sampled_from(["sse", "L1", "smooth"]))})]
+    types = ["sse", "masked", "smooth"] + (["L1"] if s.fork == "pjreddie" else [])
+    return [("cost", {"type": draw(st.sampled_from(types))})]
 
 
 @emitter("contrastive", ["alexeyab"])
@@ -501,8 +511,8 @@ def cfgs(draw, fork: str, max_sections: int = 6, kinds_: Optional[Sequence[str]]
     tries = 0
     while len(s.kinds) < wanted and tries < 4 * max_sections:
         tries += 1
-        if s.kinds and s.kinds[-1] == "detection":
-            break  # AlexeyAB refuses a convolution after it (no image size); keep it last
+        if s.terminal:
+            break
         last = len(s.kinds) == wanted - 1
         if focus is not None and (draw(st.booleans()) or (last and focus not in s.kinds)):
             kind = focus
@@ -528,4 +538,6 @@ def _add(draw, s: State, kind: str) -> bool:
         return False
     s.sections, s.shapes = candidate, shapes
     s.kinds.append(kind)
+    last_kind, last_opts = new[-1]
+    s.terminal = last_kind in NO_IMAGE or (last_kind == "reorg" and "extra" in last_opts)
     return True
