@@ -17,8 +17,8 @@ def _run(args: argparse.Namespace) -> int:
 def register(sub) -> None:
     p = sub.add_parser("compare", help="compare every layer with a Darknet reference case folder")
     p.add_argument("case", help="case folder with case.json, input.npy and layer_NNN.npy")
-    p.add_argument("--weights", help="weights file (default: the one case.json names)")
+    p.add_argument("--weights", help="weights file or official name (default: the one "
+                                     "case.json names)")
     p.add_argument("--tolerance", type=float, default=compare.DEFAULT_TOLERANCE,
                    help="max error relative to each layer's max |value| (default %(default)g)")
-    p.add_argument("--device", default="cpu", help="torch device (default %(default)s)")
     p.set_defaults(func=_run)
