@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import http.client
 import os
 import shutil
 import subprocess
@@ -363,13 +364,24 @@ def _download(url: str, part: Path, spec: OfficialWeights, timeout: float,
         bar = _progress(spec.size, have, spec.filename)
         try:
             with open(part, "ab" if have else "wb") as out:
-                for block in iter(lambda: response.read(CHUNK), b""):
+                while True:
+                    try:
+                        block = response.read(CHUNK)
+                    except http.client.IncompleteRead as exc:
+                        out.write(exc.partial)  # kept for the next try to resume from
+                        raise
+                    if not block:
+                        break
                     out.write(block)
                     if bar is not None:
                         bar.update(len(block))
         finally:
             if bar is not None:
                 bar.close()
+    got = part.stat().st_size
+    if got < spec.size:  # http.client does not raise when a response ends early
+        raise ConnectionError(f"connection closed at byte {got} of {spec.size} "
+                              f"(the next try resumes there)")
 
 
 def _copy(source: Path, part: Path) -> None:
@@ -457,7 +469,8 @@ def fetch(name: str, *, cache: Optional["os.PathLike[str] | str"] = None,
             check = "size" if spec.checksum is None else spec.checksum[0]
             log(f"verified {check}, saved {target}")
             return target
-        except (OSError, subprocess.SubprocessError, tarfile.TarError) as exc:
+        except (OSError, http.client.HTTPException, subprocess.SubprocessError,
+                tarfile.TarError) as exc:
             problems.append(f"{label}: {_reason(exc)}")
     raise WeightsError(
         f"could not fetch {spec.filename}: " + "; ".join(problems)
