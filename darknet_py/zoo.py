@@ -33,6 +33,7 @@ which darknet_py does not build.
 """
 from __future__ import annotations
 
+import contextlib
 import difflib
 import hashlib
 import http.client
@@ -445,6 +446,34 @@ def fetch(name: str, *, cache: Optional["os.PathLike[str] | str"] = None,
                            file=folder) from None
     target = folder / spec.filename
     if _is_verified(spec, target):
+        return target
+    with _locked(folder / f".{spec.filename}.lock"):  # one download per file at a time
+        return _fetch_locked(spec, target, timeout, log)
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX: no lock
+        yield
+        return
+    try:
+        handle = open(path, "a")
+    except OSError:  # a read-only cache can still hold verified files
+        yield
+        return
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _fetch_locked(spec: OfficialWeights, target: Path, timeout: float,
+                  log: Callable[[str], None]) -> Path:
+    if _is_verified(spec, target):  # another process finished it while we waited
         return target
     if target.exists():
         problem = _problem(spec, target)

@@ -20,6 +20,7 @@ import os
 import pkgutil
 import re
 import sys
+import textwrap
 import warnings
 from typing import Dict, List, Optional, Tuple
 
@@ -32,18 +33,32 @@ GLOBAL_OPTIONS: Dict[str, bool] = {"--debug": False, "--device": True, "--versio
 def plain(text: Optional[str]) -> str:
     """A docstring as plain help text: no ``literal`` quotes, roles or ``::`` markers.
 
-    >>> plain("``detector test`` prints :class:`~x.Y` lines::")
-    'detector test prints Y lines:'
+    >>> plain("``detector test`` prints :class:`~x.Y` lines of :mod:`x.z`::")
+    'detector test prints Y lines of x.z:'
     """
     if not text:
         return ""
-    text = re.sub(r":[a-z]+:`~?(?:[\w.]*\.)?([^`]+)`", r"\1", text)
+    # :role:`~a.b.C` shows C, :role:`a.b.C` shows a.b.C, as Sphinx renders them
+    text = re.sub(r":[a-z]+:`(~?)([^`]+)`",
+                  lambda m: m.group(2).rsplit(".", 1)[-1] if m.group(1) else m.group(2), text)
     text = text.replace("``", "")
     return re.sub(r"::$", ":", text, flags=re.M)
 
 
-class HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """Keeps the description's paragraphs (docstrings are written for reading)."""
+class HelpFormatter(argparse.HelpFormatter):
+    """Wraps each paragraph of a description on its own (docstrings have several);
+    indented lines (examples) are kept as written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        out = []
+        for paragraph in re.split(r"\n\s*\n", text.strip("\n")):
+            lines = paragraph.splitlines()
+            if any(line[:1].isspace() for line in lines):
+                out.append("\n".join(indent + line for line in lines))
+            else:
+                out.append(textwrap.fill(" ".join(paragraph.split()), width,
+                                         initial_indent=indent, subsequent_indent=indent))
+        return "\n\n".join(out)
 
 
 class Parser(argparse.ArgumentParser):

@@ -94,7 +94,8 @@ def _positive(text: str) -> int:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("check", help="validate a cfg (and weights size); print Darknet's "
+    p = sub.add_parser("check", description=__doc__,
+                       help="validate a cfg (and weights size); print Darknet's "
                                      "layer table without running or allocating anything")
     p.add_argument("cfg", help=".cfg file")
     p.add_argument("weights", nargs="?", help=".weights file or official name to check against "
