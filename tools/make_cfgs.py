@@ -405,7 +405,7 @@ def yolov4_net(size: int, batch: int, subdivisions: int, momentum: float,
         ("burn_in", 1000), ("max_batches", max_batches), ("policy", "steps"),
         ("steps", list(steps)), ("scales", [0.1, 0.1]),
     ] + list(extra), [
-        f"Input and training hyper-parameters, as AlexeyAB ships them (set up for",
+        "Input and training hyper-parameters, as AlexeyAB ships them (set up for",
         f"training: {batch} images in {subdivisions} chunk(s); batch does not change",
         "inference in darknet_py).",
     ])
