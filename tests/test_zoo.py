@@ -55,11 +55,6 @@ def test_entry_is_complete(name):
     assert w.fork in ("pjreddie", "alexeyab")
 
 
-def _header_bytes(w: zoo.OfficialWeights) -> int:
-    # the v2-era files were written with version 0.1 (32-bit 'seen'): the entries say so
-    return 16 if "16-byte header" in w.source else 20
-
-
 @pytest.mark.parametrize("name", sorted(n for n, w in zoo.OFFICIAL.items() if w.cfg))
 def test_size_is_header_plus_the_cfgs_parameters(name):
     """Each recorded size equals what the shipped cfg needs: header + 4 bytes per float of
@@ -70,7 +65,9 @@ def test_size_is_header_plus_the_cfgs_parameters(name):
         with torch.device("meta"):
             model = Darknet(read_cfg(w.cfg_path()), w.fork, warn_unused=False)
     layout = _layout(model, w.upto)
-    assert _header_bytes(w) + 4 * (layout[-1][1] + layout[-1][2]) == w.size
+    # the v2-era files were written as version 0.1 (32-bit 'seen'): their entries say so
+    assert w.header == (16 if "16-byte header" in w.source else 20)
+    assert w.header + 4 * (layout[-1][1] + layout[-1][2]) == w.size
 
 
 def test_suggest_and_resolve():

@@ -314,45 +314,78 @@ def darknet53_classifier() -> List[Block]:
 
 
 # -- YOLOv2 (pjreddie): [region] heads ---------------------------------------------------
-#: the five YOLOv2 COCO anchors, in units of the 32-pixel output cells
-YOLOV2_ANCHORS = [0.57273, 0.677385, 1.87446, 2.06253, 3.33843, 5.47434, 7.88282, 3.52778,
-                  9.77052, 9.16828]
+VOC_CLASSES = 20
+#: the five anchors of each YOLOv2 cfg, in units of the 32-pixel output cells
+YOLOV2_ANCHORS = {
+    "coco": [0.57273, 0.677385, 1.87446, 2.06253, 3.33843, 5.47434, 7.88282, 3.52778,
+             9.77052, 9.16828],
+    "voc": [1.3221, 1.73145, 3.19275, 4.00944, 5.05587, 8.09892, 9.47112, 4.84053,
+            11.2364, 10.0071],
+    "tiny-voc": [1.08, 1.19, 3.42, 4.41, 6.63, 11.38, 9.42, 5.11, 16.62, 10.52],
+}
 
 
-def region(jitter: float, rescore: int, comment=None) -> Block:
-    """YOLOv2's detection layer: 5 anchors x (4 box + 1 objectness + 80 classes), softmax
+def region(anchors: Sequence[float], classes: int, jitter: float, rescore: int,
+           comment=None) -> Block:
+    """YOLOv2's detection layer: 5 anchors x (4 box + 1 objectness + classes), softmax
     over the classes; the loss weights are the training set-up of the official cfg."""
-    anchors = ", ".join(str(a) for a in YOLOV2_ANCHORS)
     return Block("region", [
-        ("anchors", anchors), ("bias_match", 1), ("classes", COCO_CLASSES), ("coords", 4),
-        ("num", 5), ("softmax", 1), ("jitter", jitter), ("rescore", rescore),
-        ("object_scale", 5), ("noobject_scale", 1), ("class_scale", 1), ("coord_scale", 1),
-        ("absolute", 1), ("thresh", 0.6), ("random", 1),
+        ("anchors", ", ".join(str(a) for a in anchors)), ("bias_match", 1),
+        ("classes", classes), ("coords", 4), ("num", 5), ("softmax", 1), ("jitter", jitter),
+        ("rescore", rescore), ("object_scale", 5), ("noobject_scale", 1), ("class_scale", 1),
+        ("coord_scale", 1), ("absolute", 1), ("thresh", 0.6), ("random", 1),
     ], comment)
 
 
-def yolov2_tiny() -> List[Block]:
-    blocks: List[Block] = [detector_net(416, 2, training=False)]
+def v2_voc_net(max_batches: int, steps: Sequence[int], scales: Sequence[float],
+               burn_in: bool) -> Block:
+    """[net] of the VOC YOLOv2 cfgs: as the COCO ones, with a shorter schedule."""
+    net = detector_net(416, 2, training=False)
+    net.options = [(k, v) for k, v in net.options
+                   if k not in ("max_batches", "steps", "scales")
+                   and (burn_in or k != "burn_in")]
+    net.options += [("max_batches", max_batches), ("steps", list(steps)),
+                    ("scales", list(scales))]
+    net.comment = net.comment[:3] + [
+        f"Schedule (Pascal VOC): {max_batches} batches, steps {', '.join(map(str, steps))}."]
+    return net
+
+
+def predictions(classes: int) -> Block:
+    n = 5 * (5 + classes)
+    return conv(n, 1, bn=False, activation="linear",
+                comment=f"predictions: 5 anchors x (4 + 1 + {classes}) = {n}")
+
+
+def yolov2_tiny(voc: bool = False) -> List[Block]:
+    """Six 3x3 convolutions each followed by a 2x2 max-pool (the last at stride 1), a
+    1024-wide 3x3 convolution, another 3x3 one (512 wide for COCO, 1024 for VOC) and the
+    [region] head."""
+    net = (v2_voc_net(40200, [-1, 100, 20000, 30000], [0.1, 10, 0.1, 0.1], burn_in=False)
+           if voc else detector_net(416, 2, training=False))
+    blocks: List[Block] = [net]
     for i, filters in enumerate([16, 32, 64, 128, 256, 512]):
         first = ["=" * 70, "YOLOv2-tiny: 3x3 convolution + 2x2 max-pool, x6", "=" * 70] \
             if i == 0 else None
         blocks.append(conv(filters, 3, comment=first))
         blocks.append(maxpool(2, 2 if filters < 512 else 1,
                               comment="stride 1: keeps 13x13" if filters == 512 else None))
-    blocks += [
-        conv(1024, 3),
-        conv(512, 3),
-        conv(5 * (5 + COCO_CLASSES), 1, bn=False, activation="linear",
-             comment="predictions: 5 anchors x (4 + 1 + 80) = 425"),
-        region(0.2, 0, comment="decode boxes with the 5 anchors"),
-    ]
+    blocks.append(conv(1024, 3))
+    if voc:
+        blocks += [conv(1024, 3), predictions(VOC_CLASSES),
+                   region(YOLOV2_ANCHORS["tiny-voc"], VOC_CLASSES, 0.2, 1)]
+    else:
+        blocks += [conv(512, 3), predictions(COCO_CLASSES),
+                   region(YOLOV2_ANCHORS["coco"], COCO_CLASSES, 0.2, 0)]
     return blocks
 
 
-def yolov2() -> List[Block]:
+def yolov2(voc: bool = False) -> List[Block]:
     """Darknet-19's convolutions (3x3 doubling, 1x1 halving, max-pools), a passthrough
     from the 26x26 map (1x1 to 64, reorg 2 -> 13x13x256) and the [region] head."""
-    blocks: List[Block] = [detector_net(608, 16, training=False)]
+    net = (v2_voc_net(80200, [40000, 60000], [0.1, 0.1], burn_in=True) if voc
+           else detector_net(608, 16, training=False))
+    blocks: List[Block] = [net]
     plan = [[32], [64], [128, 64, 128], [256, 128, 256], [512, 256, 512, 256, 512],
             [1024, 512, 1024, 512, 1024]]
     for stage, widths in enumerate(plan):
@@ -362,6 +395,7 @@ def yolov2() -> List[Block]:
             blocks.append(conv(filters, 3 if j % 2 == 0 else 1, comment=first))
         if stage < len(plan) - 1:
             blocks.append(maxpool(2, 2))
+    classes = VOC_CLASSES if voc else COCO_CLASSES
     blocks += [
         conv(1024, 3, comment=["=" * 70, "detection head", "=" * 70]),
         conv(1024, 3),
@@ -370,9 +404,9 @@ def yolov2() -> List[Block]:
         Block("reorg", [("stride", 2)], "space-to-depth: 26x26x64 -> 13x13x256"),
         route(-1, -4, comment="concat with the 13x13x1024 map"),
         conv(1024, 3),
-        conv(5 * (5 + COCO_CLASSES), 1, bn=False, activation="linear",
-             comment="predictions: 5 anchors x (4 + 1 + 80) = 425"),
-        region(0.3, 1, comment="decode boxes with the 5 anchors"),
+        predictions(classes),
+        region(YOLOV2_ANCHORS["voc" if voc else "coco"], classes, 0.3, 1,
+               comment="decode boxes with the 5 anchors"),
     ]
     return blocks
 
@@ -551,8 +585,16 @@ HEADERS: Dict[str, List[str]] = {
         "a passthrough (reorg) layer and a [region] head. Loads yolov2.weights.",
     ],
     "yolov2-tiny.cfg": [
-        "YOLOv2-tiny: 9 convolutions with max-pooling and a [region] head.",
+        "YOLOv2-tiny: 9 convolutions and 6 max-pools, and a [region] head.",
         "Loads the official yolov2-tiny.weights.",
+    ],
+    "yolov2-voc.cfg": [
+        "YOLOv2 for the 20 Pascal VOC classes (416x416). Loads the official",
+        "yolo-voc.weights.",
+    ],
+    "yolov2-tiny-voc.cfg": [
+        "YOLOv2-tiny for the 20 Pascal VOC classes. Loads the official",
+        "yolov2-tiny-voc.weights.",
     ],
     "yolov4.cfg": [
         "YOLOv4 (Bochkovskiy, Wang & Liao, 2020; AlexeyAB's Darknet) for the 80",
@@ -577,6 +619,8 @@ NETWORKS = {
     "darknet53.cfg": darknet53_classifier,
     "yolov2.cfg": yolov2,
     "yolov2-tiny.cfg": yolov2_tiny,
+    "yolov2-voc.cfg": lambda: yolov2(voc=True),
+    "yolov2-tiny-voc.cfg": lambda: yolov2_tiny(voc=True),
     "yolov4.cfg": yolov4,
     "yolov4-tiny.cfg": yolov4_tiny,
 }
