@@ -75,8 +75,10 @@ class OfficialWeights:
     sha1: Optional[str] = None
     #: where the size and checksum come from (or why there is no checksum)
     source: str = ""
-    #: the cfg these weights load into, relative to the repository root (None: not shipped)
+    #: the cfg these weights load into, relative to the repository root (None: not shipped;
+    #: ``upstream_cfg`` names the fork's own)
     cfg: Optional[str] = None
+    upstream_cfg: Optional[str] = None
     #: the class names file, relative to the repository root
     names: Optional[str] = None
     #: partial (backbone) file holding layers 0..upto-1 of ``cfg``
@@ -133,7 +135,8 @@ def _entries() -> Dict[str, OfficialWeights]:
         OfficialWeights(
             "yolov3-openimages", "yolov3-openimages.weights", 259_229_388,
             (PJ + "yolov3-openimages.weights",),
-            source=_NO_SUM + " (size from Darknet's cfg; cfg and names not shipped here)"),
+            source=_NO_SUM + " (size from Darknet's cfg; cfg and names not shipped here)",
+            upstream_cfg="cfg/yolov3-openimages.cfg"),
         OfficialWeights(
             "yolov2", "yolov2.weights", 203_934_260, (PJ + "yolov2.weights",),
             source=_NO_SUM + " (size published in wget logs = cfg with a 16-byte header)",
@@ -179,22 +182,22 @@ def _entries() -> Dict[str, OfficialWeights]:
         OfficialWeights(
             "yolov4-csp", "yolov4-csp.weights", 211_944_840, (AB4 + "yolov4-csp.weights",),
             source=_NO_SUM + " (size from Darknet's cfg; cfg not shipped here)", fork="alexeyab",
-            names=coco),
+            names=coco, upstream_cfg="cfg/yolov4-csp.cfg"),
         OfficialWeights(
             "yolov4-csp.conv.142", "yolov4-csp.conv.142", 146_548_116,
             (AB4 + "yolov4-csp.conv.142",),
             source=_NO_SUM + " (size from Darknet's cfg, layers 0..141)", upto=142,
-            fork="alexeyab"),
+            fork="alexeyab", upstream_cfg="cfg/yolov4-csp.cfg"),
         OfficialWeights(
             "yolov4x-mish", "yolov4x-mish.weights", 399_388_168, (AB4 + "yolov4x-mish.weights",),
             sha1="a6f2879af2241de2e9730d317a55db6afd0af00b",
             source="sha1: OpenCV download_models.py; size from Darknet's cfg (not shipped here)",
-            fork="alexeyab", names=coco),
+            fork="alexeyab", names=coco, upstream_cfg="cfg/yolov4x-mish.cfg"),
         OfficialWeights(
             "yolov4x-mish.conv.166", "yolov4x-mish.conv.166", 277_307_668,
             (AB4 + "yolov4x-mish.conv.166",),
             source=_NO_SUM + " (size from Darknet's cfg, layers 0..165)", upto=166,
-            fork="alexeyab"),
+            fork="alexeyab", upstream_cfg="cfg/yolov4x-mish.cfg"),
     ]
     return {w.name: w for w in items}
 
@@ -514,7 +517,7 @@ def table() -> List[str]:
     rows = []
     for w in OFFICIAL.values():
         check = "size only" if w.checksum is None else w.checksum[0]
-        cfg = w.cfg or "-"
+        cfg = w.cfg or f"{w.fork}'s {w.upstream_cfg}"
         if w.upto is not None:
             cfg += f" upto {w.upto}"
         rows.append((w.name, w.fork, f"{w.size:,}", check, cfg, w.urls[0]))

@@ -52,7 +52,21 @@ def test_entry_is_complete(name):
     for path in (w.cfg, w.names):
         if path is not None:
             assert (ROOT / path).is_file(), path
+    assert (w.cfg is None) != (w.upstream_cfg is None), "a cfg here, or the fork's to use"
     assert w.fork in ("pjreddie", "alexeyab")
+
+
+def test_upstream_cfgs_give_the_recorded_sizes(reference):
+    """Entries without a cfg here name the fork's: its parameters give the recorded size."""
+    for w in zoo.OFFICIAL.values():
+        if w.upstream_cfg is not None:
+            path = reference / "cfg" / w.fork / Path(w.upstream_cfg).name
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                with torch.device("meta"):
+                    model = Darknet(read_cfg(path), w.fork, warn_unused=False)
+            layout = _layout(model, w.upto)
+            assert w.header + 4 * (layout[-1][1] + layout[-1][2]) == w.size, w.name
 
 
 @pytest.mark.parametrize("name", sorted(n for n, w in zoo.OFFICIAL.items() if w.cfg))
