@@ -73,9 +73,9 @@ DETECT_USAGE = "darknet-py detect CFG WEIGHTS IMAGE..."
 
 
 def _prompt() -> Iterator[str]:
+    """Darknet's interactive loop (at a terminal only): ask, detect, ask again."""
     while True:
-        if sys.stdin.isatty():
-            print("Enter Image Path: ", end="", flush=True)
+        print("Enter Image Path: ", end="", flush=True)
         line = sys.stdin.readline()
         if not line:
             return
