@@ -191,3 +191,13 @@ def test_zoo_names_resolve_through_detect(monkeypatch, tiny_weights, capsys, dog
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(zoo, "fetch", lambda name, **kw: Path(tiny_weights))
     assert main(["detector", "test", DATA, TINY_CFG, "yolov3-tiny", dog, "--no-image"]) == 0
+
+
+def test_no_image_at_a_terminal_prompts_like_darknet(monkeypatch, capsys, tiny_weights, dog,
+                                                      tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "stdin", _Terminal(dog + "\n"))
+    assert main(["detect", TINY_CFG, str(tiny_weights), "--no-image"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("Enter Image Path: " + dog + ": Predicted in")
+    assert out.rstrip().endswith("Enter Image Path:")  # asks again; end of input ends it
