@@ -119,8 +119,10 @@ def split_globals(argv: List[str]) -> Tuple[Dict[str, object], List[str]]:
 
 def check_device(text: str) -> str:
     """``cpu``, ``cuda`` or ``cuda:N``, usable by this torch; else a one-line error."""
+    if text == "cpu":
+        return text
     import torch
-    if not re.fullmatch(r"cpu|cuda(:\d+)?", text):
+    if not re.fullmatch(r"cuda(:\d+)?", text):
         raise DarknetError(f"--device {text}: expected cpu, cuda or cuda:N")
     if text.startswith("cuda"):
         if not torch.cuda.is_available():
