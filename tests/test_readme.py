@@ -88,16 +88,20 @@ def _quick_start_rest(block: Block) -> str:
 def test_block_runs(block, workdir):
     cwd, env = workdir
     body = block.body
+    # blocks that may not run here are at least valid shell / Python
+    if block.lang == "sh":
+        _run(["bash", "-n", "-c", body], cwd, env)
+    else:
+        compile(body, f"README block {block.index}", "exec")
     if block.mark and block.mark.startswith("skip"):
         reason = block.mark[len("skip"):].strip()
         assert reason, "say why the block is not run"
-        if block.lang == "sh":
-            _run(["bash", "-n", "-c", body], cwd, env)
         pytest.skip(f"README marks it: {reason}")
     if block.mark == "cuda":
         import torch
         if not torch.cuda.is_available():
             pytest.skip("needs a CUDA device")
+    assert block.mark is None or block.mark == "cuda", block.mark
     if block.heading == "Tests":
         # .ci/run extracts this very block and runs it in a fresh clone
         ci = (ROOT / ".ci" / "run").read_text()
