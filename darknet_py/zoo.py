@@ -23,8 +23,8 @@ Where the sizes and checksums come from (each entry says which):
   the SHA-1 of the official files its tests use (no sha256 published there).
 - ``PyPI``: the identical file inside a PyPI sdist, hashed from there.
 - sizes: every size is also ``header + 4 * parameters`` of the matching cfg
-  (``darknet-py check CFG`` counts them; ``tests/test_zoo.py`` checks it for the
-  cfgs shipped in ``cfg/``); "published" means a public download log or model
+  (``darknet-py check CFG`` counts them; ``tests/test_zoo.py`` checks it for every
+  entry); "published" means a public download log or model
   listing shows the same byte count. Entries without a trusted checksum say so
   and are checked by size only.
 
