@@ -201,3 +201,25 @@ def test_no_image_at_a_terminal_prompts_like_darknet(monkeypatch, capsys, tiny_w
     out = capsys.readouterr().out
     assert out.startswith("Enter Image Path: " + dog + ": Predicted in")
     assert out.rstrip().endswith("Enter Image Path:")  # asks again; end of input ends it
+
+
+def test_a_verb_with_its_own_device_default_keeps_it(monkeypatch):
+    """A verb declaring --device (e.g. training: 'auto') keeps its default unless the user
+    gives --device, wherever on the line."""
+    import darknet_py.cli as cli
+    seen = []
+    original = cli.build_parser
+
+    def with_verb():
+        parser = original()
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        p = sub.add_parser("probe")
+        p.add_argument("--device", default="auto")
+        p.set_defaults(func=lambda args: seen.append(args.device))
+        return parser
+
+    monkeypatch.setattr(cli, "build_parser", with_verb)
+    assert main(["probe"]) == 0
+    assert main(["probe", "--device", "cpu"]) == 0
+    assert main(["--device=cpu", "probe"]) == 0
+    assert seen == ["auto", "cpu", "cpu"]

@@ -6,8 +6,9 @@ files given (:class:`~darknet_py.DarknetError`) print as one line and exit 2.
 
 Global options work anywhere on the line, before or after the verb, so every
 verb gets them without declaring them: ``--debug`` (tracebacks instead of
-one-line errors), ``--device cpu|cuda|cuda:N`` (``args.device``, a string;
-verbs move their model there) and ``--version``. Warnings from the library
+one-line errors), ``--device cpu|cuda|cuda:N`` (``args.device``: the value given,
+else the verb's own ``--device`` default if it declares one, else None, which verbs
+read as their default device, the CPU) and ``--version``. Warnings from the library
 (:class:`~darknet_py.CfgWarning`, e.g. an unused cfg key) print as one
 ``darknet-py: warning: ...`` line each. Help texts are docstrings with their
 reStructuredText markup removed (:func:`plain`).
@@ -149,8 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Darknet cfg/weights in PyTorch, faithfully.",
         epilog="Global options may also come after the verb.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
-    parser.add_argument("--device", metavar="DEV", default="cpu",
-                        help="cpu, cuda or cuda:N (default cpu)")
+    parser.add_argument("--device", metavar="DEV", default=None,
+                        help="cpu, cuda or cuda:N (default: each verb's, the CPU)")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
     sub.required = True
@@ -179,17 +180,19 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(rest)
     args.debug = debug
-    args.device = str(options.get("device") or "cpu")
+    if "device" in options:
+        args.device = str(options["device"])
     with warnings.catch_warnings():
         if not debug:
             warnings.simplefilter("always", CfgWarning)
             warnings.showwarning = _show_warning
-        return _run(args)
+        return _run(args, "device" in options)
 
 
-def _run(args: argparse.Namespace) -> int:
+def _run(args: argparse.Namespace, check: bool = False) -> int:
     try:
-        check_device(args.device)
+        if check:  # the user's --device (a verb's own default is the verb's business)
+            check_device(args.device)
         return int(args.func(args) or 0)
     except DarknetError as exc:
         if args.debug:

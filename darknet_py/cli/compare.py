@@ -8,7 +8,7 @@ from .. import compare
 
 def _run(args: argparse.Namespace) -> int:
     report = compare.compare_case(args.case, weights=args.weights, tolerance=args.tolerance,
-                                  device=args.device)
+                                  device=args.device or "cpu")
     for line in report.lines():
         print(line)
     return 0 if report.ok else 1

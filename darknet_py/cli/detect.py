@@ -160,7 +160,7 @@ def run_test(data: Optional[str], cfg: str, weights: str, images: Sequence[str],
         if path is not None:
             sniff.expect(path, role, usage)
     inputs, count = _inputs(images, usage)
-    model = darknet_py.load(cfg, resolve_weights(weights)).to(getattr(args, "device", "cpu"))
+    model = darknet_py.load(cfg, resolve_weights(weights)).to(getattr(args, "device", None) or "cpu")
     classes = model.layers[model.heads[0]].classes if model.heads else 0
     names = resolve_names(names_from_data(data) if data else None, classes, source=data)
     several = len(images) > 1 or any(Path(i).is_dir() or i.endswith(".txt") for i in images)
