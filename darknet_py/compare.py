@@ -185,10 +185,8 @@ def load_case(folder: "os.PathLike[str] | str") -> Case:
 
 def _official_weights(name: str) -> Optional[Path]:
     from . import zoo
-    for key, spec in zoo.OFFICIAL.items():
-        if spec.filename == name:
-            return zoo.fetch(key)
-    return None
+    spec = zoo.lookup(name)
+    return None if spec is None else zoo.fetch(spec.name)
 
 
 def allowed_error(floor: float, tolerance: float = DEFAULT_TOLERANCE,

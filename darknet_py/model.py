@@ -197,14 +197,16 @@ class Darknet(nn.Module):
                            line=first.line)
         self.layers = nn.ModuleList(layers)
         self.unused = [(r.section, e) for r in readers for e in r.unused()]
-        if warn_unused and self.unused:
-            where = []
-            for r in readers:
-                for e in r.unused():
-                    hint = r.suggestion(e.key)
-                    where.append(f"{r.section.file}:{e.line} [{r.section.kind}] {e.key}"
-                                 + (f" (did you mean {hint}?)" if hint else ""))
-            warnings.warn(CfgWarning(f"unused cfg keys: {', '.join(where)}"), stacklevel=2)
+        #: one line per unused key: where it is and the read key it resembles
+        self.unused_notes: List[str] = []
+        for r in readers:
+            for e in r.unused():
+                hint = r.suggestion(e.key)
+                self.unused_notes.append(f"{r.section.file}:{e.line} [{r.section.kind}] {e.key}"
+                                         + (f" (did you mean {hint}?)" if hint else ""))
+        if warn_unused:
+            for note in self.unused_notes:
+                warnings.warn(CfgWarning(f"unused cfg key: {note}"), stacklevel=2)
         # which outputs must be kept, and until when
         self._last_use: Dict[int, int] = {}
         for layer in layers:
@@ -410,8 +412,12 @@ class Darknet(nn.Module):
 
     # -- .weights --------------------------------------------------------------------
     def load_weights(self, path: "os.PathLike[str] | str", upto: Optional[int] = None) -> None:
+        """Load a .weights file, or official weights by name (:func:`darknet_py.zoo.resolve`)."""
+        from . import zoo
         from .weights import load_weights
-        load_weights(self, path, upto=upto)
+        if upto is None:
+            upto = zoo.default_upto(path)
+        load_weights(self, zoo.resolve(path), upto=upto)
 
     def save_weights(self, path: "os.PathLike[str] | str", upto: Optional[int] = None) -> None:
         from .weights import save_weights

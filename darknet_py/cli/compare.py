@@ -43,7 +43,7 @@ def _run(args: argparse.Namespace) -> int:
         else:
             case = args.case[0]
         report = compare.compare_case(case, weights=args.weights, tolerance=args.tolerance,
-                                      device=args.device, strict=args.strict)
+                                      device=args.device or "cpu", strict=args.strict)
     for line in report.lines():
         print(line)
     return 0 if report.ok else 1
@@ -60,7 +60,8 @@ def register(sub) -> None:
                    help="a Darknet build folder (`darknet-py darknet build`): dump CFG with it first")
     p.add_argument("--seed", type=int, help="with --darknet and no WEIGHTS: random init seed "
                                             "(default 1)")
-    p.add_argument("--weights", help="weights file (default: the one case.json names)")
+    p.add_argument("--weights", help="weights file or official name (default: the one "
+                                     "case.json names)")
     p.add_argument("--tolerance", type=float, default=compare.DEFAULT_TOLERANCE,
                    help="error relative to each layer's max |value| that always passes "
                         "(default %(default)g)")
@@ -68,5 +69,4 @@ def register(sub) -> None:
                    help="hold every layer to --tolerance alone; by default a layer may also be "
                         f"{compare.FLOOR_FACTOR:g}x darknet_py's own float32-vs-float64 distance "
                         "(its noise floor) away from Darknet")
-    p.add_argument("--device", default="cpu", help="torch device (default %(default)s)")
     p.set_defaults(func=_run)
