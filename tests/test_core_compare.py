@@ -146,8 +146,6 @@ def test_cli_strict_keeps_the_fixed_tolerance(pj_cases, capsys):
 def test_compare_rejects_what_it_cannot_run(pj_cases, tmp_path, capsys):
     assert main(["compare", str(tmp_path)]) == 2
     assert "no case.json" in capsys.readouterr().err
-    with pytest.raises(DataError, match="train"):
-        compare_case(pj_cases / "train-tiny-narrow")
 
 
 @pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="no CUDA device")
