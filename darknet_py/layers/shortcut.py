@@ -153,6 +153,14 @@ def build(ctx: BuildContext) -> ShortcutLayer:
                 and (max(i.w // s.w, 1) == max(i.h // s.h, 1)),
                 f"layer {refs[0]} ({s.w}x{s.h}) and the previous layer ({i.w}x{i.h}) "
                 f"differ by a non-uniform scale", "from")
+    else:
+        i = ctx.input_shape
+        for ref, s in zip(refs, shapes):
+            # parse_shortcut: assert(params.w == l.out_w && params.h == l.out_h) (abort)
+            r.check((s.h, s.w) == (i.h, i.w),
+                    f"layer {ref} is {s.w}x{s.h} but the previous layer is {i.w}x{i.h}; "
+                    f"AlexeyAB's Darknet aborts unless they have the same width and height",
+                    "from")
     if o.weights_type != "none" and any(s != ctx.input_shape for s in shapes):
         raise r.error("weights_type needs the from-layers to have the output's shape", "weights_type")
     return ShortcutLayer(ctx.index, ctx.input_shape, refs, shapes, o, alexeyab)
