@@ -43,6 +43,10 @@ def _narrow_tiny(width: int, height: int, batch: int, subdivisions: int, extra_n
     return "\n".join(out) + "\n"
 
 
+# Seeds: a random case can put an activation within float noise (~1e-7) of a kink (leaky at
+# 0, a maxpool near-tie): Darknet and darknet_py then take different sides and one
+# element's gradient jumps (seen: a conv output of 2.9e-7 whose sign differed, seed 23 of
+# the focal case; a maxpool near-tie, seed 24 of the DIoU case). The seeds below have none.
 def _check(report):
     assert report.ok, "\n".join(report.lines())
     print("\n".join(report.lines()))
@@ -114,11 +118,11 @@ def test_alexeyab_iou_thresh_giou(reference, tmp_path):
 def test_alexeyab_mse_smooth_focal(reference, tmp_path):
     """MSE box loss, label_smooth_eps, focal_loss, objectness_smooth, obj_normalizer."""
     _ab_case(reference, tmp_path, "iou_loss=mse label_smooth_eps=0.1 focal_loss=1 "
-             "objectness_smooth=1 obj_normalizer=0.5 ignore_thresh=0.3", 23, [30, 12])
+             "objectness_smooth=1 obj_normalizer=0.5 ignore_thresh=0.3", 27, [30, 12])
 
 
 def test_alexeyab_diou_max_delta_truth_thresh(reference, tmp_path):
     """DIoU with max_delta clipping; ignore_thresh/truth_thresh low enough to reach the
     cell loop's truth branch; a truth with a class out of range is skipped."""
     _ab_case(reference, tmp_path, "iou_loss=diou max_delta=0.01 ignore_thresh=0.05 "
-             "truth_thresh=0.1 iou_normalizer=0.5", 24, [25, 25])
+             "truth_thresh=0.1 iou_normalizer=0.5", 25, [25, 25])
