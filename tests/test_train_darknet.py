@@ -37,7 +37,7 @@ def _narrow_tiny(width: int, height: int, batch: int, subdivisions: int, extra_n
         if key is None or key in overrides.get(section, {}):
             continue
         value = s.split("=", 1)[1].strip()
-        if section == "[convolutional]" and key == "filters" and value != "255":
+        if section == "[convolutional]" and key == "filters" and value not in ("255", "425"):
             value = str(max(2, int(value) // divide))
         out.append(f"{key}={value}")
     return "\n".join(out) + "\n"
@@ -126,3 +126,33 @@ def test_alexeyab_diou_max_delta_truth_thresh(reference, tmp_path):
     cell loop's truth branch; a truth with a class out of range is skipped."""
     _ab_case(reference, tmp_path, "iou_loss=diou max_delta=0.01 ignore_thresh=0.05 "
              "truth_thresh=0.1 iou_normalizer=0.5", 25, [25, 25])
+
+
+# -- [region] (YOLOv2) --------------------------------------------------------------------
+def _v2_tiny(reference, region_extra: str = "") -> str:
+    cfg = _narrow_tiny(160, 128, 2, 1, divide=8,
+                       cfg=reference / "cfg" / "pjreddie" / "yolov2-tiny.cfg")
+    if region_extra:
+        lines = cfg.splitlines()
+        at = lines.index("[region]") + 1
+        keys = {kv.split("=")[0] for kv in region_extra.split()}
+        rest = [l for l in lines[at:] if l.split("=")[0] not in keys]
+        cfg = "\n".join(lines[:at] + region_extra.split() + rest) + "\n"
+    return cfg
+
+
+@pytest.mark.parametrize("extra,seed", [("", 31), ("softmax=0 rescore=1 bias_match=0 thresh=.2", 32)])
+def test_pjreddie_region(reference, tmp_path, extra, seed):
+    """yolov2-tiny's [region] (softmax, bias_match, object_scale=5, thresh=.6, the
+    seen < 12800 prefill) and a logistic/rescore variant: loss, deltas and cost of
+    iteration 1; Darknet's CPU backward_region_layer is empty, so every update is the
+    weight decay alone -- which the update check confirms."""
+    rng = np.random.default_rng(seed)
+    X = rng.random((2, 3, 128, 160), dtype=np.float32)
+    y = random_truths(rng, 2, 30, [9, 17], 80)
+    y[1, 9] = y[1, 2]
+    y[1, 9, 4] = (y[1, 2, 4] + 3) % 80
+    cfg = _v2_tiny(reference, extra)
+    folder = make_train_case("pjreddie", cfg, tmp_path / "c", X, y, K=2, ycols=30 * 5)
+    report = _check(compare_case(folder))
+    assert sum(1 for name, _, _ in report.checks if "[region] delta" in name) == 1
