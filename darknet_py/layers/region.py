@@ -176,6 +176,20 @@ class RegionLayer(DarknetLayer):
         # pjreddie's CPU backward_region_layer is commented out; AlexeyAB's adds l.delta
         return self.cell_major
 
+    def input_delta(self, delta: Tensor, output: Tensor) -> Tensor:
+        """pjreddie's GPU backward_region_layer (its CPU one is empty): the logistic gradient
+        o*(1-o) on x, y and objectness (not with background), then add. AlexeyAB's deltas
+        already carry it."""
+        if self.cell_major:
+            return delta
+        b, _, h, w = delta.shape
+        d = delta.view(b, self.num, self.entry_count, h, w).clone()
+        o = output.detach().view_as(d)
+        entries = [0, 1] + ([] if self.background else [self.coords])
+        for e in entries:
+            d[:, :, e] = d[:, :, e] * ((1 - o[:, :, e]) * o[:, :, e])
+        return d.view_as(delta)
+
     def describe(self, in_shape: Shape) -> str:
         return ""
 

@@ -88,6 +88,7 @@ def forward_backward(model: "Darknet", X: Tensor, y: Tensor, seen: int = 0) -> D
         costs[index] = float(cost)
         if model.cpu_backward_quirks and not layer.loss_reaches_input():
             continue
+        delta = layer.input_delta(delta, out)
         # d(surrogate)/d(out) = -delta: Darknet's delta is the negative gradient
         term = -(delta.to(out.dtype) * out).sum()
         surrogate = term if surrogate is None else surrogate + term
