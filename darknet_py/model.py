@@ -118,7 +118,7 @@ class Darknet(nn.Module):
     #: (:attr:`~darknet_py.layers.base.DarknetLayer.ab_forward_zeroes_delta` False: route,
     #: upsample, ...) add every earlier backward's delta to the current one. False: every
     #: consumer's gradient adds up once (the exact gradient of the graph).
-    cpu_delta_overwrite: bool = True
+    cpu_backward_quirks: bool = True
 
     def __init__(self, sections: Sequence[Section], dialect: "str | Dialect | None" = "auto",
                  *, warn_unused: bool = True, limits: Optional[Limits] = None) -> None:
@@ -368,9 +368,9 @@ class Darknet(nn.Module):
             if i > last:
                 break
             out = layer(x, [saved[r] for r in layer.refs])
-            cut = (self.cpu_delta_overwrite and out.requires_grad and i + 1 < len(self.layers)
+            cut = (self.cpu_backward_quirks and out.requires_grad and i + 1 < len(self.layers)
                    and self.layers[i + 1].overwrites_input_delta())
-            if (self.cpu_delta_overwrite and out.requires_grad and not cut
+            if (self.cpu_backward_quirks and out.requires_grad and not cut
                     and self.dialect.name == "alexeyab" and not layer.ab_forward_zeroes_delta):
                 out = StaleDelta.apply(out, layer)
             if i <= output_index:

@@ -147,6 +147,12 @@ def test_compare_rejects_what_it_cannot_run(pj_cases, tmp_path, capsys):
     assert main(["compare", str(tmp_path)]) == 2
     assert "no case.json" in capsys.readouterr().err
 
+    odd = tmp_path / "odd"
+    odd.mkdir()
+    (odd / "case.json").write_text('{"cfg": "x.cfg", "mode": "fancy"}')
+    with pytest.raises(DataError, match="fancy"):
+        compare_case(odd)
+
 
 @pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="no CUDA device")
 @pytest.mark.parametrize("case", FORWARD)

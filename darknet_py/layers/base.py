@@ -133,15 +133,26 @@ class DarknetLayer(nn.Module):
     #: Darknet allocates ``l.cost`` for this layer: it counts in ``calc_network_cost``'s mean
     has_cost: bool = False
 
-    def loss(self, output: Tensor, truth: Tensor, net_size: "tuple[int, int]"
+    def loss(self, output: Tensor, truth: Tensor, net_size: "tuple[int, int]", seen: int = 0
              ) -> "tuple[Tensor, Tensor]":
         """Darknet's train-mode forward of a layer with a cost: ``(delta, cost)``.
 
         ``delta`` is ``l.delta`` (shape of ``output``, the *negative* gradient Darknet's
         backward adds into the previous layer), ``cost`` is ``*(l.cost)`` (a 0-d tensor).
-        ``truth`` is ``net.truth`` as (batch, rows, fields); ``net_size`` the input's (w, h).
+        ``truth`` is ``net.truth`` as (batch, rows, fields); ``net_size`` the input's (w, h);
+        ``seen`` Darknet's ``*net.seen`` during this forward (already counting this batch).
         """
         raise NotImplementedError(f"layer {self.index} [{self.kind}] has no loss")
+
+    def input_delta(self, delta: Tensor, output: Tensor) -> Tensor:
+        """The delta this layer's backward adds to the previous layer, from ``l.delta``
+        (the same for every head but pjreddie's [region], see there)."""
+        return delta
+
+    def loss_reaches_input(self) -> bool:
+        """Whether Darknet's CPU backward of this layer adds its delta to the previous
+        layer (pjreddie's backward_region_layer is empty: its loss trains nothing)."""
+        return True
 
     #: AlexeyAB's CPU forward_network zeroes ``l.delta`` only for layers with ``l.train`` set
     #: (convolutional, batchnorm, maxpool/local_avgpool, shortcut; heads clear their own);

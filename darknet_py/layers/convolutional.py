@@ -137,7 +137,7 @@ class ConvolutionalLayer(DarknetLayer):
             y = self.conv(x)
             if self.training or y.requires_grad:
                 bias = self.bias if self.bn.dialect.bn_bias_learns else self.bias.detach()
-                y = self.bn(y) + bias.view(1, -1, 1, 1)
+                y = self.bn(y, bias)
             else:  # plain inference: y is ours alone, so BN and bias may work in place
                 y = self.bn.inference_(y).add_(self.bias.view(1, -1, 1, 1))
         return self._act(y)

@@ -140,7 +140,7 @@ class YoloLayer(DarknetLayer):
     # -- training (forward_yolo_layer with net.train) ------------------------------------
     has_cost = True
 
-    def loss(self, output: Tensor, truth: Tensor, net_size: Tuple[int, int]
+    def loss(self, output: Tensor, truth: Tensor, net_size: Tuple[int, int], seen: int = 0
              ) -> Tuple[Tensor, Tensor]:
         if self.opts.map is not None:
             raise ValueError(f"layer {self.index} [yolo]: map= (class remapping) is not "
