@@ -433,3 +433,46 @@ def test_pjreddie_augmentation_equals_darknet_draw_for_draw(tmp_path, net, colou
         np.testing.assert_allclose(x, cx, rtol=0, atol=2e-6 if colour else 5e-7,
                                    err_msg=f"image {k}")
         np.testing.assert_allclose(y, cy, rtol=0, atol=1e-6, err_msg=f"truths {k}")
+
+
+@pytest.mark.parametrize("letter_box", [False, True])
+def test_alexeyab_augmentation_equals_darknet_draw_for_draw(tmp_path, letter_box):
+    """AlexeyAB's load_data_detection (its build without OpenCV: edge pixels repeated
+    outside the image) with jitter, resize, flip, hue/saturation/exposure and letter_box,
+    fed the same glibc rand() stream: the same images and truths (track ids included).
+    Pixels to 2e-6 (the rcpps HSV round trip, see the pjreddie test)."""
+    path = LIBS["alexeyab"]
+    if not path.is_file():
+        pytest.skip(f"no Darknet build at {path}")
+    lib = ctypes.CDLL(str(path))
+    lib.fork = "alexeyab"
+    from PIL import Image as PILImage
+    rng = np.random.default_rng(13)
+    pixels = rng.integers(0, 256, size=(45, 70, 3), dtype=np.uint8)
+    image = tmp_path / "one.png"
+    PILImage.fromarray(pixels).save(image)
+    (tmp_path / "one.txt").write_text("0 0.3 0.4 0.2 0.3\n2 0.7 0.6 0.3 0.2\n1 0.5 0.5 0.1 0.1\n"
+                                      "1 0.1 0.9 0.15 0.1\n")
+    n, w, h = 5, 64, 48
+    paths = (ctypes.c_char_p * 1)(str(image).encode())
+    f, i = ctypes.c_float, ctypes.c_int
+    fn = lib.load_data_detection
+    fn.restype = Data
+    fn.argtypes = [i, ctypes.c_void_p, i, i, i, i, i, i, i, i, i, i, i, f, f, f, f, f,
+                   i, i, i, i, i, i, i, i, i]
+    ctypes.CDLL(None).srand(5)
+    d = fn(n, paths, 1, w, h, 3, 8, 6, 3, 1, 0, 0, 0, 0.3, 1.5, 0.1, 1.5, 1.5, n, 0, 2,
+           int(letter_box), 0, 0, 0, 0, 0)
+    source = GlibcRand(5)
+    for _ in range(n + 1):  # random_index, then get_random_paths_custom
+        source.rand()
+    aug = D.Augment(dialect="alexeyab", classes=3, max_boxes=8, jitter=0.3, hue=0.1,
+                    saturation=1.5, exposure=1.5, resize=1.5, letter_box=letter_box,
+                    opencv=False)
+    ds = D.DetectionDataset([str(image)], aug)
+    for k in range(n):
+        x, y, _ = ds[(0, w, h, source, False)]
+        cx = np.ctypeslib.as_array(d.X.vals[k], shape=(3, h, w))
+        cy = np.ctypeslib.as_array(d.y.vals[k], shape=(8, 6))
+        np.testing.assert_allclose(y, cy, rtol=0, atol=1e-6, err_msg=f"truths {k}")
+        np.testing.assert_allclose(x, cx, rtol=0, atol=2e-6, err_msg=f"image {k}")

@@ -229,6 +229,10 @@ class Augment:
     mosaic: bool = False
     mosaic_bound: bool = False
     enabled: bool = True
+    #: AlexeyAB: follow its OpenCV build (crop filled with the mean colour outside the
+    #: image, colour unchanged when the draw is neutral; needed for mosaic) or, False, its
+    #: build without OpenCV (edge pixels repeated, distort_image always applied)
+    opencv: bool = True
 
     @property
     def truth_size(self) -> int:
@@ -551,19 +555,21 @@ class DetectionDataset(torch.utils.data.Dataset):
         rr1, rr2 = F32(rng.random()), F32(rng.random())
         r = [F32(rng.random()) for _ in range(4)]
         flip = bool(rng.integers(2)) if aug.flip else False
+        rng.random()  # r_scale: drawn, unused
         hue = _uniform(rng, -aug.hue, aug.hue)
         sat, exp = _rand_scale(rng, aug.saturation), _rand_scale(rng, aug.exposure)
 
-        def pre(lo, hi, part):  # rand_precalc_random, truncated to int as the C assigns it
+        def pre(lo, hi, part):  # rand_precalc_random (a float)
             lo, hi = (hi, lo) if hi < lo else (lo, hi)
-            return int(F32(part) * F32(hi - lo) + F32(lo))
-        pleft, pright = pre(-dw, dw, r[0]), pre(-dw, dw, r[1])
-        ptop, pbot = pre(-dh, dh, r[2]), pre(-dh, dh, r[3])
+            return F32(part) * F32(hi - lo) + F32(lo)
+        pleft, pright = int(pre(-dw, dw, r[0])), int(pre(-dw, dw, r[1]))
+        ptop, pbot = int(pre(-dh, dh, r[2])), int(pre(-dh, dh, r[3]))
         hi_w, hi_h = (0, 0) if aug.resize < 1 else (max_rdw, max_rdh)
-        pleft += pre(min_rdw, hi_w, rr1)
-        pright += pre(min_rdw, hi_w, rr2)
-        ptop += pre(min_rdh, hi_h, rr1)
-        pbot += pre(min_rdh, hi_h, rr2)
+        # int += float: the sum in float, then truncated
+        pleft = int(F32(pleft) + pre(min_rdw, hi_w, rr1))
+        pright = int(F32(pright) + pre(min_rdw, hi_w, rr2))
+        ptop = int(F32(ptop) + pre(min_rdh, hi_h, rr1))
+        pbot = int(F32(pbot) + pre(min_rdh, hi_h, rr2))
         if aug.letter_box:
             img_ar, net_ar = F32(ow) / F32(oh), F32(w) / F32(h)
             if img_ar / net_ar > 1:
@@ -589,14 +595,16 @@ class DetectionDataset(torch.utils.data.Dataset):
         rows, track = _randomize(rng, rows, track)  # fill_truth_detection draws last
         boxes = correct_boxes(rows, dx, dy, F32(1) / sx, F32(1) / sy, flip, True)
         truth = fill_truth(boxes, track, aug, w, h)
-        if (pleft, ptop, swidth, sheight) == (0, 0, ow, oh):
+        if not aug.opencv:
+            cropped = crop_fill(orig, pleft, ptop, swidth, sheight)
+        elif (pleft, ptop, swidth, sheight) == (0, 0, ow, oh):
             cropped = orig
         else:
             cropped = crop_fill(orig, pleft, ptop, swidth, sheight, orig.mean(axis=(1, 2)))
         sized = resize_image(cropped, w, h)
         if flip:
             sized = sized[:, :, ::-1].copy()
-        if sat != 1 or exp != 1 or hue != 0:
+        if sat != 1 or exp != 1 or hue != 0 or not aug.opencv:
             sized = distort_image(sized, hue, sat, exp)
         return sized, truth, (pleft, pright, ptop, pbot, flip)
 
