@@ -359,7 +359,7 @@ def compare_train_case(case: "Case", weights: "os.PathLike[str] | str | None" = 
         delta_path = case.folder / f"iter1_yolo_delta_{i:03d}.npy"
         if not (out_path.is_file() or delta_path.is_file() or str(i) in costs):
             continue
-        delta, cost = layer.loss(outs[i], y[:mini], net_size)
+        delta, cost = layer.loss(outs[i], y[:mini], net_size, seen=mini)
         for what, ours, p in (("output", outs[i], out_path), ("delta", delta, delta_path)):
             if p.is_file():
                 ref = _load_npy(p)

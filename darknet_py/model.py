@@ -31,7 +31,8 @@ from .dialect import ALEXEYAB, PJREDDIE, Dialect, get_dialect
 from .errors import CfgError, CfgWarning
 from . import limits as _limits
 from .layers import activations
-from .layers.base import BuildContext, CommonOptions, DarknetLayer, ResizeError, Shape
+from .layers.base import (BuildContext, CommonOptions, DarknetLayer, ResizeError, Shape,
+                          StaleDelta)
 from .layers.registry import get_builder, options_class, section_dialect
 from .limits import Limits
 
@@ -111,6 +112,13 @@ class Darknet(nn.Module):
 
     #: let CUDA use TF32 for speed (outputs then drift ~1e-3 from Darknet); off by default.
     allow_tf32: bool = False
+    #: train like Darknet's CPU build: (1) a [convolutional] whose backward overwrites its
+    #: input's delta (AlexeyAB: all; pjreddie: 1x1) drops the gradient routes/shortcuts sent
+    #: to that input; (2) AlexeyAB only: layers its forward_network does not clear
+    #: (:attr:`~darknet_py.layers.base.DarknetLayer.ab_forward_zeroes_delta` False: route,
+    #: upsample, ...) add every earlier backward's delta to the current one. False: every
+    #: consumer's gradient adds up once (the exact gradient of the graph).
+    cpu_backward_quirks: bool = True
 
     def __init__(self, sections: Sequence[Section], dialect: "str | Dialect | None" = "auto",
                  *, warn_unused: bool = True, limits: Optional[Limits] = None) -> None:
@@ -358,6 +366,11 @@ class Darknet(nn.Module):
             if i > last:
                 break
             out = layer(x, [saved[r] for r in layer.refs])
+            cut = (self.cpu_backward_quirks and out.requires_grad and i + 1 < len(self.layers)
+                   and self.layers[i + 1].overwrites_input_delta())
+            if (self.cpu_backward_quirks and out.requires_grad and not cut
+                    and self.dialect.name == "alexeyab" and not layer.ab_forward_zeroes_delta):
+                out = StaleDelta.apply(out, layer)
             if i <= output_index:
                 final = out
             # a flat output (softmax) reaches later layers as its c x h x w
@@ -370,7 +383,9 @@ class Darknet(nn.Module):
             elif i in self.heads:
                 kept.append(out)
             if i in self._last_use:
-                saved[i] = x
+                # Darknet's CPU backward: when the next layer overwrites this layer's delta,
+                # what its other consumers sent back is lost (see overwrites_input_delta)
+                saved[i] = x.detach() if cut else x
             for r in layer.refs:
                 if self._last_use[r] == i:
                     saved.pop(r, None)

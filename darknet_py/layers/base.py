@@ -133,15 +133,32 @@ class DarknetLayer(nn.Module):
     #: Darknet allocates ``l.cost`` for this layer: it counts in ``calc_network_cost``'s mean
     has_cost: bool = False
 
-    def loss(self, output: Tensor, truth: Tensor, net_size: "tuple[int, int]"
+    def loss(self, output: Tensor, truth: Tensor, net_size: "tuple[int, int]", seen: int = 0
              ) -> "tuple[Tensor, Tensor]":
         """Darknet's train-mode forward of a layer with a cost: ``(delta, cost)``.
 
         ``delta`` is ``l.delta`` (shape of ``output``, the *negative* gradient Darknet's
         backward adds into the previous layer), ``cost`` is ``*(l.cost)`` (a 0-d tensor).
-        ``truth`` is ``net.truth`` as (batch, rows, fields); ``net_size`` the input's (w, h).
+        ``truth`` is ``net.truth`` as (batch, rows, fields); ``net_size`` the input's (w, h);
+        ``seen`` Darknet's ``*net.seen`` during this forward (already counting this batch).
         """
         raise NotImplementedError(f"layer {self.index} [{self.kind}] has no loss")
+
+    def loss_reaches_input(self) -> bool:
+        """Whether Darknet's CPU backward of this layer adds its delta to the previous
+        layer (pjreddie's backward_region_layer is empty: its loss trains nothing)."""
+        return True
+
+    #: AlexeyAB's CPU forward_network zeroes ``l.delta`` only for layers with ``l.train`` set
+    #: (convolutional, batchnorm, maxpool/local_avgpool, shortcut; heads clear their own);
+    #: the others (route, upsample, ...) keep adding every backward into the same buffer
+    ab_forward_zeroes_delta: bool = False
+
+    def overwrites_input_delta(self) -> bool:
+        """True when this layer's CPU backward *assigns* the previous layer's delta instead
+        of adding to it, so that gradients other consumers (routes, shortcuts) put there
+        first are lost. The graph then lets only this layer's gradient reach its input."""
+        return False
 
     def update_tensors(self) -> "List[tuple[str, Tensor, bool]]":
         """(name, parameter, decayed) in the order ``update_*_layer`` moves them; Darknet's
@@ -173,6 +190,24 @@ class DarknetLayer(nn.Module):
 
     def extra_repr(self) -> str:
         return f"index={self.index}, out={tuple(self.out_shape)}"
+
+
+class StaleDelta(torch.autograd.Function):
+    """Identity forward; backward adds the layer's delta left from every earlier backward
+    (AlexeyAB's CPU build never clears it for layers without ``l.train``) and keeps the sum."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, holder: "DarknetLayer") -> Tensor:  # type: ignore[override]
+        ctx.holder = holder
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        holder = ctx.holder
+        old = getattr(holder, "_stale_delta", None)
+        total = grad + old if old is not None and old.shape == grad.shape else grad
+        holder._stale_delta = total.detach().clone()
+        return total, None
 
 
 class PassDelta(torch.autograd.Function):

@@ -88,6 +88,7 @@ def _out_size(size_in: int, pad: int, size: int, stride: int) -> int:
 
 class ConvolutionalLayer(DarknetLayer):
     kind = "convolutional"
+    ab_forward_zeroes_delta = True
 
     def __init__(self, index: int, in_shape: Shape, out_shape: Shape, opts: ConvolutionalOptions,
                  dialect) -> None:
@@ -99,6 +100,7 @@ class ConvolutionalLayer(DarknetLayer):
         self.weight = nn.Parameter(torch.zeros(n, c // opts.groups, k, k))
         self.bias = nn.Parameter(torch.zeros(n))
         self.bn = BatchNorm(n, dialect) if opts.batch_normalize else None
+        self.dialect_name = dialect.name
         self.stride = (opts.stride_y, opts.stride_x)
         self.padding = opts.padding
         self.groups = opts.groups
@@ -125,10 +127,15 @@ class ConvolutionalLayer(DarknetLayer):
             y = self.conv(x)
             if self.training or y.requires_grad:
                 bias = self.bias if self.bn.dialect.bn_bias_learns else self.bias.detach()
-                y = self.bn(y) + bias.view(1, -1, 1, 1)
+                y = self.bn(y, bias)
             else:  # plain inference: y is ours alone, so BN and bias may work in place
                 y = self.bn.inference_(y).add_(self.bias.view(1, -1, 1, 1))
         return self._act(y)
+
+    def overwrites_input_delta(self) -> bool:
+        """backward_convolutional_layer (CPU) writes net.delta: AlexeyAB's col2im_cpu_ext
+        zeroes it first; pjreddie's 1x1 case is a gemm with beta=0 into it."""
+        return self.dialect_name == "alexeyab" or self.opts.size == 1
 
     def resize(self, in_shape: Shape, ref_shapes) -> Shape:
         """resize_convolutional_layer: out = (in + 2*pad - size)/stride + 1 per side."""

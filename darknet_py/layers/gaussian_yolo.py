@@ -96,6 +96,7 @@ class GaussianYoloOptions:
 
 class GaussianYoloLayer(DarknetLayer):
     kind = "Gaussian_yolo"
+    ab_forward_zeroes_delta = True
     elementwise = True
 
     def __init__(self, index: int, out_shape: Shape, opts: GaussianYoloOptions) -> None:

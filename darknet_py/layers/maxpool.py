@@ -108,6 +108,7 @@ def _window_max(x: Tensor, dim: int, size: int, stride: int, count: int) -> Tens
 
 class MaxpoolLayer(DarknetLayer):
     kind = "maxpool"
+    ab_forward_zeroes_delta = True
 
     def __init__(self, index: int, out_shape: Shape, opts: MaxpoolOptions) -> None:
         super().__init__(index, out_shape)

@@ -74,7 +74,7 @@ def cost_layers(model: "Darknet") -> List[int]:
     return [i for i, layer in enumerate(model.layers) if layer.has_cost]
 
 
-def forward_backward(model: "Darknet", X: Tensor, y: Tensor) -> Dict[int, float]:
+def forward_backward(model: "Darknet", X: Tensor, y: Tensor, seen: int = 0) -> Dict[int, float]:
     """train_network_datum's forward_network + backward_network on one mini-batch:
     returns ``*(l.cost)`` per cost layer; gradients accumulate in ``p.grad``."""
     indices = cost_layers(model)
@@ -86,8 +86,11 @@ def forward_backward(model: "Darknet", X: Tensor, y: Tensor) -> Dict[int, float]
     surrogate: Optional[Tensor] = None
     costs: Dict[int, float] = {}
     for index, out in zip(indices, outs):
-        delta, cost = model.layers[index].loss(out, y, net_size)
+        layer = model.layers[index]
+        delta, cost = layer.loss(out, y, net_size, seen=seen)
         costs[index] = float(cost)
+        if model.cpu_backward_quirks and not layer.loss_reaches_input():
+            continue
         # d(surrogate)/d(out) = -delta: Darknet's delta is the negative gradient
         term = -(delta.to(out.dtype) * out).sum()
         surrogate = term if surrogate is None else surrogate + term
@@ -123,7 +126,7 @@ def train_network(model: "Darknet", state: TrainState, X: Tensor, y: Tensor) -> 
             xb = X[i * mini:(i + 1) * mini].to(device)
             yb = y[i * mini:(i + 1) * mini].to(device)
             state.seen += mini
-            costs = forward_backward(model, xb, yb)
+            costs = forward_backward(model, xb, yb, seen=state.seen)
             state.costs = costs
             net_cost = float(torch.tensor(sum(costs.values()), dtype=torch.float32)
                              / len(costs))

@@ -111,6 +111,15 @@ int main(int argc, char **argv)
                 }
                 fclose(c);
             }
+            if (getenv("HARNESS_DUMP_DELTAS") && atoi(getenv("HARNESS_DUMP_DELTAS")) == k) {
+                {
+                    for (int i = 0; i < net->n; ++i) {
+                        layer l = net->layers[i];
+                        if (l.delta) write_f32(out, "iter1_layer_delta", i, l.delta, (size_t)l.outputs * l.batch);
+                        write_f32(out, "iter1_layer_output", i, l.output, (size_t)l.outputs * l.batch);
+                    }
+                }
+            }
             snprintf(path, sizeof path, "%s/weights_iter%d.weights", out, k);
             SAVE(net, path);
         }
