@@ -310,7 +310,7 @@ def train_detector(data: str, cfg: str, weights: Optional[str] = None, *, clear:
     backup = dc.backup
     os.makedirs(backup, exist_ok=True)
     cadence = Cadence.from_data(model.dialect.name, backup, cfg, net.max_batches, start,
-                                dc.options)
+                                dc.options, source=dc.path)
     seed = int(seed if seed is not None else time.time_ns() % 2 ** 31)
     if world > 1:
         t = torch.tensor([seed], dtype=torch.int64)
