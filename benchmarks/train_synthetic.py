@@ -102,6 +102,8 @@ def main(argv=None) -> int:
                     help="torch threads (1: spinning threads on a shared machine cost 100x)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-augment", action="store_true")
+    ap.add_argument("--dialect", default="pjreddie", choices=["pjreddie", "alexeyab"])
+    ap.add_argument("--mosaic", action="store_true", help="AlexeyAB mosaic=1")
     ap.add_argument("--dir", help="work folder (default: a temporary one)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -116,7 +118,7 @@ def main(argv=None) -> int:
     scale = args.size / args.image_size
     s = [int(round(v * args.image_size * scale)) for v in (0.2, 0.28, 0.36)]
     anchors = ", ".join(f"{v},{v}" for v in s + [int(v * 1.4) for v in s])
-    augment = "saturation=1.5\nexposure=1.5\nhue=.1"
+    augment = "saturation=1.5\nexposure=1.5\nhue=.1" + ("\nmosaic=1" if args.mosaic else "")
     cfg = narrow_tiny_cfg(os.path.join(root, "yolov3-tiny-shapes.cfg"), div=args.div,
                           size=args.size, classes=3, batch=args.batch,
                           max_batches=args.max_batches, lr=args.lr, anchors=anchors,
@@ -141,6 +143,7 @@ def main(argv=None) -> int:
 
     devnull = open(os.devnull, "w")
     result = train_detector(data, cfg, workers=args.workers, seed=args.seed, chart=None,
+                            dialect=args.dialect,
                             augment=not args.no_augment, callback=evaluate, stream=devnull)
     print("\niteration  avg_loss  mAP@0.5  seconds")
     for i, avg, m, sec in history:

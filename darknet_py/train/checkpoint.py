@@ -31,7 +31,7 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Dict, List, Optional
 
-from ..errors import WeightsError
+from ..errors import DataError, WeightsError
 from ..weights import _layout, check_weights, read_header
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -64,9 +64,18 @@ class Cadence:
 
     @classmethod
     def from_data(cls, dialect: str, backup: str, cfg: str, max_batches: int, start: int,
-                  options: Dict[str, str]) -> "Cadence":
+                  options: Dict[str, str], source: Optional[str] = None) -> "Cadence":
         def num(key: str) -> Optional[int]:
-            return int(options[key]) if key in options else None
+            if key not in options:
+                return None
+            try:
+                value = int(options[key])
+            except ValueError:
+                value = 0
+            if value < 1:
+                raise DataError(f"{key}={options[key]!r} must be a positive integer "
+                                f"(iterations)", file=source, key=key)
+            return value
         savelast = num("savelast")
         return cls(dialect, backup, basecfg(cfg), max_batches, start,
                    saveweights=num("saveweights"),

@@ -32,7 +32,6 @@ import math
 import os
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -229,6 +228,10 @@ class Augment:
     mosaic: bool = False
     mosaic_bound: bool = False
     enabled: bool = True
+    #: AlexeyAB: follow its OpenCV build (crop filled with the mean colour outside the
+    #: image, colour unchanged when the draw is neutral; needed for mosaic) or, False, its
+    #: build without OpenCV (edge pixels repeated, distort_image always applied)
+    opencv: bool = True
 
     @property
     def truth_size(self) -> int:
@@ -322,23 +325,25 @@ def place_image(im: np.ndarray, w: int, h: int, dx: int, dy: int, canvas: np.nda
     c, ih, iw = im.shape
     if w <= 0 or h <= 0:
         return
-    # ((float)x / w) * im.w, reassociated by -Ofast (Darknet's build) into x * (im.w / w)
-    rx = np.arange(w, dtype=F32) * (F32(iw) / F32(w))
-    ry = np.arange(h, dtype=F32) * (F32(ih) / F32(h))
+    # As Darknet's -Ofast build computes it (read from its machine code): the scale is
+    # im.w * (1/w); 1-dx is (ix+1) - rx; the sum (p00*(1-dx))*(1-dy) + ((1-dx)*dy)*p01
+    # + (dx*(1-dy))*p10 + (dx*dy)*p11, left to right.
+    rx = np.arange(w, dtype=F32) * (F32(iw) * (F32(1) / F32(w)))
+    ry = np.arange(h, dtype=F32) * (F32(ih) * (F32(1) / F32(h)))
     ix, iy = np.floor(rx).astype(np.int64), np.floor(ry).astype(np.int64)
-    fx, fy = (rx - ix).astype(F32), (ry - iy).astype(F32)
+    fx = (rx - ix.astype(F32)).astype(F32)[None, :]
+    fy = (ry - iy.astype(F32)).astype(F32)[:, None]
+    gx = ((ix + 1).astype(F32) - rx).astype(F32)[None, :]
+    gy = ((iy + 1).astype(F32) - ry).astype(F32)[:, None]
     padded = np.zeros((c, ih + 1, iw + 1), dtype=F32)  # get_pixel_extend: 0 outside
     padded[:, :ih, :iw] = im
     ix1, iy1 = np.minimum(ix + 1, iw), np.minimum(iy + 1, ih)
     ixc, iyc = np.minimum(ix, iw), np.minimum(iy, ih)
-    gx, gy = (1 - fx)[None, :], (1 - fy)[:, None]
-    fx, fy = fx[None, :], fy[:, None]
     rows0, rows1 = padded[:, iyc], padded[:, iy1]
-    # bilinear_interpolate's sum, term by term in the C's order
-    val = gy * gx * rows0[:, :, ixc]
-    val = val + fy * gx * rows1[:, :, ixc]
-    val = val + gy * fx * rows0[:, :, ix1]
-    val = val + fy * fx * rows1[:, :, ix1]
+    val = (rows0[:, :, ixc] * gx) * gy
+    val = val + (gx * fy) * rows1[:, :, ixc]
+    val = val + (fx * gy) * rows0[:, :, ix1]
+    val = val + (fx * fy) * rows1[:, :, ix1]
     # set_pixel ignores what falls outside the canvas
     ch, cw = canvas.shape[1:]
     x0, y0 = max(dx, 0), max(dy, 0)
@@ -365,14 +370,13 @@ def crop_fill(im: np.ndarray, left: int, top: int, w: int, h: int,
     return out
 
 
-def _shuffle_boxes(rng: np.random.Generator, boxes: np.ndarray) -> np.ndarray:
-    """data.c randomize_boxes: swap each box with a random one (rand() % n)."""
-    boxes = boxes.copy()
-    n = len(boxes)
-    for i in range(n):
-        j = int(rng.integers(n))
-        boxes[[i, j]] = boxes[[j, i]]
-    return boxes
+def _randomize(rng, rows: np.ndarray, track: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """data.c randomize_boxes: swap each box with box ``rand() % n`` (the track ids follow)."""
+    order = np.arange(len(rows))
+    for i in range(len(order)):
+        j = int(rng.integers(len(order)))
+        order[[i, j]] = order[[j, i]]
+    return rows[order], track[order]
 
 
 def correct_boxes(boxes: np.ndarray, dx: float, dy: float, sx: float, sy: float, flip: bool,
@@ -481,7 +485,9 @@ class DetectionDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, key) -> Tuple[np.ndarray, np.ndarray, List[Problem]]:
         index, w, h, seed, mosaic = key
-        rng = np.random.default_rng(seed)
+        # an int seed, or any source with random() in [0, 1] and integers(n) (the tests
+        # drive the pipeline with glibc's rand() to compare with Darknet draw for draw)
+        rng = np.random.default_rng(seed) if isinstance(seed, (int, np.integer)) else seed
         problems: List[Problem] = []
         if mosaic and self.aug.enabled:
             x, y = self._mosaic(index, w, h, rng, problems)
@@ -506,12 +512,6 @@ class DetectionDataset(torch.utils.data.Dataset):
             sized = resize_image(im, w, h)
             boxes = correct_boxes(rows, 0.0, 0.0, 1.0, 1.0, False, aug.dialect == "alexeyab")
             return sized, fill_truth(boxes, track, aug, w, h)
-        order = np.arange(len(rows))
-        # randomize_boxes (the permutation also carries the track ids)
-        for i in range(len(order)):
-            j = int(rng.integers(len(order)))
-            order[[i, j]] = order[[j, i]]
-        rows, track = rows[order], track[order]
         if aug.dialect == "pjreddie":
             return self._pjreddie(im, rows, track, w, h, rng)
         return self._alexeyab(im, rows, track, w, h, rng, geometry)[:2]
@@ -536,6 +536,7 @@ class DetectionDataset(torch.utils.data.Dataset):
         flip = bool(rng.integers(2))
         if flip:
             sized = sized[:, :, ::-1].copy()
+        rows, track = _randomize(rng, rows, track)  # fill_truth_detection draws last
         boxes = correct_boxes(rows, -dx / F32(w), -dy / F32(h), nw / F32(w), nh / F32(h), flip,
                               False)
         return sized, fill_truth(boxes, track, aug, w, h)
@@ -553,19 +554,21 @@ class DetectionDataset(torch.utils.data.Dataset):
         rr1, rr2 = F32(rng.random()), F32(rng.random())
         r = [F32(rng.random()) for _ in range(4)]
         flip = bool(rng.integers(2)) if aug.flip else False
+        rng.random()  # r_scale: drawn, unused
         hue = _uniform(rng, -aug.hue, aug.hue)
         sat, exp = _rand_scale(rng, aug.saturation), _rand_scale(rng, aug.exposure)
 
-        def pre(lo, hi, part):  # rand_precalc_random, truncated to int as the C assigns it
+        def pre(lo, hi, part):  # rand_precalc_random (a float)
             lo, hi = (hi, lo) if hi < lo else (lo, hi)
-            return int(F32(part) * F32(hi - lo) + F32(lo))
-        pleft, pright = pre(-dw, dw, r[0]), pre(-dw, dw, r[1])
-        ptop, pbot = pre(-dh, dh, r[2]), pre(-dh, dh, r[3])
+            return F32(part) * F32(hi - lo) + F32(lo)
+        pleft, pright = int(pre(-dw, dw, r[0])), int(pre(-dw, dw, r[1]))
+        ptop, pbot = int(pre(-dh, dh, r[2])), int(pre(-dh, dh, r[3]))
         hi_w, hi_h = (0, 0) if aug.resize < 1 else (max_rdw, max_rdh)
-        pleft += pre(min_rdw, hi_w, rr1)
-        pright += pre(min_rdw, hi_w, rr2)
-        ptop += pre(min_rdh, hi_h, rr1)
-        pbot += pre(min_rdh, hi_h, rr2)
+        # int += float: the sum in float, then truncated
+        pleft = int(F32(pleft) + pre(min_rdw, hi_w, rr1))
+        pright = int(F32(pright) + pre(min_rdw, hi_w, rr2))
+        ptop = int(F32(ptop) + pre(min_rdh, hi_h, rr1))
+        pbot = int(F32(pbot) + pre(min_rdh, hi_h, rr2))
         if aug.letter_box:
             img_ar, net_ar = F32(ow) / F32(oh), F32(w) / F32(h)
             if img_ar / net_ar > 1:
@@ -588,16 +591,19 @@ class DetectionDataset(torch.utils.data.Dataset):
             swidth, sheight, pleft, ptop = ow, oh, 0, 0
         sx, sy = F32(swidth) / F32(ow), F32(sheight) / F32(oh)
         dx, dy = (F32(pleft) / F32(ow)) / sx, (F32(ptop) / F32(oh)) / sy
+        rows, track = _randomize(rng, rows, track)  # fill_truth_detection draws last
         boxes = correct_boxes(rows, dx, dy, F32(1) / sx, F32(1) / sy, flip, True)
         truth = fill_truth(boxes, track, aug, w, h)
-        if (pleft, ptop, swidth, sheight) == (0, 0, ow, oh):
+        if not aug.opencv:
+            cropped = crop_fill(orig, pleft, ptop, swidth, sheight)
+        elif (pleft, ptop, swidth, sheight) == (0, 0, ow, oh):
             cropped = orig
         else:
             cropped = crop_fill(orig, pleft, ptop, swidth, sheight, orig.mean(axis=(1, 2)))
         sized = resize_image(cropped, w, h)
         if flip:
             sized = sized[:, :, ::-1].copy()
-        if sat != 1 or exp != 1 or hue != 0:
+        if sat != 1 or exp != 1 or hue != 0 or not aug.opencv:
             sized = distort_image(sized, hue, sat, exp)
         return sized, truth, (pleft, pright, ptop, pbot, flip)
 
@@ -629,12 +635,8 @@ class DetectionDataset(torch.utils.data.Dataset):
                 return pl, pr, pt, pb
             im, lp, rows = self._usable(idx, rng, problems)
             track = (custom_hash(lp) % 4000) * 4000 + np.arange(len(rows))
-            order = np.arange(len(rows))
-            for i in range(len(order)):
-                j = int(rng.integers(len(order)))
-                order[[i, j]] = order[[j, i]]
             ai, part_truth, (pleft, pright, ptop, pbot, flip) = self._alexeyab(
-                im, rows[order], track[order], w, h, rng, geometry)
+                im, rows, track, w, h, rng, geometry)
             _, oh, ow = im.shape
             if flip:
                 pleft, pright = pright, pleft

@@ -17,7 +17,7 @@ returns: the sum over mini-batches of ``*net->cost`` (the mean of the cost layer
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Dict, List, Optional
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional
 
 import torch
 from torch import Tensor
@@ -45,6 +45,9 @@ class TrainState:
     costs: Dict[int, float] = field(default_factory=dict)
     #: ``*net->cost`` of each mini-batch of the last call
     net_costs: List[float] = field(default_factory=list)
+    #: called with the model right before each update (the trainer averages gradients
+    #: over processes here); not part of the saved state
+    before_update: Optional[Callable[["Darknet"], None]] = None
 
     @classmethod
     def from_model(cls, model: "Darknet") -> "TrainState":
@@ -142,6 +145,8 @@ def train_network(model: "Darknet", state: TrainState, X: Tensor, y: Tensor) -> 
 
 
 def _update(model: "Darknet", state: TrainState) -> None:
+    if state.before_update is not None:
+        state.before_update(model)
     net = model.net
     batch_num = current_batch(state.seen, mini_batch(model), net.subdivisions)
     state.rate = current_rate(net, batch_num, model.dialect)

@@ -310,7 +310,7 @@ def train_detector(data: str, cfg: str, weights: Optional[str] = None, *, clear:
     backup = dc.backup
     os.makedirs(backup, exist_ok=True)
     cadence = Cadence.from_data(model.dialect.name, backup, cfg, net.max_batches, start,
-                                dc.options)
+                                dc.options, source=dc.path)
     seed = int(seed if seed is not None else time.time_ns() % 2 ** 31)
     if world > 1:
         t = torch.tensor([seed], dtype=torch.int64)
@@ -350,7 +350,8 @@ def train_detector(data: str, cfg: str, weights: Optional[str] = None, *, clear:
     def seen_total() -> int:
         return state.seen * (world if scheme == "split" else 1)
 
-    engine_update = _install_hooks(model, state, world, scheme)
+    if world > 1 and scheme == "split":  # what DDP does: mean gradient before the update
+        state.before_update = average_gradients
     waited = 0.0  # seconds spent waiting for the loader (Darknet's "Loaded: %lf seconds")
     t_wait = time.perf_counter()
     try:
@@ -400,7 +401,6 @@ def train_detector(data: str, cfg: str, weights: Optional[str] = None, *, clear:
             t_wait = time.perf_counter()
     finally:
         progress.close()
-        engine_update()
     if scheme == "darknet" and world > 1:
         average_weights(model)
     final = cadence.final()
@@ -415,25 +415,6 @@ def train_detector(data: str, cfg: str, weights: Optional[str] = None, *, clear:
                        checkpoints=written, final=final if is_main else None,
                        problems=dict(problems.counts), seconds=time.perf_counter() - began,
                        data_wait=waited)
-
-
-def _install_hooks(model, state, world: int, scheme: str) -> Callable[[], None]:
-    """With the batch split over processes, average the gradients right before each
-    update (the engine's ``_update``); returns the function that undoes it."""
-    if world <= 1 or scheme != "split":
-        return lambda: None
-    from . import engine
-    original = engine._update
-
-    def update(m, s):
-        if m is model:
-            average_gradients(m)
-        return original(m, s)
-    engine._update = update
-
-    def undo() -> None:
-        engine._update = original
-    return undo
 
 
 __all__ = ["LossChart", "Progress", "TrainResult", "TrainingStopped", "alexeyab_random_size",
