@@ -55,7 +55,7 @@ CANNOT_LOAD_WEIGHTS = {"pjreddie": {"deconvolutional"}, "alexeyab": set()}
 #: out_c/out_h/out_w, so the next layer sees 0x0x0): it refuses any spatial layer after them
 #: ("Layer before convolutional layer must output image") and [l2norm] there does nothing.
 #: darknet_py builds such layers; the cfgs here end at these sections.
-NO_IMAGE = {"softmax", "cost", "detection", "logistic"}
+NO_IMAGE = {"softmax", "cost", "detection", "logistic", "contrastive"}
 
 #: keeps every example tiny
 MAX_ELEMENTS = 4096
