@@ -330,10 +330,11 @@ def _deconv(draw, s: State):
     if "deconvolutional" in s.kinds:
         return []
     size = draw(st.integers(1, 4))
+    # no batch_normalize: the harness's init does not calibrate a deconvolution's BN
+    # (rolling variance stays 0), so its outputs come out near float32's overflow
     opts: Dict[str, object] = {"filters": draw(st.integers(1, 4)), "size": size,
                                "stride": draw(st.integers(1, 3)),
-                               "activation": _activation(draw, s),
-                               "batch_normalize": draw(st.sampled_from([0, 1]))}
+                               "activation": _activation(draw, s), "batch_normalize": 0}
     if draw(st.booleans()):
         opts["pad"] = 1
     else:
