@@ -2,12 +2,14 @@
 
 In training, Darknet zeroes each value with ``probability`` and scales the
 rest by ``1/(1-probability)`` (in place on the previous layer's output).
-Default probability: 0.5 (pjreddie) / 0.2 (AlexeyAB).
+Default probability: 0.5 (pjreddie) / 0.2 (AlexeyAB). It cannot be the first layer
+(Darknet aliases the previous layer's output).
 
     >>> import torch
     >>> from darknet_py.cfg import parse_cfg
     >>> from darknet_py.model import Darknet
-    >>> net = Darknet(parse_cfg("[net]\\nwidth=2\\nheight=1\\nchannels=1\\n[dropout]\\n")).eval()
+    >>> net = Darknet(parse_cfg("[net]\\nwidth=2\\nheight=1\\nchannels=1\\n"
+    ...                         "[activation]\\nactivation=linear\\n[dropout]\\n")).eval()
     >>> net(torch.tensor([[[[1.0, 2.0]]]])).flatten().tolist()
     [1.0, 2.0]
 """

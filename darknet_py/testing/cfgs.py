@@ -55,7 +55,7 @@ CANNOT_LOAD_WEIGHTS = {"pjreddie": {"deconvolutional"}, "alexeyab": set()}
 #: out_c/out_h/out_w, so the next layer sees 0x0x0): it refuses any spatial layer after them
 #: ("Layer before convolutional layer must output image") and [l2norm] there does nothing.
 #: darknet_py builds such layers; the cfgs here end at these sections.
-NO_IMAGE = {"softmax", "cost", "detection", "logistic"}
+NO_IMAGE = {"softmax", "cost", "detection", "logistic", "contrastive"}
 
 #: keeps every example tiny
 MAX_ELEMENTS = 4096
@@ -330,10 +330,11 @@ def _deconv(draw, s: State):
     if "deconvolutional" in s.kinds:
         return []
     size = draw(st.integers(1, 4))
+    # no batch_normalize: the harness's init does not calibrate a deconvolution's BN
+    # (rolling variance stays 0), so its outputs come out near float32's overflow
     opts: Dict[str, object] = {"filters": draw(st.integers(1, 4)), "size": size,
                                "stride": draw(st.integers(1, 3)),
-                               "activation": _activation(draw, s),
-                               "batch_normalize": draw(st.sampled_from([0, 1]))}
+                               "activation": _activation(draw, s), "batch_normalize": 0}
     if draw(st.booleans()):
         opts["pad"] = 1
     else:
