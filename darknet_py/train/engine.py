@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Dict, List, Optional
 import torch
 from torch import Tensor
 
+from ..errors import CfgError
 from .optimizer import update_network
 from .schedule import current_batch, current_rate
 
@@ -103,8 +104,9 @@ def train_network(model: "Darknet", state: TrainState, X: Tensor, y: Tensor) -> 
     image's list). Returns Darknet's reported loss."""
     net = model.net
     if net.adam:
-        raise ValueError(f"{model.source}: adam=1: the CPU Darknet of either fork has no "
-                         f"Adam update (only its CUDA build); darknet_py does not guess it")
+        raise CfgError("adam=1: the CPU Darknet of either fork has no Adam update (only its "
+                       "CUDA build); darknet_py does not guess it", file=model.source,
+                       line=model.sections[0].line, key="adam")
     mini = mini_batch(model)
     if X.dim() != 4 or X.shape[0] % mini:
         raise ValueError(f"X must be (B, C, H, W) with B a multiple of the mini-batch "
