@@ -47,6 +47,11 @@ class TrainState:
     #: ``*net->cost`` of each mini-batch of the last call
     net_costs: List[float] = field(default_factory=list)
 
+    @property
+    def momentum(self) -> Dict[str, Tensor]:
+        """The momentum buffers (Darknet's ``*_updates``): an alias of :attr:`updates`."""
+        return self.updates
+
     @classmethod
     def from_model(cls, model: "Darknet") -> "TrainState":
         """Start where a loaded .weights file left off (its header's ``seen``)."""
