@@ -342,8 +342,10 @@ def region_delta_pjreddie(layer: "RegionLayer", output: Tensor, truth: Tensor, s
         cls_scale = np.float32(o.class_scale)
         all_cls = sel[:, 4].to(torch.int64)
         if int(all_cls.min()) < 0 or int(all_cls.max()) >= classes:
-            raise ValueError(f"layer {layer.index} [region]: truth class outside "
-                             f"0..{classes - 1}")
+            from ..errors import DataError
+            raise DataError(f"truth class outside 0..{classes - 1} of this [region] "
+                            f"(pjreddie's Darknet would write outside its delta)",
+                            layer=layer.index)
         if layer.softmax:
             # delta_region_class with tag=0: every truth writes the full vector, the last wins
             target = torch.zeros(wb.shape[0], classes, device=dev)
