@@ -274,8 +274,8 @@ class Darknet(nn.Module):
         """Every layer's (c, h, w) output for a ``w`` x ``h`` input, by each layer's
         ``resize_*_layer`` arithmetic (as ``resize_network``), without changing the model.
 
-        A size the graph cannot take is a :class:`ValueError` naming the layer and the
-        nearest widths/heights that would work.
+        A size the graph cannot take is a :class:`~darknet_py.errors.CfgError` (a
+        ValueError) naming the layer and the nearest widths/heights that would work.
         """
         if (h, w) == (self.input_shape.h, self.input_shape.w):
             return [l.out_shape for l in self.layers]
@@ -296,8 +296,8 @@ class Darknet(nn.Module):
                 near = self._nearest_sizes(h, base_w, False)
                 hint += [f"height {' or '.join(map(str, near))}"] if near else []
             sizes = f"; sizes that would work: {', '.join(hint)}" if hint else ""
-            raise ValueError(f"{self.source}: the network cannot take a {w}x{h} input: "
-                             f"{err}{sizes}") from None
+            raise CfgError(f"the network cannot take a {w}x{h} input: {err}{sizes}",
+                           file=self.source) from None
         if len(self._shape_cache) > 64:
             self._shape_cache.clear()
         self._shape_cache[(h, w)] = shapes

@@ -156,3 +156,39 @@ def test_pjreddie_region(reference, tmp_path, extra, seed):
     folder = make_train_case("pjreddie", cfg, tmp_path / "c", X, y, K=2, ycols=30 * 5)
     report = _check(compare_case(folder))
     assert sum(1 for name, _, _ in report.checks if "[region] delta" in name) == 1
+
+
+def test_layer_learning_rate_and_decay(tmp_path):
+    """Per-layer learning_rate= scales (a 0.3 and a 2.5), momentum/decay from [net], policy
+    steps with a step inside the run: updates as Darknet's update_convolutional_layer."""
+    rng = np.random.default_rng(13)
+    X = rng.random((2, 3, 96, 96), dtype=np.float32)
+    y = random_truths(rng, 2, 90, [6, 11], 80)
+    cfg = _narrow_tiny(96, 96, 2, 1, extra_net="momentum=0.8 decay=0.01 policy=steps "
+                       "steps=2,100 scales=.5,.1 learning_rate=0.002")
+    parts = cfg.split("[convolutional]\n")
+    parts[2] = "learning_rate=0.3\n" + parts[2]
+    parts[5] = "learning_rate=2.5\n" + parts[5]
+    cfg = "[convolutional]\n".join(parts)
+    report = _check(compare_case(make_train_case("pjreddie", cfg, tmp_path / "c", X, y, K=3)))
+    rates = [d for name, _, d in report.checks if "learning rate" in name]
+    assert len(rates) == 3
+
+
+@pytest.mark.parametrize("extra,seed", [("", 41),
+                                        ("rescore=1 bias_match=0 classfix=1 thresh=.2 "
+                                         "focal_loss=1", 42)])
+def test_alexeyab_region(reference, tmp_path, extra, seed):
+    """AlexeyAB's [region] (cell-major output, logistic gradients inside the deltas, its
+    backward adds them): yolov2-tiny's head, and rescore/classfix/focal_loss."""
+    rng = np.random.default_rng(seed)
+    X = rng.random((2, 3, 128, 160), dtype=np.float32)
+    y5 = random_truths(rng, 2, 200, [9, 17], 80)
+    y = np.zeros((2, 200, 6), np.float32)
+    y[..., :5] = y5
+    y[1, 9] = y[1, 2]
+    y[1, 9, 4] = (y[1, 2, 4] + 3) % 80
+    cfg = _v2_tiny(reference, extra)
+    folder = make_train_case("alexeyab", cfg, tmp_path / "c", X, y, K=2, ycols=200 * 6)
+    report = _check(compare_case(folder))
+    assert sum(1 for name, _, _ in report.checks if "[region] delta" in name) == 1

@@ -144,6 +144,11 @@ class DarknetLayer(nn.Module):
         """
         raise NotImplementedError(f"layer {self.index} [{self.kind}] has no loss")
 
+    def input_delta(self, delta: Tensor, output: Tensor) -> Tensor:
+        """The delta this layer's backward adds to the previous layer, from ``l.delta``
+        (the same for every head but pjreddie's [region], see there)."""
+        return delta
+
     def loss_reaches_input(self) -> bool:
         """Whether Darknet's CPU backward of this layer adds its delta to the previous
         layer (pjreddie's backward_region_layer is empty: its loss trains nothing)."""

@@ -9,9 +9,7 @@ crop is mirrored with probability 1/2 -- one draw for the whole batch, as in
 Darknet. ``angle``, ``saturation``, ``exposure`` and ``shift`` are only used
 by Darknet's GPU training path and have no effect here.
 
-    >>> import numpy as np
-import numpy as np
-import torch
+    >>> import torch
     >>> from darknet_py.cfg import parse_cfg
     >>> from darknet_py.model import Darknet
     >>> net = Darknet(parse_cfg("[net]\\nwidth=3\\nheight=1\\nchannels=1\\n"

@@ -131,6 +131,13 @@ class GaussianYoloLayer(DarknetLayer):
         y = torch.where(self._logistic, logistic(x), x)
         return torch.where(self._xy, y * self.scale_x_y + self.xy_bias, y)
 
+    # Darknet allocates l.cost: it counts in the network's mean cost
+    has_cost = True
+
+    def loss(self, output, truth, net_size, seen: int = 0):
+        raise ValueError(f"layer {self.index} [Gaussian_yolo]: its training loss "
+                         f"(gaussian_yolo_layer.c) is not implemented in darknet_py yet")
+
     def describe(self, in_shape: Shape) -> str:
         return ""
 

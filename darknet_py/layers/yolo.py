@@ -29,6 +29,7 @@ import torch
 from torch import Tensor
 
 from ..cfg.options import option
+from ..errors import DataError
 from .activations import logistic
 from .base import BuildContext, DarknetLayer, Shape, head_output
 from .registry import register
@@ -338,8 +339,10 @@ def yolo_delta_pjreddie(layer: "YoloLayer", output: Tensor, truth: Tensor,
 def _check_class(layer: "YoloLayer", cls: Tensor) -> Tensor:
     c = cls.to(torch.int64)
     if c.numel() and (int(c.min()) < 0 or int(c.max()) >= layer.classes):
-        raise ValueError(f"layer {layer.index} [yolo]: truth class {int(c.max())} outside "
-                         f"0..{layer.classes - 1}")
+        bad = int(c.min()) if int(c.min()) < 0 else int(c.max())
+        raise DataError(f"truth class {bad} outside 0..{layer.classes - 1} of this [yolo] "
+                        f"(pjreddie's Darknet would write outside its delta)",
+                        layer=layer.index)
     return c
 
 

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Callable, Dict, List, Optional
 import torch
 from torch import Tensor
 
+from ..errors import CfgError
 from .optimizer import update_network
 from .schedule import current_batch, current_rate
 
@@ -91,6 +92,7 @@ def forward_backward(model: "Darknet", X: Tensor, y: Tensor, seen: int = 0) -> D
         costs[index] = float(cost)
         if model.cpu_backward_quirks and not layer.loss_reaches_input():
             continue
+        delta = layer.input_delta(delta, out)
         # d(surrogate)/d(out) = -delta: Darknet's delta is the negative gradient
         term = -(delta.to(out.dtype) * out).sum()
         surrogate = term if surrogate is None else surrogate + term
@@ -105,8 +107,9 @@ def train_network(model: "Darknet", state: TrainState, X: Tensor, y: Tensor) -> 
     image's list). Returns Darknet's reported loss."""
     net = model.net
     if net.adam:
-        raise ValueError(f"{model.source}: adam=1: the CPU Darknet of either fork has no "
-                         f"Adam update (only its CUDA build); darknet_py does not guess it")
+        raise CfgError("adam=1: the CPU Darknet of either fork has no Adam update (only its "
+                       "CUDA build); darknet_py does not guess it", file=model.source,
+                       line=model.sections[0].line, key="adam")
     mini = mini_batch(model)
     if X.dim() != 4 or X.shape[0] % mini:
         raise ValueError(f"X must be (B, C, H, W) with B a multiple of the mini-batch "

@@ -8,8 +8,8 @@ float32 Darknet computes:
     >>> from darknet_py.cfg.net import NetOptions
     >>> net = NetOptions(learning_rate=0.001, burn_in=2, power=4.0, policy="steps",
     ...                  steps=[400000, 450000], scales=[0.1, 0.1])
-    >>> current_rate(net, 1), current_rate(net, 2), current_rate(net, 400000)
-    (6.25e-05, 0.001, 0.0001)
+    >>> [f"{current_rate(net, b):.9g}" for b in (1, 2, 400000)]  # float32 values
+    ['6.2500003e-05', '0.00100000005', '0.000100000005']
 """
 from __future__ import annotations
 
