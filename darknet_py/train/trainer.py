@@ -202,7 +202,21 @@ def init_distributed(device: "str | torch.device" = "cpu") -> Tuple[int, int]:
     d = torch.distributed
     if not d.is_initialized():
         d.init_process_group("nccl" if str(device).startswith("cuda") else "gloo")
+        _OWNED.append(True)
     return d.get_rank(), d.get_world_size()
+
+
+_OWNED: List[bool] = []  # a process group train_detector created (and must close)
+
+
+def close_distributed() -> None:
+    """Wait for every process, then close the process group train_detector opened (a
+    process leaving while its peers still talk makes gloo abort them)."""
+    d = _dist()
+    if d is not None and _OWNED:
+        d.barrier()
+        d.destroy_process_group()
+        _OWNED.clear()
 
 
 def average_gradients(model) -> None:
@@ -411,6 +425,7 @@ def train_detector(data: str, cfg: str, weights: Optional[str] = None, *, clear:
         print(f"Saved {final}; waited {waited:.1f} s of {total:.1f} s for data "
               f"({100 * waited / max(total, 1e-9):.0f}%); {problems.summary()}",
               file=out, flush=True)
+    close_distributed()
     return TrainResult(iterations=i - start, seen=seen_total(), losses=losses, avg_losses=avgs,
                        checkpoints=written, final=final if is_main else None,
                        problems=dict(problems.counts), seconds=time.perf_counter() - began,
