@@ -41,8 +41,9 @@ class UpsampleLayer(DarknetLayer):
     def forward(self, x: Tensor, refs: List[Tensor]) -> Tensor:
         s = abs(self.stride)
         if self.stride > 0:
-            b, c, h, w = x.shape
-            y = x[:, :, :, None, :, None].expand(b, c, h, s, w, s).reshape(b, c, h * s, w * s)
+            # nearest neighbour copies values exactly; as F.interpolate it exports to ONNX as
+            # one Resize (nearest, scales s x s) that onnxruntime and TensorRT run at any size
+            y = F.interpolate(x, scale_factor=(float(s), float(s)), mode="nearest")
         else:
             h, w = self.out_shape.h, self.out_shape.w
             y = x[:, :, :h * s, :w * s].reshape(x.shape[0], x.shape[1], h, s, w, s).sum(dim=(3, 5))
