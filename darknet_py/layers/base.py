@@ -94,6 +94,8 @@ class DarknetLayer(nn.Module):
     """
 
     kind: str = "layer"
+    #: the cfg key that sets this layer's output channels (``filters``, ``output``), if one does
+    channels_key: Optional[str] = None
 
     def __init__(self, index: int, out_shape: Shape, refs: Sequence[int] = ()) -> None:
         super().__init__()

@@ -128,6 +128,11 @@ class YoloLayer(DarknetLayer):
             y = torch.where(self._xy, y * self.scale_x_y + self.xy_bias, y)
         return y
 
+    def input_channels(self, classes: int) -> int:
+        """Channels the layer before must give for ``classes`` classes: (classes+5)*len(mask)
+        (``new_coords`` changes the activation, not the count)."""
+        return len(self.mask) * (classes + 5)
+
     def decode(self, output: Tensor, net_w, net_h) -> Tuple[Tensor, Tensor, Tensor]:
         """Every cell and anchor of a (B, A*(5+C), H, W) output as boxes, in tensor ops only
         (so it traces and exports, with H, W and the network size taken from the tensors).
