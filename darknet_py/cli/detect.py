@@ -169,7 +169,7 @@ def _detect(args: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("detector", help="Darknet's detector commands: test",
+    p = sub.add_parser("detector", help="Darknet's detector commands: test, map, valid, calc_anchors",
                        description="Darknet's `detector` commands.")
     verbs = p.add_subparsers(dest="detector_verb", metavar="ACTION")
     verbs.required = True
@@ -184,6 +184,8 @@ def register(sub) -> None:
                    help="images, folders or .txt lists (none: read paths from stdin)")
     _add_options(t)
     t.set_defaults(func=_detector)
+    from .evaluate import register_detector  # map, valid, calc_anchors
+    register_detector(verbs)
 
     d = sub.add_parser("detect", allow_abbrev=False,
                        help="detect with COCO names, as `darknet detect`",

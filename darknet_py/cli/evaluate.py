@@ -1,0 +1,49 @@
+"""``darknet-py detector map|valid|calc_anchors``: Darknet's evaluation commands.
+
+``detector map DATA CFG WEIGHTS [-points 0|11|101] [-iou_thresh 0.5] [-thresh 0.25]
+[--coco]`` prints what AlexeyAB's ``./darknet detector map`` prints (see
+:mod:`darknet_py.eval.map`); ``--coco`` adds pycocotools' COCOeval over the same
+detections (:mod:`darknet_py.eval.coco`).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _map(args: argparse.Namespace) -> int:
+    from ..eval.map import validate_detector_map
+    from .detect import resolve_weights
+    if args.letter_box:
+        print("note: AlexeyAB's validate_detector_map replaces -letter_box by the cfg's "
+              "letter_box; so does darknet-py", file=sys.stderr)
+    result, dets, dataset = validate_detector_map(
+        args.data, args.cfg, resolve_weights(args.weights), thresh=args.thresh,
+        iou_thresh=args.iou_thresh, points=args.points, batch_size=args.batch)
+    sys.stdout.write(result.text())
+    if args.coco:
+        from ..eval.coco import coco_eval, format_stats
+        stats = coco_eval(dets, dataset)
+        sys.stdout.write("\n" + format_stats(stats))
+    return 0
+
+
+def register_detector(verbs) -> None:
+    m = verbs.add_parser("map", allow_abbrev=False,
+                         help="mean average precision, as AlexeyAB's `darknet detector map`",
+                         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    m.add_argument("data", help=".data file (valid=, names=, optional difficult=)")
+    m.add_argument("cfg")
+    m.add_argument("weights")
+    m.add_argument("-points", "--points", type=int, default=0, choices=(0, 11, 101),
+                   help="0: area under the curve (default); 11: VOC2007; 101: COCO")
+    m.add_argument("-iou_thresh", "--iou-thresh", dest="iou_thresh", type=float, default=0.5)
+    m.add_argument("-thresh", "--thresh", type=float, default=0.25,
+                   help="confidence for the TP/FP/precision/recall/F1/avg IoU lines")
+    m.add_argument("-letter_box", "--letter-box", dest="letter_box", action="store_true",
+                   help="accepted and ignored, as in AlexeyAB (the cfg's letter_box decides)")
+    m.add_argument("--coco", action="store_true",
+                   help="also pycocotools' COCOeval (AP, AP50, AP75, AP_S/M/L) on the same "
+                        "detections")
+    m.add_argument("--batch", type=int, default=8, help="images per forward pass")
+    m.set_defaults(func=_map)
