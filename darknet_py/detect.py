@@ -701,7 +701,7 @@ def run_detector(model, images: Iterable[ImageLike], *, thresh: float = 0.5, nms
                  hier_thresh: float = 0.5, names: "Sequence[str] | str | None" = None,
                  batch_size: int = 8, letterbox: Optional[bool] = None, exif: bool = False,
                  on_error: Optional[Callable[[Exception, ImageLike], None]] = None,
-                 ) -> Iterable[ImageResult]:
+                 decoder=None) -> Iterable[ImageResult]:
     """Darknet's ``test_detector`` over many images, ``batch_size`` at a time (a generator).
 
     Each image: load_image_color, letterbox_image (AlexeyAB dialect: plain
@@ -709,6 +709,8 @@ def run_detector(model, images: Iterable[ImageLike], *, thresh: float = 0.5, nms
     do_nms_sort (skipped when ``nms`` is 0, as Darknet's ``if (nms)``).
     ``seconds`` is the image's share of its batch's forward time. Images
     that cannot be used raise :class:`DataError`, or go to ``on_error``.
+    ``decoder``: a Darknet build decodes image files with its own stb_image
+    (see :func:`darknet_py.image.decode_image`).
     """
     heads = _detection_heads(model)
     classes = heads[0].classes
@@ -739,7 +741,7 @@ def run_detector(model, images: Iterable[ImageLike], *, thresh: float = 0.5, nms
     for i, image in enumerate(images):
         source = _label(image, i)
         try:
-            im = as_image(image, exif=exif)
+            im = as_image(image, exif=exif, decoder=decoder)
             x = prepare(im, model.width, model.height, letter, source)
         except DataError as exc:
             if on_error is None:
@@ -756,8 +758,8 @@ def run_detector(model, images: Iterable[ImageLike], *, thresh: float = 0.5, nms
 def detect(model, images: "ImageLike | Sequence[ImageLike]", thresh: float = 0.5,
            nms: float = 0.45, hier_thresh: float = 0.5,
            names: "Sequence[str] | str | None" = None, *, batch_size: int = 8,
-           letterbox: Optional[bool] = None,
-           exif: bool = False) -> "Union[List[Detection], List[List[Detection]]]":
+           letterbox: Optional[bool] = None, exif: bool = False,
+           decoder=None) -> "Union[List[Detection], List[List[Detection]]]":
     """Detect objects like ``darknet detector test``: typed detections per image.
 
     ``images``: one image (path, PIL image, numpy array: uint8 (H, W, 3) or
@@ -770,5 +772,5 @@ def detect(model, images: "ImageLike | Sequence[ImageLike]", thresh: float = 0.5
     items = [images] if single else list(images)
     results = [r.detections for r in run_detector(
         model, items, thresh=thresh, nms=nms, hier_thresh=hier_thresh, names=names,
-        batch_size=batch_size, letterbox=letterbox, exif=exif)]
+        batch_size=batch_size, letterbox=letterbox, exif=exif, decoder=decoder)]
     return results[0] if single else results

@@ -118,7 +118,7 @@ def run_test(data: Optional[str], cfg: str, weights: str, images: Sequence[str],
     for result in run_detector(model, inputs, thresh=args.thresh, nms=args.nms,
                                hier_thresh=args.hier, names=names, batch_size=batch,
                                letterbox=True if args.letter_box else None, exif=args.exif,
-                               on_error=on_error):
+                               on_error=on_error, decoder=_decoder(args)):
         print(f"{result.source}: Predicted in {result.seconds:f} seconds.")
         for det in result.detections:
             print(det.line)
@@ -135,6 +135,14 @@ def run_test(data: Optional[str], cfg: str, weights: str, images: Sequence[str],
             json.dump(records, handle, indent=1)
             handle.write("\n")
     return 2 if failed else 0
+
+
+def _decoder(args: argparse.Namespace):
+    """--darknet BUILD: decode images with that Darknet build's own stb_image."""
+    if not getattr(args, "darknet", None):
+        return None
+    from ..darknet import resolve_build
+    return resolve_build(args.darknet)
 
 
 def _add_options(p: argparse.ArgumentParser) -> None:
@@ -156,6 +164,9 @@ def _add_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-image", action="store_true", help="do not write annotated images")
     p.add_argument("--exif", action="store_true",
                    help="apply EXIF orientation (Darknet ignores it)")
+    p.add_argument("--darknet", metavar="BUILD",
+                   help="decode images with this Darknet build's own stb_image (a folder from "
+                        "`darknet-py darknet build`): Darknet's exact pixels")
 
 
 def _detector(args: argparse.Namespace) -> int:
