@@ -319,15 +319,18 @@ def validate_detector_map(data, cfg, weights=None, *, thresh: float = 0.25,
     Returns the result (``.text()`` is what Darknet prints), the detections per image and
     the dataset (for :mod:`darknet_py.eval.coco`).
     """
-    if model is None:
+    fresh = model is None
+    if fresh:
         from .. import load
-        model = load(cfg, weights, dialect="alexeyab", warn_unused=False)
+        model = load(cfg, None, dialect="alexeyab", warn_unused=False)
     if not model.heads:
         from ..errors import CfgError
         raise CfgError("the network has no detection layer to evaluate", file=cfg)
     head = model.layers[model.heads[-1]]
     if dataset is None:
-        dataset = load_dataset(data, head.classes)
+        dataset = load_dataset(data, head.classes)  # every input checked before the weights
+    if fresh and weights is not None:
+        model.load_weights(weights)
     dets = map_detections(model, dataset.paths, letterbox=letter_box, batch_size=batch_size)
     result = evaluate(dets, dataset.truths, dataset.names, thresh=thresh,
                       iou_thresh=iou_thresh, points=points, difficult=dataset.difficult)
