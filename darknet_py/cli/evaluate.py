@@ -28,7 +28,26 @@ def _map(args: argparse.Namespace) -> int:
     return 0
 
 
+def _valid(args: argparse.Namespace) -> int:
+    from ..eval.valid import validate_detector
+    from .detect import resolve_weights
+    for path in validate_detector(args.data, args.cfg, resolve_weights(args.weights),
+                                  outfile=args.out, batch_size=args.batch):
+        print(path)
+    return 0
+
+
 def register_detector(verbs) -> None:
+    v = verbs.add_parser("valid", allow_abbrev=False,
+                         help="results files (COCO json or per-class VOC text), as "
+                              "`darknet detector valid` of the cfg's fork")
+    v.add_argument("data", help=".data file (valid=, names=, eval=coco|voc, results=)")
+    v.add_argument("cfg")
+    v.add_argument("weights")
+    v.add_argument("-out", "--out", help="file name (coco: NAME.json; voc: NAME<class>.txt)")
+    v.add_argument("--batch", type=int, default=8, help="images per forward pass")
+    v.set_defaults(func=_valid)
+
     m = verbs.add_parser("map", allow_abbrev=False,
                          help="mean average precision, as AlexeyAB's `darknet detector map`",
                          description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
