@@ -37,7 +37,49 @@ def _valid(args: argparse.Namespace) -> int:
     return 0
 
 
+def _calc_anchors(args: argparse.Namespace) -> int:
+    import time
+
+    from ..eval.anchors import anchor_values, anchors_text, calc_anchors
+    from ..io import atomic_write
+    seed = int(time.time()) if args.seed is None else args.seed  # Darknet: srand(time(0))
+    result = calc_anchors(args.data, args.num_of_clusters, args.width, args.height, seed=seed,
+                          out=sys.stdout.write, init=args.init, restarts=args.restarts)
+    atomic_write("anchors.txt", anchors_text(result.centers, args.width).encode())
+    atomic_write("counters_per_class.txt",
+                 ("counters_per_class = " + ", ".join(map(str, result.counters))).encode())
+    if args.cfg:
+        from ..cfg.variant import write_variant
+        if not args.out_cfg:
+            from ..errors import CfgError
+            raise CfgError("--cfg needs --out-cfg (the variant to write)", file=args.cfg)
+        write_variant(args.cfg, args.out_cfg, anchors=anchor_values(result.centers, args.width))
+        print(f"{args.out_cfg}: anchors written")
+    return 0
+
+
 def register_detector(verbs) -> None:
+    a = verbs.add_parser("calc_anchors", allow_abbrev=False,
+                         help="k-means anchors over the train labels, as AlexeyAB's "
+                              "`darknet detector calc_anchors`")
+    a.add_argument("data", help=".data file (train=, classes=)")
+    a.add_argument("-num_of_clusters", "--num-of-clusters", dest="num_of_clusters", type=int,
+                   default=5)
+    a.add_argument("-width", "--width", type=int, default=-1)
+    a.add_argument("-height", "--height", type=int, default=-1)
+    a.add_argument("-show", "--show", action="store_true", help="accepted; nothing is drawn")
+    a.add_argument("--seed", type=int,
+                   help="srand seed (default: the time, as Darknet); the same seed gives "
+                        "Darknet's anchors")
+    a.add_argument("--init", choices=("darknet", "kmeans++"), default="darknet",
+                   help="starting centres: Darknet's random points (default) or k-means++ "
+                        "(not Darknet; usually better anchors)")
+    a.add_argument("--restarts", type=int, default=1,
+                   help="runs with seeds seed, seed+1, ...; the best avg IoU wins (not Darknet)")
+    a.add_argument("--cfg", help="also write these anchors into a variant of this cfg")
+    a.add_argument("--out-cfg", dest="out_cfg", help="where to write that variant")
+    a.set_defaults(func=_calc_anchors)
+
     v = verbs.add_parser("valid", allow_abbrev=False,
                          help="results files (COCO json or per-class VOC text), as "
                               "`darknet detector valid` of the cfg's fork")
