@@ -502,8 +502,9 @@ def box_diou(a: Tensor, b: Tensor, beta: float = 0.6) -> Tensor:
     (centre distance^2 / enclosing diagonal^2)^beta, float32 with the pow in double;
     the IoU alone where the enclosing box is a point.
 
-    >>> float(box_diou(torch.tensor([0.5, 0.5, 0.2, 0.2]), torch.tensor([0.5, 0.5, 0.2, 0.2])))
-    1.0
+    >>> a, b = torch.tensor([0.5, 0.5, 0.2, 0.2]), torch.tensor([0.6, 0.5, 0.2, 0.2])
+    >>> round(float(box_iou(a, b)), 4), round(float(box_diou(a, b)), 4)  # 1/3 - (0.01/0.13)^0.6
+    (0.3333, 0.1187)
     """
     def lo(x: Tensor, w: Tensor) -> Tensor:
         return x - w / 2

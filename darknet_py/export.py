@@ -225,7 +225,9 @@ def export_torchscript(model, path: "os.PathLike[str] | str | io.BytesIO", *,
         return torch.jit.trace(graph, (x,), check_trace=False)
     _, traced = _traced(model, trace, decode, upto, size)
     buffer = io.BytesIO()
-    torch.jit.save(traced, buffer)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit is deprecated, not gone
+        torch.jit.save(traced, buffer)
     _write(path, buffer.getvalue())
     return traced
 

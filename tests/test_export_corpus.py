@@ -1,6 +1,7 @@
 """Every reference cfg (both forks) that builds exports to ONNX and runs in onnxruntime
-within 1e-4 of the torch model (relative to the output's largest |value|), or fails with
-one line naming the section that cannot. The whole corpus is slow (~1 h on 2 cores: run
+within 1e-4 of the torch model (relative to the output's largest |value|) -- or, for deep
+random-weight nets where float32 itself is that far from exact, no further from the float64
+result than torch's float32 is -- or fails with one line naming the section that cannot. The whole corpus is slow (~1 h on 2 cores: run
 with -m slow); a handful of small, varied cfgs run by default."""
 from __future__ import annotations
 
@@ -50,9 +51,21 @@ def _check(path):
     got = session.run(None, {"images": x.numpy()})
     with torch.no_grad():
         want = ExportGraph(model).eval()(x)
-    for g, t in zip(got, want):
-        err = float(np.abs(g - t.numpy()).max())
-        assert err <= 1e-4 * max(1.0, float(t.abs().max())), err
+    errs = [float(np.abs(g - t.numpy()).max()) / max(1.0, float(t.abs().max()))
+            for g, t in zip(got, want)]
+    if max(errs) <= 1e-4:
+        return
+    # deep nets with random weights are ill-conditioned: float32 torch itself is then far from
+    # the exact result. Judge both against float64: onnxruntime must be no further from it
+    # than twice torch's own float32 error (measured on yolov4-csp: torch 1.2e-3, ORT 9.7e-4).
+    import copy
+    with torch.no_grad():
+        exact = ExportGraph(copy.deepcopy(model).double()).eval()(x.double())
+    for g, t, e in zip(got, want, exact):
+        scale = max(1.0, float(e.abs().max()))
+        ort_err = float(np.abs(g - e.numpy()).max()) / scale
+        torch_err = float((t.double() - e).abs().max()) / scale
+        assert ort_err <= max(1e-4, 2 * torch_err), (ort_err, torch_err)
 
 
 @pytest.mark.skipif(not ALL, reason="Darknet reference cfgs not found")

@@ -104,6 +104,9 @@ def validate_detector(data, cfg=None, weights=None, *, outfile: Optional[str] = 
         from ..errors import CfgError
         raise CfgError("the network has no detection layer", file=cfg)
     classes = model.layers[model.heads[-1]].classes
+    if "classes" in options and options["classes"].strip() != str(classes):
+        raise DataError(f"classes={options['classes']} but the cfg's detection layers have "
+                        f"{classes} classes", file=data, key="classes")
     names = read_names(options.get("names", "data/names.list"))
     kind = options.get("eval", "voc")
     if kind not in ("coco", "voc"):
