@@ -227,9 +227,12 @@ def compare_case(folder: "os.PathLike[str] | str", weights: "os.PathLike[str] | 
                  layers: Optional[Sequence[int]] = None) -> CompareReport:
     """Run the case's cfg/weights/input and compare with every dumped layer."""
     case = load_case(folder)
+    if case.mode == "train":
+        return compare_train_case(case, weights=weights, tolerance=tolerance, device=device,
+                                  layers=layers)
     if case.mode not in ("forward", "detect"):
         raise DataError(f"mode {case.mode!r} cases are not supported by compare yet "
-                        f"(forward and detect are)", file=case.folder / "case.json")
+                        f"(forward, detect and train are)", file=case.folder / "case.json")
     path = Path(weights) if weights is not None else case.weights
     if path is None:
         path = _official_weights(case.weights_name)
@@ -253,4 +256,176 @@ def compare_case(folder: "os.PathLike[str] | str", weights: "os.PathLike[str] | 
         raise DataError("no layer_NNN.npy files to compare", file=case.folder)
     if case.mode == "detect":
         report.checks.extend(detection_checks(case, model, [outs[i] for i in model.heads]))
+    return report
+
+
+# -- train-mode cases --------------------------------------------------------------------
+#: [yolo]/[region] outputs and deltas of iteration 1: error relative to each layer's max
+HEAD_TOLERANCE = 1e-5
+#: reported loss per iteration, relative
+LOSS_TOLERANCE = 1e-4
+#: weights after minus weights before, per tensor, relative to that update's max |value|
+UPDATE_TOLERANCE = 1e-3
+
+
+def _weights_tensors(model: Darknet) -> List[Tuple[str, torch.Tensor]]:
+    """Every tensor a .weights file stores, named ``layer N <kind> <what>``."""
+    out = []
+    for layer in model.layers:
+        for name, t in layer.named_parameters():
+            out.append((f"layer {layer.index} {layer.kind} {name}", t))
+        for name, t in layer.named_buffers():
+            if name.endswith(("rolling_mean", "rolling_variance")):
+                out.append((f"layer {layer.index} {layer.kind} {name}", t))
+    return out
+
+
+def _snapshot(model: Darknet) -> Dict[str, np.ndarray]:
+    return {n: t.detach().cpu().numpy().astype(np.float64).copy()
+            for n, t in _weights_tensors(model)}
+
+
+def _relative(ours: np.ndarray, ref: np.ndarray) -> Tuple[float, float]:
+    diff = float(np.abs(ours - ref).max()) if ref.size else 0.0
+    scale = float(np.abs(ref).max()) if ref.size else 0.0
+    return diff, (diff / scale if scale > 0 else (0.0 if diff == 0 else math.inf))
+
+
+def _update_error(ours: np.ndarray, ref: np.ndarray, ours_after: np.ndarray,
+                  ref_after: np.ndarray) -> float:
+    """max |ours - ref| over the update's max |value|, not counting the float32 rounding of
+    the stored weights: each "after" is rounded to float32 once (half a unit in the last
+    place each), so one ulp of the weights is the floor below which the two updates
+    cannot be told apart (it matters when the rate is tiny, as in burn-in)."""
+    scale = float(np.abs(ref).max()) if ref.size else 0.0
+    ulp = np.spacing(np.maximum(np.abs(ours_after), np.abs(ref_after)).astype(np.float32))
+    excess = np.maximum(np.abs(ours - ref) - ulp.astype(np.float64), 0.0)
+    worst = float(excess.max()) if excess.size else 0.0
+    if scale == 0:
+        return 0.0 if worst == 0 else math.inf
+    return worst / scale
+
+
+def compare_train_case(case: "Case", weights: "os.PathLike[str] | str | None" = None,
+                       tolerance: float = DEFAULT_TOLERANCE, device: "str | torch.device" = "cpu",
+                       layers: Optional[Sequence[int]] = None) -> CompareReport:
+    """A train-mode case: ``X.npy``/``y.npy``, the initial weights and K train_network calls.
+
+    Checks whichever of these the folder holds: every ``iter1_layer_NNN.npy`` (train-mode
+    output of iteration 1, ``tolerance``), ``iter1_yolo_output/delta_NNN.npy`` (the heads'
+    outputs and deltas, :data:`HEAD_TOLERANCE`), ``yolo_cost_iter1``, the loss, rate and
+    seen of each iteration in ``train_log`` (:data:`LOSS_TOLERANCE`) and, for each
+    ``weights_iter{k}.weights``, every tensor's update (after - before, each iteration
+    starting from Darknet's ``weights_iter{k-1}`` when there is one) against Darknet's
+    (:data:`UPDATE_TOLERANCE` of the update's max |value|, above the one-ulp floor of the
+    stored float32 weights: see :func:`_update_error`).
+    """
+    import copy
+
+    from . import load
+    from .train.engine import TrainState, train_network
+    m = case.manifest
+    path = Path(weights) if weights is not None else case.weights
+    if path is None:
+        raise DataError(f"initial weights {case.weights_name!r} not found in the case",
+                        file=case.folder)
+    model = load(case.cfg, path, dialect=case.dialect, warn_unused=False).to(device)
+    X = torch.from_numpy(_load_npy(case.folder / "X.npy")).to(device)
+    y = torch.from_numpy(_load_npy(case.folder / "y.npy")).to(device)
+    report = CompareReport(case.name, case.mode, tolerance)
+    log = list(m.get("train_log") or [])
+    iterations = int(m.get("K", len(log)))
+    if iterations < 1:
+        raise DataError("train case with no iterations (K / train_log)", file=case.folder)
+    mini = model.net.mini_batch
+    # iteration 1's train-mode outputs and deltas, on a copy (the forward moves BN averages)
+    probe = copy.deepcopy(model).train()
+    first = X[:mini]
+    with torch.no_grad():
+        outs = probe.layer_outputs(first)
+    wanted = range(len(outs)) if layers is None else layers
+    for i in wanted:
+        ref_path = case.folder / f"iter1_layer_{i:03d}.npy"
+        if ref_path.is_file():
+            ref = _load_npy(ref_path)
+            ours = outs[i].detach().cpu().numpy()
+            report.rows.append(layer_diff(i, probe.layers[i].kind, ours, ref, tolerance))
+    costs = {str(k): float(v) for k, v in (m.get("yolo_cost_iter1") or {}).items()}
+    net_size = (first.shape[3], first.shape[2])
+    for i, layer in enumerate(probe.layers):
+        if not layer.has_cost:
+            continue
+        out_path = case.folder / f"iter1_yolo_output_{i:03d}.npy"
+        delta_path = case.folder / f"iter1_yolo_delta_{i:03d}.npy"
+        if not (out_path.is_file() or delta_path.is_file() or str(i) in costs):
+            continue
+        delta, cost = layer.loss(outs[i], y[:mini], net_size, seen=mini)
+        for what, ours, p in (("output", outs[i], out_path), ("delta", delta, delta_path)):
+            if p.is_file():
+                ref = _load_npy(p)
+                diff, rel = _relative(ours.detach().cpu().numpy().reshape(ref.shape)
+                                      .astype(np.float64), ref.astype(np.float64))
+                report.checks.append((f"iteration 1 layer {i} [{layer.kind}] {what}",
+                                      rel <= HEAD_TOLERANCE,
+                                      f"max error {diff:.3e} = {rel:.2e} of max |value| "
+                                      f"(tolerance {HEAD_TOLERANCE:g})"))
+        if str(i) in costs:
+            ref_cost = costs[str(i)]
+            rel = abs(float(cost) - ref_cost) / max(abs(ref_cost), 1e-30)
+            report.checks.append((f"iteration 1 layer {i} cost", rel <= LOSS_TOLERANCE,
+                                  f"{float(cost):.6g} vs Darknet's {ref_cost:.6g} "
+                                  f"(relative {rel:.2e})"))
+    del probe, outs
+    # K train_network calls
+    state = TrainState.from_model(model)
+    ref_before = _snapshot(model)
+    for k in range(1, iterations + 1):
+        start = case.folder / f"weights_iter{k - 1}.weights"
+        if k > 1 and start.is_file():
+            # each iteration starts from Darknet's own weights (our momentum buffers carry
+            # on): one iteration's update is compared, not two drifting trajectories, whose
+            # discrete choices (ignore_thresh, maxpool argmax) may part after a few steps
+            model.load_weights(start)
+        before = _snapshot(model)
+        loss = train_network(model, state, X, y)
+        entry = log[k - 1] if k - 1 < len(log) else {}
+        if "loss" in entry:
+            ref_loss = float(entry["loss"])
+            rel = abs(loss - ref_loss) / max(abs(ref_loss), 1e-30)
+            report.checks.append((f"iteration {k} loss", rel <= LOSS_TOLERANCE,
+                                  f"{loss:.6f} vs Darknet's {ref_loss:.6f} (relative {rel:.2e})"))
+        if "rate_used_in_update" in entry:
+            ref_rate = float(entry["rate_used_in_update"])
+            ok = abs(state.rate - ref_rate) <= 1e-6 * max(abs(ref_rate), 1e-30)
+            report.checks.append((f"iteration {k} learning rate", ok,
+                                  f"{state.rate:.9g} vs Darknet's {ref_rate:.9g}"))
+        if "seen_after" in entry:
+            report.checks.append((f"iteration {k} seen", state.seen == int(entry["seen_after"]),
+                                  f"{state.seen} vs Darknet's {int(entry['seen_after'])}"))
+        ref_path = case.folder / f"weights_iter{k}.weights"
+        if not ref_path.is_file():
+            ref_before = None
+            continue
+        ref_model = load(case.cfg, ref_path, dialect=case.dialect, warn_unused=False)
+        ref_after = _snapshot(ref_model)
+        after = _snapshot(model)
+        if ref_before is None:
+            continue
+        worst_name, worst_rel, bad = "", 0.0, []
+        for name, ref_t in ref_after.items():
+            ref_update = ref_t - ref_before[name]
+            ours = after[name] - before[name]
+            rel = _update_error(ours, ref_update, after[name], ref_t)
+            if rel > worst_rel or not worst_name:
+                worst_name, worst_rel = name, rel
+            if not rel <= UPDATE_TOLERANCE:
+                bad.append(f"{name} ({rel:.2e})")
+        detail = (f"{len(ref_after)} tensors, worst {worst_rel:.2e} of the update's max "
+                  f"|value| at {worst_name} (tolerance {UPDATE_TOLERANCE:g})")
+        if bad:
+            detail += "; over: " + ", ".join(bad[:5]) + (" ..." if len(bad) > 5 else "")
+        report.checks.append((f"iteration {k} weight update", not bad, detail))
+        ref_before = ref_after
+    if not report.rows and not report.checks:
+        raise DataError("nothing to compare in this train case", file=case.folder)
     return report

@@ -25,6 +25,18 @@ class Dialect:
     bn_rolling_momentum: float
     #: revision written into a .weights header by save_weights.
     weights_revision: int
+    #: backward_batchnorm_layer's normalize_delta_cpu divides the incoming delta by
+    #: pjreddie sqrt(var+1e-5), AlexeyAB sqrt(var)+1e-5 (mean/variance deltas use var+1e-5 in both)
+    bn_delta_eps_inside_sqrt: bool = True
+    #: the CPU backward of a conv layer with batch_normalize computes bias_updates
+    #: (pjreddie's backward_batchnorm_layer calls backward_bias; AlexeyAB's CPU one does not,
+    #: so its CPU build never moves those biases -- its GPU build does)
+    bn_bias_learns: bool = True
+    #: update_network runs after every mini-batch whose (seen/batch) % subdivisions == 0
+    #: (pjreddie train_network_datum) or once at the end of train_network (AlexeyAB)
+    update_per_call: bool = False
+    #: the [yolo] truth rows: x,y,w,h,class (5) or x,y,w,h,class,track_id (6, AlexeyAB)
+    truth_size: int = 5
 
     def __str__(self) -> str:
         return self.name
@@ -33,7 +45,9 @@ class Dialect:
 PJREDDIE = Dialect("pjreddie", bn_eps=1e-6, bn_eps_inside_sqrt=False,
                    bn_rolling_momentum=0.01, weights_revision=0)
 ALEXEYAB = Dialect("alexeyab", bn_eps=1e-5, bn_eps_inside_sqrt=True,
-                   bn_rolling_momentum=0.1, weights_revision=5)
+                   bn_rolling_momentum=0.1, weights_revision=5,
+                   bn_delta_eps_inside_sqrt=False, bn_bias_learns=False, update_per_call=True,
+                   truth_size=6)
 
 DIALECTS: Dict[str, Dialect] = {d.name: d for d in (PJREDDIE, ALEXEYAB)}
 

@@ -66,8 +66,11 @@ def test_cli_prints_table_and_exit_codes(pj_cases, tmp_path, capsys):
 def test_compare_rejects_what_it_cannot_run(pj_cases, tmp_path, capsys):
     assert main(["compare", str(tmp_path)]) == 2
     assert "no case.json" in capsys.readouterr().err
-    with pytest.raises(DataError, match="train"):
-        compare_case(pj_cases / "train-tiny-narrow")
+    odd = tmp_path / "odd"
+    odd.mkdir()
+    (odd / "case.json").write_text('{"cfg": "x.cfg", "mode": "fancy"}')
+    with pytest.raises(DataError, match="fancy"):
+        compare_case(odd)
 
 
 @pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="no CUDA device")

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from ..cfg.options import option
 from . import activations
-from .base import BuildContext, DarknetLayer, Shape, check_shape, table_shape
+from .base import BuildContext, DarknetLayer, ResizeError, Shape, check_shape, table_shape
 from .batchnorm import BatchNorm
 from .registry import register
 
@@ -89,6 +89,7 @@ def _out_size(size_in: int, pad: int, size: int, stride: int) -> int:
 class ConvolutionalLayer(DarknetLayer):
     kind = "convolutional"
     channels_key = "filters"
+    ab_forward_zeroes_delta = True
 
     def __init__(self, index: int, in_shape: Shape, out_shape: Shape, opts: ConvolutionalOptions,
                  dialect) -> None:
@@ -100,6 +101,7 @@ class ConvolutionalLayer(DarknetLayer):
         self.weight = nn.Parameter(torch.zeros(n, c // opts.groups, k, k))
         self.bias = nn.Parameter(torch.zeros(n))
         self.bn = BatchNorm(n, dialect) if opts.batch_normalize else None
+        self.dialect_name = dialect.name
         self.stride = (opts.stride_y, opts.stride_x)
         self.padding = opts.padding
         self.groups = opts.groups
@@ -125,10 +127,30 @@ class ConvolutionalLayer(DarknetLayer):
         else:
             y = self.conv(x)
             if self.training or y.requires_grad:
-                y = self.bn(y) + self.bias.view(1, -1, 1, 1)
+                bias = self.bias if self.bn.dialect.bn_bias_learns else self.bias.detach()
+                y = self.bn(y, bias)
             else:  # plain inference: y is ours alone, so BN and bias may work in place
                 y = self.bn.inference_(y).add_(self.bias.view(1, -1, 1, 1))
         return self._act(y)
+
+    def overwrites_input_delta(self) -> bool:
+        """backward_convolutional_layer (CPU) writes net.delta: AlexeyAB's col2im_cpu_ext
+        zeroes it first; pjreddie's 1x1 case is a gemm with beta=0 into it."""
+        return self.dialect_name == "alexeyab" or self.opts.size == 1
+
+    def resize(self, in_shape: Shape, ref_shapes) -> Shape:
+        """resize_convolutional_layer: out = (in + 2*pad - size)/stride + 1 per side."""
+        o = self.opts
+        if in_shape.c != self.weight.shape[1] * self.groups:
+            raise ResizeError(f"layer {self.index} [convolutional] has weights for "
+                              f"{self.weight.shape[1] * self.groups} input channels, got "
+                              f"{in_shape.c}")
+        if in_shape.h + 2 * o.padding < o.size or in_shape.w + 2 * o.padding < o.size:
+            raise ResizeError(f"layer {self.index} [convolutional]: kernel size {o.size} does "
+                              f"not fit the {in_shape.w}x{in_shape.h} input with padding "
+                              f"{o.padding}")
+        return Shape(o.filters, _out_size(in_shape.h, o.padding, o.size, o.stride_y),
+                     _out_size(in_shape.w, o.padding, o.size, o.stride_x))
 
     def weight_tensors(self) -> List[Tensor]:
         tensors: List[Tensor] = [self.bias]

@@ -53,6 +53,7 @@ class DetectionOptions:
 
 class DetectionLayer(DarknetLayer):
     kind = "detection"
+    ab_forward_zeroes_delta = True
 
     def __init__(self, index: int, inputs: int, opts: DetectionOptions) -> None:
         super().__init__(index, Shape(inputs, 1, 1))

@@ -34,6 +34,7 @@ class DropoutOptions:
 
 class DropoutLayer(DarknetLayer):
     kind = "dropout"
+    elementwise = True
 
     def __init__(self, index, out_shape, probability: float) -> None:
         super().__init__(index, out_shape)

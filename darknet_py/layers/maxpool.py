@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..cfg.options import option
-from .base import BuildContext, DarknetLayer, Shape, check_shape, table_shape
+from .base import BuildContext, DarknetLayer, ResizeError, Shape, check_shape, table_shape
 from .registry import register
 
 FLT_MAX = 3.4028234663852886e38
@@ -59,6 +59,20 @@ def window_padding(o: PoolWindowOptions) -> Tuple[int, int, int, int]:
     return (before, o.padding - before, before, o.padding - before)
 
 
+def window_shape(o: PoolWindowOptions, i: Shape) -> Shape:
+    """Darknet's pooling output (c, (h+padding-size)/stride+1, (w+padding-size)/stride+1)."""
+    return Shape(i.c, (i.h + o.padding - o.size) // o.stride_y + 1,
+                 (i.w + o.padding - o.size) // o.stride_x + 1)
+
+
+def resize_window(layer: DarknetLayer, o: PoolWindowOptions, i: Shape) -> Shape:
+    """resize_maxpool_layer (and AlexeyAB's local_avgpool): the window arithmetic again."""
+    if i.w + o.padding < o.size or i.h + o.padding < o.size:
+        raise ResizeError(f"layer {layer.index} [{layer.kind}]: window {o.size} does not fit "
+                          f"the {i.w}x{i.h} input with padding {o.padding}")
+    return window_shape(o, i)
+
+
 def window_output(ctx: BuildContext, o: PoolWindowOptions) -> Shape:
     """Validate the window and return Darknet's output shape."""
     r = ctx.reader
@@ -69,9 +83,7 @@ def window_output(ctx: BuildContext, o: PoolWindowOptions) -> Shape:
     r.check(i.w + o.padding >= o.size and i.h + o.padding >= o.size,
             f"window {o.size} does not fit the {i.w}x{i.h} input with padding {o.padding}", "size")
     ctx.check_elements(i.c * (i.h + o.padding) * (i.w + o.padding), "padded input", "padding")
-    out = Shape(i.c, (i.h + o.padding - o.size) // o.stride_y + 1,
-                (i.w + o.padding - o.size) // o.stride_x + 1)
-    return check_shape(ctx, out)
+    return check_shape(ctx, window_shape(o, i))
 
 
 @dataclass
@@ -102,6 +114,7 @@ def _window_max(x: Tensor, dim: int, size: int, stride: int) -> Tensor:
 
 class MaxpoolLayer(DarknetLayer):
     kind = "maxpool"
+    ab_forward_zeroes_delta = True
 
     def __init__(self, index: int, out_shape: Shape, opts: MaxpoolOptions) -> None:
         super().__init__(index, out_shape)
@@ -125,6 +138,11 @@ class MaxpoolLayer(DarknetLayer):
         # values as F.max_pool2d (max is exact), several times faster on the CPU
         return _window_max(_window_max(x, 3, self.size, self.stride[1]),
                            2, self.size, self.stride[0])
+
+    def resize(self, in_shape: Shape, ref_shapes) -> Shape:
+        if self.depth:
+            return Shape(self.depth, in_shape.h, in_shape.w)
+        return resize_window(self, self.opts, in_shape)
 
     def describe(self, in_shape: Shape) -> str:
         o = self.opts

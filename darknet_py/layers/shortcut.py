@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from ..cfg.options import option
 from . import activations
-from .base import BuildContext, DarknetLayer, Shape, table_shape
+from .base import BuildContext, DarknetLayer, ResizeError, Shape, table_shape
 from .registry import register
 
 WEIGHTS_TYPES = {"none": 0, "per_feature": 1, "per_layer": 1, "per_channel": 2}
@@ -47,6 +47,7 @@ class ShortcutOptions:
 
 class ShortcutLayer(DarknetLayer):
     kind = "shortcut"
+    ab_forward_zeroes_delta = True
 
     def __init__(self, index: int, out_shape: Shape, refs: List[int], ref_shapes: List[Shape],
                  opts: ShortcutOptions, alexeyab: bool) -> None:
@@ -118,6 +119,15 @@ class ShortcutLayer(DarknetLayer):
     def forward(self, x: Tensor, refs: List[Tensor]) -> Tensor:
         y = self._alexeyab(x, refs) if self.alexeyab else self._pjreddie(x, refs[0])
         return self._act(y)
+
+    def resize(self, in_shape: Shape, ref_shapes) -> Shape:
+        """resize_shortcut_layer: the output takes the input's w x h, and Darknet then reads
+        the from-layers as that size too (AlexeyAB asserts it; pjreddie assumes it)."""
+        for ref, s in zip(self.refs, ref_shapes):
+            if (s.h, s.w) != (in_shape.h, in_shape.w):
+                raise ResizeError(f"layer {self.index} [shortcut]: layer {ref} would be "
+                                  f"{s.w}x{s.h} but the previous layer {in_shape.w}x{in_shape.h}")
+        return Shape(*in_shape)
 
     def weight_tensors(self) -> List[Tensor]:
         return [] if self.weights is None else [self.weights]

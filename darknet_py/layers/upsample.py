@@ -30,6 +30,11 @@ class UpsampleOptions:
     scale: float = option(1.0)
 
 
+def upsample_shape(i: Shape, stride: int) -> Shape:
+    s = abs(stride)
+    return Shape(i.c, i.h * s, i.w * s) if stride > 0 else Shape(i.c, i.h // s, i.w // s)
+
+
 class UpsampleLayer(DarknetLayer):
     kind = "upsample"
 
@@ -45,9 +50,13 @@ class UpsampleLayer(DarknetLayer):
             # one Resize (nearest, scales s x s) that onnxruntime and TensorRT run at any size
             y = F.interpolate(x, scale_factor=(float(s), float(s)), mode="nearest")
         else:
-            h, w = self.out_shape.h, self.out_shape.w
+            h, w = x.shape[2] // s, x.shape[3] // s
             y = x[:, :, :h * s, :w * s].reshape(x.shape[0], x.shape[1], h, s, w, s).sum(dim=(3, 5))
         return y * self.scale if self.scale != 1.0 else y
+
+    def resize(self, in_shape: Shape, ref_shapes) -> Shape:
+        """resize_upsample_layer: w*stride (or w/stride for a negative stride)."""
+        return upsample_shape(in_shape, self.stride)
 
     def describe(self, in_shape: Shape) -> str:
         return f"{self.stride:>8}x"
@@ -63,6 +72,5 @@ def build(ctx: BuildContext) -> UpsampleLayer:
     o = ctx.reader.read(UpsampleOptions)
     ctx.reader.check(o.stride != 0, "stride must not be 0", "stride")
     i = ctx.input_shape
-    s = abs(o.stride)
-    out = Shape(i.c, i.h * s, i.w * s) if o.stride > 0 else Shape(i.c, i.h // s, i.w // s)
+    out = upsample_shape(i, o.stride)
     return UpsampleLayer(ctx.index, check_shape(ctx, out), o.stride, o.scale)
