@@ -467,12 +467,13 @@ def _objectness_to_end(objectness: np.ndarray) -> np.ndarray:
 NMS_FULL = 6144
 
 
-def _overlaps(boxes: Tensor, nms: float, rows: int = 512) -> np.ndarray:
+def _overlaps(boxes: Tensor, nms: float, rows: int = 512, iou=None) -> np.ndarray:
     """(N, N) bool: box_iou > nms for every pair, computed ``rows`` rows at a time."""
+    iou = box_iou if iou is None else iou
     n = boxes.shape[0]
     out = np.empty((n, n), dtype=bool)
     for start in range(0, n, rows):
-        block = box_iou(boxes[start:start + rows, None, :], boxes[None, :, :]) > nms
+        block = iou(boxes[start:start + rows, None, :], boxes[None, :, :]) > nms
         out[start:start + rows] = block.numpy()
     return out
 
@@ -496,7 +497,46 @@ def _greedy(order: np.ndarray, over: Callable[[int, np.ndarray], np.ndarray]) ->
     return ~alive
 
 
-def do_nms_sort(dets: DetectionArrays, nms: float) -> Tuple[DetectionArrays, np.ndarray]:
+def box_diou(a: Tensor, b: Tensor, beta: float = 0.6) -> Tensor:
+    """AlexeyAB's ``box.c:box_diou`` (beta 0.6; ``box_diounms`` with its beta): IoU minus
+    (centre distance^2 / enclosing diagonal^2)^beta, float32 with the pow in double;
+    the IoU alone where the enclosing box is a point.
+
+    >>> a, b = torch.tensor([0.5, 0.5, 0.2, 0.2]), torch.tensor([0.6, 0.5, 0.2, 0.2])
+    >>> round(float(box_iou(a, b)), 4), round(float(box_diou(a, b)), 4)  # 1/3 - (0.01/0.13)^0.6
+    (0.3333, 0.1187)
+    """
+    def lo(x: Tensor, w: Tensor) -> Tensor:
+        return x - w / 2
+
+    def hi(x: Tensor, w: Tensor) -> Tensor:
+        return x + w / 2
+    top = torch.minimum(lo(a[..., 1], a[..., 3]), lo(b[..., 1], b[..., 3]))
+    bot = torch.maximum(hi(a[..., 1], a[..., 3]), hi(b[..., 1], b[..., 3]))
+    left = torch.minimum(lo(a[..., 0], a[..., 2]), lo(b[..., 0], b[..., 2]))
+    right = torch.maximum(hi(a[..., 0], a[..., 2]), hi(b[..., 0], b[..., 2]))
+    w, h = right - left, bot - top
+    c = w * w + h * h
+    iou = box_iou(a, b)
+    dx, dy = a[..., 0] - b[..., 0], a[..., 1] - b[..., 1]
+    d = dx * dx + dy * dy
+    u = torch.pow((d / c).double(), float(_F32(beta))).float()
+    return torch.where(c == 0, iou, iou - u)
+
+
+#: AlexeyAB's [yolo] ``nms_kind`` -> the overlap its ``diounms_sort`` compares with nms
+#: (``default`` is ``do_nms_sort``: box_iou; ``greedynms``: box_diou; ``diounms``:
+#: box_diounms with the layer's ``beta_nms``)
+def nms_overlap(nms_kind: str = "default", beta_nms: float = 0.6):
+    if nms_kind == "greedynms":
+        return box_diou
+    if nms_kind == "diounms":
+        return lambda a, b: box_diou(a, b, beta_nms)
+    return box_iou
+
+
+def do_nms_sort(dets: DetectionArrays, nms: float,
+                overlap=None) -> Tuple[DetectionArrays, np.ndarray]:
     """``box.c:do_nms_sort``: per-class greedy NMS, returning (dets, order).
 
     Darknet first swaps detections with objectness 0 to the end (and leaves them
@@ -527,13 +567,14 @@ def do_nms_sort(dets: DetectionArrays, nms: float) -> Tuple[DetectionArrays, np.
         where = np.full(total, -1, dtype=np.int64)
         where[used] = np.arange(used.size)
         if used.size <= NMS_FULL:
-            table = _overlaps(boxes, nms32)
+            table = _overlaps(boxes, nms32, iou=overlap)
 
             def over(i: int, js: np.ndarray) -> np.ndarray:
                 return table[i, js]
         else:
             def over(i: int, js: np.ndarray) -> np.ndarray:
-                return (box_iou(boxes[i], boxes[torch.from_numpy(js)]) > nms32).numpy()
+                return ((overlap or box_iou)(boxes[i], boxes[torch.from_numpy(js)])
+                        > nms32).numpy()
         for k in busy:
             local = where[candidates[k]]
             gone = _greedy(local, over)

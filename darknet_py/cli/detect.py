@@ -254,7 +254,8 @@ def _detect(args: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("detector", help="Darknet's detector commands: test, train",
+    p = sub.add_parser("detector", help="Darknet's detector commands: test, train, map, valid, "
+                                        "calc_anchors",
                        description="Darknet's `detector` commands.")
     verbs = p.add_subparsers(dest="detector_verb", metavar="ACTION")
     verbs.required = True
@@ -270,6 +271,9 @@ def register(sub) -> None:
     t.set_defaults(func=_detector)
     from .train import add_to_detector
     add_to_detector(verbs)
+
+    from .evaluate import register_detector  # map, valid, calc_anchors
+    register_detector(verbs)
 
     d = sub.add_parser("detect", allow_abbrev=False,
                        help="detect with COCO names, as `darknet detect`",

@@ -98,6 +98,8 @@ class DarknetLayer(nn.Module):
     """
 
     kind: str = "layer"
+    #: the cfg key that sets this layer's output channels (``filters``, ``output``), if one does
+    channels_key: Optional[str] = None
     #: the output has the input's shape whatever its size (activations, BN, heads...):
     #: :meth:`resize` then needs nothing more
     elementwise: bool = False

@@ -88,6 +88,7 @@ def _out_size(size_in: int, pad: int, size: int, stride: int) -> int:
 
 class ConvolutionalLayer(DarknetLayer):
     kind = "convolutional"
+    channels_key = "filters"
     ab_forward_zeroes_delta = True
 
     def __init__(self, index: int, in_shape: Shape, out_shape: Shape, opts: ConvolutionalOptions,

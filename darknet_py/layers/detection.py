@@ -75,6 +75,12 @@ class DetectionLayer(DarknetLayer):
         probs = darknet_softmax(flat[:, :n].reshape(b, -1, self.classes), 2).reshape(b, n)
         return torch.cat([probs, flat[:, n:]], dim=1)
 
+    def input_channels(self, classes: int) -> int:
+        """Outputs the layer before must give for ``classes`` classes:
+        side*side*((1+coords)*num + classes)."""
+        o = self.opts
+        return o.side * o.side * ((1 + o.coords) * o.num + classes)
+
     def describe(self, in_shape: Shape) -> str:
         return ""
 

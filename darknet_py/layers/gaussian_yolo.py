@@ -131,6 +131,11 @@ class GaussianYoloLayer(DarknetLayer):
         y = torch.where(self._logistic, logistic(x), x)
         return torch.where(self._xy, y * self.scale_x_y + self.xy_bias, y)
 
+    def input_channels(self, classes: int) -> int:
+        """Channels the layer before must give for ``classes`` classes: (classes+9)*len(mask)
+        (4 box means, 4 variances, objectness)."""
+        return len(self.mask) * (classes + 9)
+
     # Darknet allocates l.cost: it counts in the network's mean cost
     has_cost = True
 

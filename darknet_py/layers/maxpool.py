@@ -95,12 +95,18 @@ class MaxpoolOptions(PoolWindowOptions):
     maxpool_zero_nonmax: int = option(0)
 
 
-def _window_max(x: Tensor, dim: int, size: int, stride: int, count: int) -> Tensor:
-    """out[i] = max(x[i*stride : i*stride+size]) along ``dim``, for ``count`` windows."""
+def _window_max(x: Tensor, dim: int, size: int, stride: int) -> Tensor:
+    """out[i] = max(x[i*stride : i*stride+size]) along ``dim``, for the
+    ``(n - size) // stride + 1`` windows that fit in its ``n`` entries.
+
+    Offset ``k`` of every window is ``x[k : n-(size-1-k) : stride]``: an end relative
+    to the size, so nothing here fixes the input size (a traced or exported graph
+    takes any size).
+    """
     index = [slice(None)] * x.dim()
     out = None
     for k in range(size):
-        index[dim] = slice(k, k + stride * (count - 1) + 1, stride)
+        index[dim] = slice(k, -(size - 1 - k) or None, stride)
         view = x[tuple(index)]
         out = view.clone() if out is None else torch.maximum(out, view)
     return out
@@ -125,15 +131,13 @@ class MaxpoolLayer(DarknetLayer):
             g, c = self.depth, x.shape[1]
             n = -(-c // g)
             x = F.pad(x, (0, 0, 0, 0, 0, n * g - c), value=-FLT_MAX)
-            return x.view(x.shape[0], n, g, x.shape[2], x.shape[3]).amax(dim=1)
+            return x.unflatten(1, (n, g)).amax(dim=1)
         if any(self.pad):
             x = F.pad(x, self.pad, value=-FLT_MAX)
         # a max over a size x size window is a max over rows of a max over columns: the same
         # values as F.max_pool2d (max is exact), several times faster on the CPU
-        h = (x.shape[2] - self.size) // self.stride[0] + 1
-        w = (x.shape[3] - self.size) // self.stride[1] + 1
-        return _window_max(_window_max(x, 3, self.size, self.stride[1], w),
-                           2, self.size, self.stride[0], h)
+        return _window_max(_window_max(x, 3, self.size, self.stride[1]),
+                           2, self.size, self.stride[0])
 
     def resize(self, in_shape: Shape, ref_shapes) -> Shape:
         if self.depth:

@@ -163,6 +163,10 @@ class RegionLayer(DarknetLayer):
         v = v.reshape(b, self.num, self.entry_count, h, w)
         return torch.cat([logistic(v[:, :, :2]), v[:, :, 2:]], dim=2)
 
+    def input_channels(self, classes: int) -> int:
+        """Channels the layer before must give for ``classes`` classes: num*(coords+classes+1)."""
+        return self.num * (self.coords + classes + 1)
+
     # -- training ----------------------------------------------------------------------
     has_cost = True
 

@@ -73,6 +73,9 @@ class ShortcutLayer(DarknetLayer):
         stride, sample = max(w1 // w2, 1), max(w2 // w1, 1)
         minc, minh, minw = min(c1, c2), min(h1, h2), min(w1, w2)
         src = add[:, :minc, ::stride, ::stride][:, :, :minh, :minw]
+        if sample == 1:  # every position of x is summed; only the channel counts differ
+            mixed = self.alpha * x[:, :minc] + self.beta * src
+            return torch.cat([mixed, x[:, minc:]], dim=1) if minc < c2 else mixed
         out = x.clone()
         view = out[:, :minc, ::sample, ::sample][:, :, :minh, :minw]
         out[:, :minc, ::sample, ::sample][:, :, :minh, :minw] = self.alpha * view + self.beta * src
@@ -94,6 +97,12 @@ class ShortcutLayer(DarknetLayer):
     def _alexeyab(self, x: Tensor, adds: List[Tensor]) -> Tensor:
         weights = self._input_weights() if self.weights is not None else None
         out = x * weights[0] if weights is not None else x
+        if all(add.shape == x.shape for add in adds):
+            # the usual case, without flattening: the same sums, and no size fixed in a
+            # traced/exported graph
+            for i, add in enumerate(adds):
+                out = out + (add * weights[i + 1] if weights is not None else add)
+            return out
         batch, n = x.shape[0], x[0].numel()
         flat = out.reshape(batch, n)
         for i, add in enumerate(adds):

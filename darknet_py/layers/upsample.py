@@ -47,8 +47,9 @@ class UpsampleLayer(DarknetLayer):
     def forward(self, x: Tensor, refs: List[Tensor]) -> Tensor:
         s = abs(self.stride)
         if self.stride > 0:
-            b, c, h, w = x.shape
-            y = x[:, :, :, None, :, None].expand(b, c, h, s, w, s).reshape(b, c, h * s, w * s)
+            # nearest neighbour copies values exactly; as F.interpolate it exports to ONNX as
+            # one Resize (nearest, scales s x s) that onnxruntime and TensorRT run at any size
+            y = F.interpolate(x, scale_factor=(float(s), float(s)), mode="nearest")
         else:
             # upsample_cpu(l.output, out_w, out_h, ..., forward=0) indexes the input as if it
             # were c x (out_h*s) x (out_w*s), contiguous: when the input's width or height is

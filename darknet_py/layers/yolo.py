@@ -135,6 +135,43 @@ class YoloLayer(DarknetLayer):
             y = torch.where(self._xy, y * self.scale_x_y + self.xy_bias, y)
         return y
 
+    def input_channels(self, classes: int) -> int:
+        """Channels the layer before must give for ``classes`` classes: (classes+5)*len(mask)
+        (``new_coords`` changes the activation, not the count)."""
+        return len(self.mask) * (classes + 5)
+
+    def decode(self, output: Tensor, net_w, net_h) -> Tuple[Tensor, Tensor, Tensor]:
+        """Every cell and anchor of a (B, A*(5+C), H, W) output as boxes, in tensor ops only
+        (so it traces and exports, with H, W and the network size taken from the tensors).
+
+        Returns ``boxes`` (B, H*W*A, 4): x, y, w, h relative to the network input (Darknet's
+        ``get_yolo_detections`` before ``correct_yolo_boxes``, rows in its fill order: cell
+        ``row*W+col``, then anchor); ``objectness`` (B, H*W*A); ``probs`` (B, H*W*A, C) =
+        objectness * class probability, not thresholded. x = (col + x)/W, w = exp(tw) *
+        anchor_w/net_w (``new_coords``: tw*tw*4*anchor_w/net_w); ``scale_x_y`` is already
+        in the output (see :meth:`forward`).
+        """
+        b, _, h, w = output.shape
+        a, k = len(self.mask), 5 + self.classes
+        p = output.reshape(b, a, k, -1).permute(0, 3, 1, 2)  # (B, H*W, A, K)
+        anchors = torch.tensor(self.anchors_wh, dtype=output.dtype, device=output.device)
+        cols = torch.arange(w, device=output.device).to(output.dtype)
+        rows = torch.arange(h, device=output.device).to(output.dtype)
+        gx = cols.view(1, 1, -1).expand(h, 1, w).reshape(1, -1, 1)  # (1, H*W, 1)
+        gy = rows.view(-1, 1, 1).expand(h, 1, w).reshape(1, -1, 1)
+        x = (gx + p[..., 0]) / w
+        y = (gy + p[..., 1]) / h
+        if self.new_coords:
+            bw = p[..., 2] * p[..., 2] * 4.0 * anchors[:, 0] / net_w
+            bh = p[..., 3] * p[..., 3] * 4.0 * anchors[:, 1] / net_h
+        else:
+            bw = torch.exp(p[..., 2]) * anchors[:, 0] / net_w
+            bh = torch.exp(p[..., 3]) * anchors[:, 1] / net_h
+        boxes = torch.stack([x, y, bw, bh], dim=-1).reshape(b, -1, 4)
+        objectness = p[..., 4]
+        probs = (objectness.unsqueeze(-1) * p[..., 5:]).reshape(b, -1, self.classes)
+        return boxes, objectness.reshape(b, -1), probs
+
     def forward(self, x: Tensor, refs: List[Tensor]) -> Tensor:
         return head_output(x, self.activate)
 
