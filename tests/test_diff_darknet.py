@@ -119,6 +119,10 @@ REGRESSIONS = [
     ("pjreddie", "1x1 [convolutional] whose padding and stride keep the size: no padding either",
      "[net]\nwidth=1\nheight=2\nchannels=3\n[convolutional]\nfilters=6\nsize=1\ngroups=3\n"
      "activation=selu\npadding=1\nstride=3\n"),
+    ("alexeyab", "dilated [convolutional] pads by pad*dilation (im2col_cpu_ext)",
+     "[net]\nwidth=13\nheight=11\nchannels=1\n[convolutional]\nfilters=6\nsize=3\npad=1\n"
+     "stride=1\ndilation=2\nactivation=linear\n[convolutional]\nfilters=2\nsize=3\npad=1\n"
+     "stride=2\ndilation=2\nactivation=leaky\n"),
 ]
 
 

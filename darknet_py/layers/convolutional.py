@@ -103,7 +103,8 @@ class ConvolutionalLayer(DarknetLayer):
         self.bn = BatchNorm(n, dialect) if opts.batch_normalize else None
         self.dialect_name = dialect.name
         self.stride = (opts.stride_y, opts.stride_x)
-        self.padding = opts.padding
+        # im2col_cpu_ext pads by l.pad * l.dilation (AlexeyAB; dilation is 1 elsewhere)
+        self.padding = opts.padding * opts.dilation
         self.groups = opts.groups
         self.dilation = opts.dilation
         #: Darknet's per-layer ``dontloadscales``: the .weights file lacks this layer's BN values.
@@ -211,9 +212,12 @@ def build(ctx: BuildContext) -> ConvolutionalLayer:
     out = Shape(o.filters, _out_size(h_in, o.padding, o.size, o.stride_y),
                 _out_size(w_in, o.padding, o.size, o.stride_x))
     if o.dilation > 1:
+        # forward_convolutional_layer pads by pad*dilation in im2col_cpu_ext, but the output
+        # is sized with pad alone (convolutional_out_height)
         span = o.dilation * (o.size - 1) + 1
-        torch_h = (h_in + 2 * o.padding - span) // o.stride_y + 1
-        torch_w = (w_in + 2 * o.padding - span) // o.stride_x + 1
+        pad = o.padding * o.dilation
+        torch_h = (h_in + 2 * pad - span) // o.stride_y + 1
+        torch_w = (w_in + 2 * pad - span) // o.stride_x + 1
         r.check((torch_h, torch_w) == (out.h, out.w),
                 f"dilation={o.dilation} with size={o.size} and padding={o.padding} gives a "
                 f"{torch_w}x{torch_h} output where Darknet allocates {out.w}x{out.h}; "

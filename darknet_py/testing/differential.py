@@ -27,8 +27,10 @@ class Outcome:
     #: set when Darknet itself failed on the cfg (crash, refusal): the bridge's one-line message
     darknet_error: str = ""
     #: set when the first mismatch comes after a layer where Darknet and darknet_py both
-    #: produced inf/nan: Darknet is built with -Ofast (finite-math-only), so what its max,
-    #: comparisons and sums do with them is undefined; that cfg proves nothing either way
+    #: produced inf/nan (Darknet is built with -Ofast, finite-math-only, so what its max,
+    #: comparisons and sums do with them is undefined), or at a layer that is ill-conditioned
+    #: in float32 itself (e.g. maxpool windows wholly in the padding give -FLT_MAX, and what
+    #: follows overflows): that cfg proves nothing either way
     nonfinite: str = ""
     #: set when Darknet dumped no layer output at all (e.g. a lone [dropout], which aliases
     #: its input): nothing to compare, neither a match nor a mismatch
@@ -137,6 +139,9 @@ def check_cfg(build, text: str, seed: int = 1, workdir: "Path | str | None" = No
             layers = [i for i, kind in enumerate(section_kinds(text)) if kind != "cost"]
         report = compare_case(out, weights=weights, layers=layers)
         bad = report.first_bad
+        if bad is not None and "ill-conditioned" in bad.note:
+            return Outcome(text, report, nonfinite=f"layer {bad.index} ({bad.kind}): darknet_py's "
+                           f"own float32 is {bad.floor:.1e} from its float64 (overflow)")
         if bad is not None:
             import numpy as np
             for row in report.rows:
