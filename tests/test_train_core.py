@@ -149,3 +149,38 @@ def test_bad_training_inputs_are_clear_errors(train_case):
         train_network(model, TrainState(), X, bad)
     with pytest.raises(ValueError, match="multiple of the mini-batch"):
         train_network(model, TrainState(), X[:1], y[:1])
+
+
+def test_unimplemented_training_keys_are_refused(train_case):
+    from darknet_py.cfg import parse_cfg
+    from darknet_py.errors import CfgError
+    manifest = json.loads((train_case / "case.json").read_text())
+    text = (train_case / manifest["cfg"]).read_text()
+    X = torch.from_numpy(np.load(train_case / "X.npy"))
+    y = torch.from_numpy(np.load(train_case / "y.npy"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = Darknet(parse_cfg(text.replace("[convolutional]\n", "[convolutional]\n"
+                                               "onlyforward=1\n", 1)))
+    with pytest.raises(CfgError, match="layer 0: onlyforward"):
+        train_network(model, TrainState(), X, y)
+
+
+def test_stopbackward_freezes_the_layers_below(train_case):
+    """backward_network breaks at a stopbackward layer: it and the layers before it get no
+    gradient (weight decay and momentum still move their weights, as update_network does)."""
+    from darknet_py.cfg import parse_cfg
+    manifest = json.loads((train_case / "case.json").read_text())
+    text = (train_case / manifest["cfg"]).read_text()
+    parts = text.split("[convolutional]\n")
+    parts[3] = "stopbackward=1\n" + parts[3]  # the third conv = layer 4
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = Darknet(parse_cfg("[convolutional]\n".join(parts)))
+    model.load_weights(train_case / "weights_init.weights")
+    assert model.common[4].stopbackward == 1
+    from darknet_py.train.engine import forward_backward
+    forward_backward(model, torch.from_numpy(np.load(train_case / "X.npy")),
+                     torch.from_numpy(np.load(train_case / "y.npy")))
+    assert all(p.grad is None for l in model.layers[:5] for p in l.parameters())
+    assert model.layers[6].weight.grad is not None

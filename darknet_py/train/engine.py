@@ -50,6 +50,11 @@ class TrainState:
     #: over processes here); not part of the saved state
     before_update: Optional[Callable[["Darknet"], None]] = None
 
+    @property
+    def momentum(self) -> Dict[str, Tensor]:
+        """The momentum buffers (Darknet's ``*_updates``): an alias of :attr:`updates`."""
+        return self.updates
+
     @classmethod
     def from_model(cls, model: "Darknet") -> "TrainState":
         """Start where a loaded .weights file left off (its header's ``seen``)."""
@@ -98,7 +103,37 @@ def forward_backward(model: "Darknet", X: Tensor, y: Tensor, seen: int = 0) -> D
         surrogate = term if surrogate is None else surrogate + term
     if surrogate is not None and surrogate.requires_grad:
         surrogate.backward()
+    stop = [i for i, c in enumerate(model.common) if c.stopbackward]
+    if stop:
+        # backward_network: `if (l.stopbackward) break;` -- that layer and every one before it
+        # get no gradient
+        for layer in model.layers[:max(stop) + 1]:
+            for p in layer.parameters():
+                p.grad = None
     return costs
+
+
+#: per-layer keys whose training effect darknet_py does not reproduce (refused, not ignored)
+_UNSUPPORTED_LAYER_KEYS = ("onlyforward", "dont_update", "burnin_update", "train_only_bn")
+
+
+def check_trainable(model: "Darknet") -> None:
+    """Refuse cfg settings whose training behaviour is not implemented, naming them."""
+    net = model.net
+    if net.adam:
+        raise CfgError("adam=1: the CPU Darknet of either fork has no Adam update (only its "
+                       "CUDA build); darknet_py does not guess it", file=model.source,
+                       line=model.sections[0].line, key="adam")
+    for key in ("ema_alpha", "equidistant_point", "badlabels_rejection_percentage",
+                "num_sigmas_reject_badlabels", "adversarial_lr"):
+        if getattr(net, key, 0):
+            raise CfgError(f"{key}= is not implemented in darknet_py's training",
+                           file=model.source, line=model.sections[0].line, key=key)
+    for index, (sec, common) in enumerate(zip(model.sections[1:], model.common)):
+        for key in _UNSUPPORTED_LAYER_KEYS:
+            if getattr(common, key, 0):
+                raise CfgError(f"{key}= is not implemented in darknet_py's training",
+                               file=sec.file, line=sec.line, layer=index, key=key)
 
 
 def train_network(model: "Darknet", state: TrainState, X: Tensor, y: Tensor) -> float:
@@ -106,10 +141,7 @@ def train_network(model: "Darknet", state: TrainState, X: Tensor, y: Tensor) -> 
     (B, rows, 5 pjreddie | 6 AlexeyAB: x,y,w,h,class[,track] relative; a zero row ends an
     image's list). Returns Darknet's reported loss."""
     net = model.net
-    if net.adam:
-        raise CfgError("adam=1: the CPU Darknet of either fork has no Adam update (only its "
-                       "CUDA build); darknet_py does not guess it", file=model.source,
-                       line=model.sections[0].line, key="adam")
+    check_trainable(model)
     mini = mini_batch(model)
     if X.dim() != 4 or X.shape[0] % mini:
         raise ValueError(f"X must be (B, C, H, W) with B a multiple of the mini-batch "
