@@ -408,9 +408,9 @@ def train_detector(data: str, cfg: str, weights: Optional[str] = None, *, clear:
                 if is_main:
                     save_checkpoint(model, path, seen_total())
                     written.append(path)
-            if i >= net.max_batches:
-                break
             if callback is not None and callback(i, model, loss, avg_loss):
+                break
+            if i >= net.max_batches:
                 break
             t_wait = time.perf_counter()
     finally:
