@@ -57,6 +57,32 @@ activation=tanh
 output=3
 activation=linear
 """,
+    # BN inner layers, then pjreddie's tanh=1 (AlexeyAB: logistic, tanh= unread)
+    "gru": """[net]
+width=3
+height=3
+channels=2
+batch=2
+time_steps=3
+subdivisions=1
+
+[convolutional]
+filters=2
+size=1
+activation=linear
+
+[gru]
+batch_normalize=1
+output=5
+
+[gru]
+output=4
+tanh=1
+
+[connected]
+output=3
+activation=linear
+""",
 }
 
 

@@ -220,6 +220,15 @@ static int inner_layers(layer l, layer **out)
     if (l.type == RNN || l.type == CRNN) {
         out[n++] = l.input_layer; out[n++] = l.self_layer; out[n++] = l.output_layer;
     }
+    if (l.type == GRU) {
+#ifdef DPY_ALEXEYAB
+        out[n++] = l.input_z_layer; out[n++] = l.input_r_layer; out[n++] = l.input_h_layer;
+        out[n++] = l.state_z_layer; out[n++] = l.state_r_layer; out[n++] = l.state_h_layer;
+#else
+        out[n++] = l.wz; out[n++] = l.wr; out[n++] = l.wh;
+        out[n++] = l.uz; out[n++] = l.ur; out[n++] = l.uh;
+#endif
+    }
     return n;
 }
 

@@ -84,15 +84,24 @@ class Recurrent(DarknetLayer):
         k = b // self.steps
         return k, x.reshape(self.steps, k, -1)
 
-    def initial_state(self, k: int, like: Tensor, sizes: "List[int]") -> List[Tensor]:
+    def initial_state(self, k: int, like: Tensor, sizes: "List[int]",
+                      keep_when_training: bool = False) -> List[Tensor]:
+        """The kept state, or zeros: when training (unless the layer keeps its state then too,
+        as Darknet's GRU/LSTM do), at the first call, or when ``k`` or the device changed."""
         kept = self._state
-        if self.training or kept is None or kept[0].shape[0] != k or kept[0].device != like.device:
+        if ((self.training and not keep_when_training) or kept is None
+                or kept[0].shape[0] != k or kept[0].device != like.device
+                or kept[0].dtype != like.dtype):
             return [like.new_zeros(k, n) for n in sizes]
         return kept
 
-    def keep_state(self, state: List[Tensor]) -> None:
-        # a training forward does not move Darknet's l.state (it works on a copy of the pointer)
-        self._state = None if self.training else [s.detach() for s in state]
+    def keep_state(self, state: List[Tensor], keep_when_training: bool = False) -> None:
+        # [rnn]: a training forward does not move Darknet's l.state (it advances a copy of
+        # the pointer over a zeroed buffer), so the next inference starts from zero
+        if self.training and not keep_when_training:
+            self._state = None
+        else:
+            self._state = [s.detach() for s in state]
 
     @property
     def transposed_weights(self) -> bool:
