@@ -83,6 +83,30 @@ tanh=1
 output=3
 activation=linear
 """,
+    "lstm": """[net]
+width=3
+height=3
+channels=2
+batch=2
+time_steps=3
+subdivisions=1
+
+[convolutional]
+filters=2
+size=1
+activation=linear
+
+[lstm]
+batch_normalize=1
+output=5
+
+[lstm]
+output=4
+
+[connected]
+output=3
+activation=linear
+""",
 }
 
 

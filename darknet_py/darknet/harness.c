@@ -229,12 +229,21 @@ static int inner_layers(layer l, layer **out)
         out[n++] = l.uz; out[n++] = l.ur; out[n++] = l.uh;
 #endif
     }
+    if (l.type == LSTM) {
+#ifdef DPY_ALEXEYAB
+        out[n++] = l.wf; out[n++] = l.wi; out[n++] = l.wg; out[n++] = l.wo;
+        out[n++] = l.uf; out[n++] = l.ui; out[n++] = l.ug; out[n++] = l.uo;
+#else
+        out[n++] = l.wi; out[n++] = l.wf; out[n++] = l.wo; out[n++] = l.wg;
+        out[n++] = l.ui; out[n++] = l.uf; out[n++] = l.uo; out[n++] = l.ug;
+#endif
+    }
     return n;
 }
 
 static int has_recurrent(network *net)
 {
-    layer *inner[8];
+    layer *inner[16];
     int i;
     for (i = 0; i < net->n; ++i)
         if (inner_layers(net->layers[i], inner)) return 1;
@@ -247,7 +256,7 @@ static int has_recurrent(network *net)
 static void random_init_recurrent(network *net, int seed)
 {
     int i, j, k, m;
-    layer *inner[8];
+    layer *inner[16];
     srand(seed + 7919);
     for (i = 0; i < net->n; ++i) {
         layer top = net->layers[i];
