@@ -107,6 +107,48 @@ output=4
 output=3
 activation=linear
 """,
+    # 3x3 kernels (pjreddie always; AlexeyAB with size=3 pad=1 ... a 1x1 in its own corpus),
+    # BN inner layers, a shortcut state
+    # (the first 3x3 conv gives the network a workspace as large as pjreddie's [crnn] needs:
+    # it does not count its inner convolutions'; the 4 x 3 input: pjreddie swaps w and h)
+    "crnn": """[net]
+width=4
+height=3
+channels=4
+batch=2
+time_steps=3
+subdivisions=1
+
+[convolutional]
+filters=2
+size=3
+pad=1
+activation=linear
+
+[crnn]
+batch_normalize=1
+output_filters=3
+hidden_filters=4
+output=3
+hidden=4
+size=3
+pad=1
+activation=leaky
+
+[crnn]
+output_filters=2
+hidden_filters=2
+output=2
+hidden=2
+size=1
+pad=0
+shortcut=1
+activation=tanh
+
+[connected]
+output=3
+activation=linear
+""",
 }
 
 
