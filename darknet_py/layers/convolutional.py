@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import List
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -77,9 +78,30 @@ class ConvolutionalOptions:
             self.padding = self.size // 2
 
 
-_UNSUPPORTED = {"binary": 0, "xnor": 0, "flipped": 0, "antialiasing": 0,
+_UNSUPPORTED = {"binary": 0, "flipped": 0, "antialiasing": 0,
                 "share_index": -1000000000, "cbn": 0, "bin_output": 0, "sway": 0, "rotate": 0,
                 "stretch": 0, "stretch_sway": 0, "coordconv": 0}
+
+
+def xnor_binarize(weight: Tensor, x: Tensor) -> "tuple[Tensor, Tensor]":
+    """pjreddie's ``xnor=1`` on the CPU (forward_convolutional_layer): ``binarize_weights``
+    turns each filter into ``sign(w) * mean|w|`` (the mean a float32 sum over the filter's
+    ``c/groups*size*size`` weights in memory order, then divided by that count; ``w > 0`` is
+    +, zero and below -), ``binarize_cpu`` the whole input into +1 (``> 0``) / -1; then the
+    ordinary convolution runs on those (im2col pads with 0, not -1), then BN/bias and the
+    activation as without xnor. Returns (binary weights, binary input)."""
+    n = weight.shape[0]
+    flat = weight.detach().reshape(n, -1)
+    k = flat.shape[1]
+    if flat.device.type == "cpu" and flat.dtype == torch.float32:
+        sums = np.add.accumulate(np.abs(flat.numpy()), axis=1, dtype=np.float32)[:, -1]
+        mean = torch.from_numpy((sums / np.float32(k)).astype(np.float32))
+    else:
+        mean = flat.abs().sum(dim=1) / k
+    mean = mean.to(weight.dtype).view(n, 1, 1, 1)
+    binary_w = torch.where(weight > 0, mean, -mean)
+    binary_x = torch.where(x > 0, torch.ones_like(x), -torch.ones_like(x))
+    return binary_w, binary_x
 
 
 def _out_size(size_in: int, pad: int, size: int, stride: int) -> int:
@@ -109,6 +131,8 @@ class ConvolutionalLayer(DarknetLayer):
         self.dontloadscales = False
         #: a 1x1 kernel Darknet applies to its input read flat (see :func:`_flat_1x1`)
         self.flat_1x1 = False
+        #: pjreddie's xnor=1: binarized weights and input (see :func:`xnor_binarize`)
+        self.xnor = bool(opts.xnor)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -119,6 +143,9 @@ class ConvolutionalLayer(DarknetLayer):
             self.bias.zero_()
 
     def conv(self, x: Tensor, bias: "Tensor | None" = None) -> Tensor:
+        weight = self.weight
+        if self.xnor:
+            weight, x = xnor_binarize(weight, x)
         if self.flat_1x1:
             # gemm reads each group's c/groups x (h*w) input block as c/groups rows of
             # out_h*out_w values: a flat prefix of it, no stride, no padding
@@ -127,8 +154,8 @@ class ConvolutionalLayer(DarknetLayer):
             oh = _out_size(x.shape[2], self.padding, self.weight.shape[2], self.stride[0])
             ow = _out_size(x.shape[3], self.padding, self.weight.shape[3], self.stride[1])
             x = x.reshape(b, g, -1)[:, :, :(c // g) * oh * ow].reshape(b, c, oh, ow)
-            return F.conv2d(x, self.weight, bias, 1, 0, 1, self.groups)
-        return F.conv2d(x, self.weight, bias, self.stride, self.padding, self.dilation, self.groups)
+            return F.conv2d(x, weight, bias, 1, 0, 1, self.groups)
+        return F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, self.groups)
 
     def forward(self, x: Tensor, refs: List[Tensor]) -> Tensor:
         if self.bn is None:
@@ -190,6 +217,10 @@ def build(ctx: BuildContext) -> ConvolutionalLayer:
     for key, default in _UNSUPPORTED.items():
         r.check(getattr(o, key) == default,
                 f"{key}={getattr(o, key)} is not supported by darknet_py", key)
+    r.check(not o.xnor or ctx.dialect.name == "pjreddie",
+            "xnor=1 is not supported by darknet_py in AlexeyAB's dialect (its CPU forward either "
+            "runs bit-packed XNOR GEMMs after calculate_binary_weights, or, without them, "
+            "binarize_weights over the whole layer's weights per filter, past its buffer)", "xnor")
     r.check(o.filters > 0, f"filters must be > 0, got {o.filters}", "filters")
     r.check(o.size > 0, f"size must be > 0, got {o.size}", "size")
     r.check(o.stride_x > 0 and o.stride_y > 0, f"stride must be > 0, got {o.stride}", "stride")
