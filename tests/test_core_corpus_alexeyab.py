@@ -20,9 +20,8 @@ AlexeyAB's Darknet is what reads them, even the ones pjreddie's could too):
   contrastive, Gaussian_yolo).
 
 At the time of writing the cfgs that raise are: darknet53_448_xnor.cfg,
-tiny-yolo_xnor.cfg, yolov3-tiny_xnor.cfg and yolov1/xyolo.test.cfg (xnor=1);
-resnet152_trident.cfg (dilation=3 with padding=1: Darknet allocates a bigger
-output than its im2col fills); yolo9000.cfg ([region] tree=, the 9k hierarchy);
+tiny-yolo_xnor.cfg, yolov3-tiny_xnor.cfg and yolov1/xyolo.test.cfg (AlexeyAB's
+xnor=1); yolo9000.cfg ([region] tree=, the 9k hierarchy);
 cspx-p7-mish.cfg and cspx-p7-mish_hp.cfg (:data:`INCONSISTENT`).
 """
 from __future__ import annotations
@@ -77,7 +76,7 @@ SLOW = {
     "yolov2.cfg", "yolov2-voc.cfg", "yolo.2.0.cfg", "yolo-voc.2.0.cfg", "yolo.train.cfg",
     "yolo2.cfg", "yolo-coco.cfg", "yolo-small.cfg", "vgg-16.cfg", "strided.cfg",
     "extraction.cfg", "extraction.conv.cfg", "darknet19.cfg", "darknet19_448.cfg",
-    "resnet50.cfg", "resnet50_yolo.cfg", "yolov7-tiny.cfg",
+    "resnet50.cfg", "resnet50_yolo.cfg", "yolov7-tiny.cfg", "resnet152_trident.cfg",
 }
 
 

@@ -124,7 +124,8 @@ class ConvolutionalLayer(DarknetLayer):
         self.bn = BatchNorm(n, dialect) if opts.batch_normalize else None
         self.dialect_name = dialect.name
         self.stride = (opts.stride_y, opts.stride_x)
-        self.padding = opts.padding
+        #: AlexeyAB's im2col_cpu_ext pads by padding*dilation (dilation is AlexeyAB's only)
+        self.padding = opts.padding * opts.dilation
         self.groups = opts.groups
         self.dilation = opts.dilation
         #: Darknet's per-layer ``dontloadscales``: the .weights file lacks this layer's BN values.
@@ -241,13 +242,19 @@ def build(ctx: BuildContext) -> ConvolutionalLayer:
     out = Shape(o.filters, _out_size(h_in, o.padding, o.size, o.stride_y),
                 _out_size(w_in, o.padding, o.size, o.stride_x))
     if o.dilation > 1:
+        # AlexeyAB sizes the output without the dilation but runs im2col_cpu_ext with
+        # padding*dilation: the two agree exactly when (dilation-1)*(2*padding-size+1) == 0
+        # (pad=1 with an odd size, as every dilated conv of its corpus); otherwise gemm reads
+        # the workspace with another row length than im2col wrote it
         span = o.dilation * (o.size - 1) + 1
-        torch_h = (h_in + 2 * o.padding - span) // o.stride_y + 1
-        torch_w = (w_in + 2 * o.padding - span) // o.stride_x + 1
-        r.check((torch_h, torch_w) == (out.h, out.w),
-                f"dilation={o.dilation} with size={o.size} and padding={o.padding} gives a "
-                f"{torch_w}x{torch_h} output where Darknet allocates {out.w}x{out.h}; "
-                f"not supported", "dilation")
+        pad = o.padding * o.dilation
+        im2col_h = (h_in + 2 * pad - span) // o.stride_y + 1
+        im2col_w = (w_in + 2 * pad - span) // o.stride_x + 1
+        r.check((im2col_h, im2col_w) == (out.h, out.w),
+                f"dilation={o.dilation} with size={o.size} and padding={o.padding}: AlexeyAB's "
+                f"im2col (padding*dilation) fills {im2col_w}x{im2col_h} columns where it "
+                f"allocates a {out.w}x{out.h} output and reads its workspace as such; "
+                f"not supported (use pad=1 with an odd size)", "dilation")
     layer = ConvolutionalLayer(ctx.index, ctx.input_shape, check_shape(ctx, out), o, ctx.dialect)
     layer.flat_1x1 = _flat_1x1(ctx, o, out)
     return layer
