@@ -197,3 +197,22 @@ def test_recurrent_forward_matches_darknet(fork, kind, request, tmp_path):
 
 
 FORK_ONLY: dict = {}
+
+
+@pytest.mark.parametrize("name", ["rnn.cfg", "gru.cfg"])
+def test_corpus_recurrent_cfg_matches_pjreddie_darknet(name, darknet_pjreddie, tmp_path):
+    """pjreddie's own rnn.cfg / gru.cfg (256 inputs, 1024 / 256 wide, time_steps=1) through the
+    bridge's forward mode: every layer, and the .weights size Darknet writes for them.
+    (AlexeyAB's parser dies on these flat-only cfgs, see the module doc.)"""
+    from conftest import reference_root
+    from darknet_py.compare import compare_case
+    from darknet_py.darknet import dump_case
+    cfg = reference_root() / "cfg" / "pjreddie" / name
+    case = dump_case(darknet_pjreddie, cfg, mode="forward", seed=2, out_dir=tmp_path / "case")
+    report = compare_case(case)
+    assert report.ok, str(report)
+    assert report.worst is not None and report.worst.max_rel < TOLERANCE
+    model = load(cfg, dialect="pjreddie", warn_unused=False)
+    floats = sum(t.numel() for layer in model.layers for t in layer.weight_tensors())
+    header = 20  # major, minor, revision (int32), seen (size_t: minor 2)
+    assert (case / "weights.weights").stat().st_size == header + 4 * floats
