@@ -9,6 +9,7 @@ import warnings
 import pytest
 import torch
 
+from darknet_py import CfgError
 from darknet_py.cfg import parse_cfg
 from darknet_py.model import Darknet
 
@@ -134,3 +135,25 @@ def test_crnn_by_hand(dialect):
     s1 = leaky(2.0 * -1.0) + leaky(0.0)                 # x = -1
     s2 = leaky(2.0 * 3.0) + leaky(0.5 * s1)             # x = 3
     assert run(m, [-1.0, 3.0]) == pytest.approx([leaky(s1), leaky(s2)])
+
+
+def test_pjreddie_crnn_swaps_width_and_height_and_warns():
+    from darknet_py.errors import CfgWarning
+    text = ("[net]\nwidth=4\nheight=3\nchannels=1\n[crnn]\noutput_filters=2\nhidden_filters=2\n")
+    with pytest.warns(CfgWarning, match="swaps width and height"):
+        pj = Darknet(parse_cfg(text), "pjreddie", warn_unused=False)
+    assert tuple(pj.layers[0].out_shape) == (2, 4, 3)      # Darknet's out_h = the width
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CfgWarning)
+        ab = Darknet(parse_cfg(text.replace("_filters", "") + "pad=1\n"), "alexeyab", warn_unused=False)
+    assert tuple(ab.layers[0].out_shape) == (2, 3, 4)
+    # AlexeyAB's default size=3 with pad=0 would shrink the image below the state's size
+    with pytest.raises(CfgError, match="read past its buffers"):
+        Darknet(parse_cfg(text.replace("_filters", "")), "alexeyab", warn_unused=False)
+
+
+@pytest.mark.parametrize("section", ["[rnn]\noutput=3\n", "[gru]\noutput=3\n", "[lstm]\noutput=3\n"])
+def test_recurrent_table_lines_list_the_inner_layers(section):
+    m = net("[net]\ninputs=2\n" + section)
+    lines = "\n".join(m.layer_table())
+    assert "Layer: 2 inputs, 3 outputs" in lines and "\t\tconnected" in lines
