@@ -342,9 +342,13 @@ def compare_case(folder: "os.PathLike[str] | str", weights: "os.PathLike[str] | 
     from . import load
     model = load(case.cfg, path, dialect=case.dialect, warn_unused=False).to(device).eval()
     x = torch.from_numpy(_load_npy(case.folder / "input.npy")).to(device)
+    if x.dim() == 1:  # the flat input of a [net] inputs= cfg: one row
+        x = x.view(1, -1)
+    # the float64 twin first: it copies the model before the model's own run, so layers that
+    # keep a state between calls ([rnn] & co) start both runs from the same (zero) state
+    outs64 = layer_outputs64(model, x)
     with torch.no_grad():
         outs = model.layer_outputs(x)
-    outs64 = layer_outputs64(model, x)
     report = CompareReport(case.name, case.mode, tolerance, strict=strict, floor_factor=floor_factor)
     wanted = range(len(outs)) if layers is None else layers
     for i in wanted:

@@ -410,6 +410,12 @@ class Darknet(nn.Module):
         return [o.reshape(o.shape[0], -1) if self.layers[i].flat else o
                 for i, o in enumerate(outs)]
 
+    def reset_state(self) -> None:
+        """Zero the state recurrent layers keep from one inference forward to the next
+        (as a freshly parsed Darknet network starts)."""
+        for layer in self.layers:
+            layer.reset_state()
+
     # -- .weights --------------------------------------------------------------------
     def load_weights(self, path: "os.PathLike[str] | str", upto: Optional[int] = None) -> None:
         """Load a .weights file, or official weights by name (:func:`darknet_py.zoo.resolve`)."""

@@ -127,6 +127,10 @@ class DarknetLayer(nn.Module):
         raise ResizeError(f"layer {self.index} [{self.kind}] cannot be resized (its weights "
                           f"or Darknet's resize_network fix its input size)")
 
+    def reset_state(self) -> None:
+        """Forget the state a recurrent layer keeps between inference calls (Darknet's
+        ``l.state``); nothing for the others."""
+
     def weight_tensors(self) -> List[Tensor]:
         """Parameters/buffers in the order a .weights file stores them (none by default)."""
         return []

@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import List
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -77,9 +78,30 @@ class ConvolutionalOptions:
             self.padding = self.size // 2
 
 
-_UNSUPPORTED = {"binary": 0, "xnor": 0, "flipped": 0, "antialiasing": 0,
+_UNSUPPORTED = {"binary": 0, "flipped": 0, "antialiasing": 0,
                 "share_index": -1000000000, "cbn": 0, "bin_output": 0, "sway": 0, "rotate": 0,
                 "stretch": 0, "stretch_sway": 0, "coordconv": 0}
+
+
+def xnor_binarize(weight: Tensor, x: Tensor) -> "tuple[Tensor, Tensor]":
+    """pjreddie's ``xnor=1`` on the CPU (forward_convolutional_layer): ``binarize_weights``
+    turns each filter into ``sign(w) * mean|w|`` (the mean a float32 sum over the filter's
+    ``c/groups*size*size`` weights in memory order, then divided by that count; ``w > 0`` is
+    +, zero and below -), ``binarize_cpu`` the whole input into +1 (``> 0``) / -1; then the
+    ordinary convolution runs on those (im2col pads with 0, not -1), then BN/bias and the
+    activation as without xnor. Returns (binary weights, binary input)."""
+    n = weight.shape[0]
+    flat = weight.detach().reshape(n, -1)
+    k = flat.shape[1]
+    if flat.device.type == "cpu" and flat.dtype == torch.float32:
+        sums = np.add.accumulate(np.abs(flat.numpy()), axis=1, dtype=np.float32)[:, -1]
+        mean = torch.from_numpy((sums / np.float32(k)).astype(np.float32))
+    else:
+        mean = flat.abs().sum(dim=1) / k
+    mean = mean.to(weight.dtype).view(n, 1, 1, 1)
+    binary_w = torch.where(weight > 0, mean, -mean)
+    binary_x = torch.where(x > 0, torch.ones_like(x), -torch.ones_like(x))
+    return binary_w, binary_x
 
 
 def _out_size(size_in: int, pad: int, size: int, stride: int) -> int:
@@ -103,7 +125,7 @@ class ConvolutionalLayer(DarknetLayer):
         self.bn = BatchNorm(n, dialect) if opts.batch_normalize else None
         self.dialect_name = dialect.name
         self.stride = (opts.stride_y, opts.stride_x)
-        # im2col_cpu_ext pads by l.pad * l.dilation (AlexeyAB; dilation is 1 elsewhere)
+        #: AlexeyAB's im2col_cpu_ext pads by padding*dilation (dilation is AlexeyAB's only)
         self.padding = opts.padding * opts.dilation
         self.groups = opts.groups
         self.dilation = opts.dilation
@@ -111,6 +133,8 @@ class ConvolutionalLayer(DarknetLayer):
         self.dontloadscales = False
         #: a 1x1 kernel Darknet applies to its input read flat (see :func:`_flat_1x1`)
         self.flat_1x1 = False
+        #: pjreddie's xnor=1: binarized weights and input (see :func:`xnor_binarize`)
+        self.xnor = bool(opts.xnor)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -121,6 +145,9 @@ class ConvolutionalLayer(DarknetLayer):
             self.bias.zero_()
 
     def conv(self, x: Tensor, bias: "Tensor | None" = None) -> Tensor:
+        weight = self.weight
+        if self.xnor:
+            weight, x = xnor_binarize(weight, x)
         if self.flat_1x1:
             # gemm reads each group's c/groups x (h*w) input block as c/groups rows of
             # out_h*out_w values: a flat prefix of it, no stride, no padding
@@ -129,8 +156,8 @@ class ConvolutionalLayer(DarknetLayer):
             oh = _out_size(x.shape[2], self.padding, self.weight.shape[2], self.stride[0])
             ow = _out_size(x.shape[3], self.padding, self.weight.shape[3], self.stride[1])
             x = x.reshape(b, g, -1)[:, :, :(c // g) * oh * ow].reshape(b, c, oh, ow)
-            return F.conv2d(x, self.weight, bias, 1, 0, 1, self.groups)
-        return F.conv2d(x, self.weight, bias, self.stride, self.padding, self.dilation, self.groups)
+            return F.conv2d(x, weight, bias, 1, 0, 1, self.groups)
+        return F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, self.groups)
 
     def forward(self, x: Tensor, refs: List[Tensor]) -> Tensor:
         if self.bn is None:
@@ -192,6 +219,10 @@ def build(ctx: BuildContext) -> ConvolutionalLayer:
     for key, default in _UNSUPPORTED.items():
         r.check(getattr(o, key) == default,
                 f"{key}={getattr(o, key)} is not supported by darknet_py", key)
+    r.check(not o.xnor or ctx.dialect.name == "pjreddie",
+            "xnor=1 is not supported by darknet_py in AlexeyAB's dialect (its CPU forward either "
+            "runs bit-packed XNOR GEMMs after calculate_binary_weights, or, without them, "
+            "binarize_weights over the whole layer's weights per filter, past its buffer)", "xnor")
     r.check(o.filters > 0, f"filters must be > 0, got {o.filters}", "filters")
     r.check(o.size > 0, f"size must be > 0, got {o.size}", "size")
     r.check(o.stride_x > 0 and o.stride_y > 0, f"stride must be > 0, got {o.stride}", "stride")
@@ -212,16 +243,19 @@ def build(ctx: BuildContext) -> ConvolutionalLayer:
     out = Shape(o.filters, _out_size(h_in, o.padding, o.size, o.stride_y),
                 _out_size(w_in, o.padding, o.size, o.stride_x))
     if o.dilation > 1:
-        # forward_convolutional_layer pads by pad*dilation in im2col_cpu_ext, but the output
-        # is sized with pad alone (convolutional_out_height)
+        # AlexeyAB sizes the output without the dilation but runs im2col_cpu_ext with
+        # padding*dilation: the two agree exactly when (dilation-1)*(2*padding-size+1) == 0
+        # (pad=1 with an odd size, as every dilated conv of its corpus); otherwise gemm reads
+        # the workspace with another row length than im2col wrote it
         span = o.dilation * (o.size - 1) + 1
         pad = o.padding * o.dilation
-        torch_h = (h_in + 2 * pad - span) // o.stride_y + 1
-        torch_w = (w_in + 2 * pad - span) // o.stride_x + 1
-        r.check((torch_h, torch_w) == (out.h, out.w),
-                f"dilation={o.dilation} with size={o.size} and padding={o.padding} gives a "
-                f"{torch_w}x{torch_h} output where Darknet allocates {out.w}x{out.h}; "
-                f"not supported", "dilation")
+        im2col_h = (h_in + 2 * pad - span) // o.stride_y + 1
+        im2col_w = (w_in + 2 * pad - span) // o.stride_x + 1
+        r.check((im2col_h, im2col_w) == (out.h, out.w),
+                f"dilation={o.dilation} with size={o.size} and padding={o.padding}: AlexeyAB's "
+                f"im2col (padding*dilation) fills {im2col_w}x{im2col_h} columns where it "
+                f"allocates a {out.w}x{out.h} output and reads its workspace as such; "
+                f"not supported (use pad=1 with an odd size)", "dilation")
     layer = ConvolutionalLayer(ctx.index, ctx.input_shape, check_shape(ctx, out), o, ctx.dialect)
     layer.flat_1x1 = _flat_1x1(ctx, o, out)
     return layer
