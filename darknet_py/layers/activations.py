@@ -162,8 +162,23 @@ def names() -> list:
     return sorted(_ACTIVATIONS)
 
 
-def get(name: str) -> ActivationFn:
-    """The activation called ``name``; KeyError for names Darknet does not know."""
+def _tanh_alexeyab(x: Tensor) -> Tensor:
+    # AlexeyAB's activations.h tanh_activate: 2/(1+expf(-2x)) - 1 in float, which cancels for
+    # tiny |x| (1e-4: ~1e-3 relative); pjreddie's (exp(2x)-1)/(exp(2x)+1) in double is exact
+    return 2.0 / (1.0 + torch.exp(-2.0 * x)) - 1.0
+
+
+#: per-dialect formulas that differ from the shared one
+_DIALECT_ACTIVATIONS: Dict[str, Dict[str, ActivationFn]] = {"alexeyab": {"tanh": _tanh_alexeyab}}
+
+
+def get(name: str, dialect: "object | None" = None) -> ActivationFn:
+    """The activation called ``name`` (as ``dialect`` computes it, when given); KeyError for
+    names Darknet does not know."""
+    if dialect is not None:
+        fn = _DIALECT_ACTIVATIONS.get(str(dialect), {}).get(name)
+        if fn is not None:
+            return fn
     return _ACTIVATIONS[name]
 
 

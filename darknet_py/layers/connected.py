@@ -57,7 +57,7 @@ class ConnectedLayer(DarknetLayer):
         self.inputs = inputs
         self.outputs = opts.output
         self.activation = opts.activation
-        self._act = activations.get(opts.activation)
+        self._act = activations.get(opts.activation, dialect)
         self.weight = nn.Parameter(torch.zeros(opts.output, inputs))
         self.bias = nn.Parameter(torch.zeros(opts.output))
         self.bn = BatchNorm(opts.output, dialect) if opts.batch_normalize else None

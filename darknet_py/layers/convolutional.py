@@ -118,7 +118,7 @@ class ConvolutionalLayer(DarknetLayer):
         super().__init__(index, out_shape)
         self.opts = opts
         self.activation = opts.activation
-        self._act = activations.get(opts.activation)
+        self._act = activations.get(opts.activation, dialect)
         n, c, k = opts.filters, in_shape.c, opts.size
         self.weight = nn.Parameter(torch.zeros(n, c // opts.groups, k, k))
         self.bias = nn.Parameter(torch.zeros(n))

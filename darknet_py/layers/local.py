@@ -57,14 +57,15 @@ class LocalLayer(DarknetLayer):
     kind = "local"
     channels_key = "filters"
 
-    def __init__(self, index: int, in_shape: Shape, out_shape: Shape, opts: LocalOptions) -> None:
+    def __init__(self, index: int, in_shape: Shape, out_shape: Shape, opts: LocalOptions,
+                 dialect=None) -> None:
         super().__init__(index, out_shape)
         self.opts = opts
         self.size = opts.size
         self.stride = opts.stride
         self.pad = opts.pad
         self.activation = opts.activation
-        self._act = activations.get(opts.activation)
+        self._act = activations.get(opts.activation, dialect)
         locations = out_shape.h * out_shape.w
         k = in_shape.c * opts.size * opts.size
         self.weight = nn.Parameter(torch.zeros(locations, opts.filters, k))
@@ -120,4 +121,4 @@ def build(ctx: BuildContext) -> LocalLayer:
             f"(local_out_height) but im2col makes {cols_w}x{cols_h} columns; Darknet would "
             f"read past its buffers (use pad=0, or pad=(size-1)/2 with an odd size)", "pad")
     ctx.check_weights(out.h * out.w * o.filters * i.c * o.size * o.size, "filters")
-    return LocalLayer(ctx.index, i, out, o)
+    return LocalLayer(ctx.index, i, out, o, ctx.dialect)

@@ -53,7 +53,7 @@ class ShortcutLayer(DarknetLayer):
                  opts: ShortcutOptions, alexeyab: bool) -> None:
         super().__init__(index, out_shape, refs)
         self.activation = opts.activation
-        self._act = activations.get(opts.activation)
+        self._act = activations.get(opts.activation, "alexeyab" if alexeyab else "pjreddie")
         self.alpha, self.beta = opts.alpha, opts.beta
         self.alexeyab = alexeyab
         self.ref_shapes = [Shape(*s) for s in ref_shapes]
