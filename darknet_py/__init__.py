@@ -38,9 +38,17 @@ def load(cfg: "os.PathLike[str] | str", weights: "os.PathLike[str] | str | None"
         if found is None and weights is not None:
             found = ALEXEYAB if read_header(weights).revision > 0 else PJREDDIE
         dialect = found or PJREDDIE
-    model = Darknet(sections, dialect, warn_unused=warn_unused, limits=limits)
-    if weights is not None:
-        model.load_weights(weights, upto=upto)
+    if weights is None:
+        return Darknet(sections, dialect, warn_unused=warn_unused, limits=limits)
+    from .layers.base import uninitialised
+    from .weights import load_weights, uncovered_layers
+    # no random init that the file overwrites: parameters stay torch.empty (untouched
+    # memory) until the load rebinds them to the file's floats, read once
+    with uninitialised():
+        model = Darknet(sections, dialect, warn_unused=warn_unused, limits=limits)
+    for index in uncovered_layers(model, upto):
+        model.layers[index].reset_parameters()
+    load_weights(model, weights, upto=upto)
     return model
 
 

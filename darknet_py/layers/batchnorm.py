@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from ..dialect import Dialect
-from .base import BuildContext, DarknetLayer, Shape
+from .base import BuildContext, DarknetLayer, Shape, filled
 from .registry import register
 
 
@@ -49,9 +49,16 @@ class BatchNorm(nn.Module):
     def __init__(self, channels: int, dialect: Dialect) -> None:
         super().__init__()
         self.dialect = dialect
-        self.scales = nn.Parameter(torch.ones(channels))
-        self.register_buffer("rolling_mean", torch.zeros(channels))
-        self.register_buffer("rolling_variance", torch.ones(channels))
+        self.scales = nn.Parameter(filled(channels, value=1.0))
+        self.register_buffer("rolling_mean", filled(channels))
+        self.register_buffer("rolling_variance", filled(channels, value=1.0))
+
+    def reset_parameters(self) -> None:
+        """Neutral: scales 1, rolling mean 0, rolling variance 1."""
+        with torch.no_grad():
+            self.scales.fill_(1.0)
+            self.rolling_mean.zero_()
+            self.rolling_variance.fill_(1.0)
 
     def forward(self, x: Tensor) -> Tensor:
         if self.training:
@@ -95,6 +102,9 @@ class BatchnormLayer(DarknetLayer):
 
     def weight_tensors(self) -> List[Tensor]:
         return self.bn.weight_tensors()
+
+    def reset_parameters(self) -> None:
+        self.bn.reset_parameters()
 
     def table_line(self, in_shape: Shape) -> str:
         return f"Batch Normalization Layer: {in_shape.w} x {in_shape.h} x {in_shape.c} image"

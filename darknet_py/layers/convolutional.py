@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from ..cfg.options import option
 from . import activations
-from .base import BuildContext, DarknetLayer, Shape, check_shape, table_shape
+from .base import BuildContext, DarknetLayer, Shape, check_shape, filled, initialising, table_shape
 from .batchnorm import BatchNorm
 from .registry import register
 
@@ -96,8 +96,8 @@ class ConvolutionalLayer(DarknetLayer):
         self.activation = opts.activation
         self._act = activations.get(opts.activation)
         n, c, k = opts.filters, in_shape.c, opts.size
-        self.weight = nn.Parameter(torch.zeros(n, c // opts.groups, k, k))
-        self.bias = nn.Parameter(torch.zeros(n))
+        self.weight = nn.Parameter(filled(n, c // opts.groups, k, k))
+        self.bias = nn.Parameter(filled(n))
         self.bn = BatchNorm(n, dialect) if opts.batch_normalize else None
         self.stride = (opts.stride_y, opts.stride_x)
         self.padding = opts.padding
@@ -105,7 +105,8 @@ class ConvolutionalLayer(DarknetLayer):
         self.dilation = opts.dilation
         #: Darknet's per-layer ``dontloadscales``: the .weights file lacks this layer's BN values.
         self.dontloadscales = False
-        self.reset_parameters()
+        if initialising():
+            self.reset_parameters()
 
     def reset_parameters(self) -> None:
         """Darknet's init: weights ~ sqrt(2/(size*size*c/groups)) * N(0,1); BN neutral."""
@@ -113,6 +114,8 @@ class ConvolutionalLayer(DarknetLayer):
         with torch.no_grad():
             self.weight.normal_(0.0, (2.0 / fan_in) ** 0.5)
             self.bias.zero_()
+        if self.bn is not None:
+            self.bn.reset_parameters()
 
     def conv(self, x: Tensor) -> Tensor:
         return F.conv2d(x, self.weight, None, self.stride, self.padding, self.dilation, self.groups)

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from ..cfg.options import option
 from . import activations
-from .base import BuildContext, DarknetLayer, Shape, table_shape
+from .base import BuildContext, DarknetLayer, Shape, filled, table_shape
 from .registry import register
 
 WEIGHTS_TYPES = {"none": 0, "per_feature": 1, "per_layer": 1, "per_channel": 2}
@@ -60,7 +60,7 @@ class ShortcutLayer(DarknetLayer):
         self.normalization = NORMALIZATIONS[opts.weights_normalization]
         n_inputs = len(refs) + 1
         per = {0: 0, 1: 1, 2: out_shape.c}[self.weights_type]
-        self.weights = nn.Parameter(torch.ones(n_inputs * per)) if per else None
+        self.weights = nn.Parameter(filled(n_inputs * per, value=1.0)) if per else None
 
     # -- pjreddie -------------------------------------------------------------
     def _pjreddie(self, x: Tensor, add: Tensor) -> Tensor:
@@ -112,6 +112,11 @@ class ShortcutLayer(DarknetLayer):
 
     def weight_tensors(self) -> List[Tensor]:
         return [] if self.weights is None else [self.weights]
+
+    def reset_parameters(self) -> None:
+        if self.weights is not None:
+            with torch.no_grad():
+                self.weights.fill_(1.0)
 
     def describe(self, in_shape: Shape) -> str:
         return " " + " ".join(str(i) for i in self.refs)
