@@ -16,7 +16,7 @@ from .dialect import ALEXEYAB, PJREDDIE, Dialect, get_dialect
 from .errors import CfgError, CfgWarning, DarknetError, DataError, WeightsError
 from .limits import Limits
 from .model import Darknet, detect_dialect
-from . import zoo
+from . import fast, zoo
 
 __version__ = "0.1.0"
 
@@ -53,4 +53,4 @@ def load(cfg: "os.PathLike[str] | str", weights: "os.PathLike[str] | str | None"
 
 
 __all__ = ["ALEXEYAB", "CfgError", "CfgWarning", "Darknet", "DarknetError", "DataError",
-           "Dialect", "PJREDDIE", "WeightsError", "get_dialect", "load", "read_cfg", "zoo"]
+           "Dialect", "PJREDDIE", "WeightsError", "fast", "get_dialect", "load", "read_cfg", "zoo"]

@@ -224,8 +224,11 @@ def detection_checks(case: Case, model: Darknet, heads: Sequence[torch.Tensor]) 
 
 def compare_case(folder: "os.PathLike[str] | str", weights: "os.PathLike[str] | str | None" = None,
                  tolerance: float = DEFAULT_TOLERANCE, device: "str | torch.device" = "cpu",
-                 layers: Optional[Sequence[int]] = None) -> CompareReport:
-    """Run the case's cfg/weights/input and compare with every dumped layer."""
+                 layers: Optional[Sequence[int]] = None, fast: bool = True) -> CompareReport:
+    """Run the case's cfg/weights/input and compare with every dumped layer.
+
+    ``fast=False`` runs the plain path (Darknet's operation order) instead of the
+    inference fast path (:mod:`darknet_py.fast`)."""
     case = load_case(folder)
     if case.mode not in ("forward", "detect"):
         raise DataError(f"mode {case.mode!r} cases are not supported by compare yet "
@@ -238,6 +241,7 @@ def compare_case(folder: "os.PathLike[str] | str", weights: "os.PathLike[str] | 
                         f"pass --weights", file=case.folder)
     from . import load
     model = load(case.cfg, path, dialect=case.dialect, warn_unused=False).to(device).eval()
+    model.fast = fast
     x = torch.from_numpy(_load_npy(case.folder / "input.npy")).to(device)
     with torch.no_grad():
         outs = model.layer_outputs(x)

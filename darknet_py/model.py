@@ -29,6 +29,7 @@ from .cfg.options import OptionReader, dialect_keys
 from .cfg.reader import Section, read_cfg
 from .dialect import ALEXEYAB, PJREDDIE, Dialect, get_dialect
 from .errors import CfgError, CfgWarning
+from . import fast as _fast
 from . import limits as _limits
 from .layers import activations
 from .layers.base import BuildContext, CommonOptions, DarknetLayer, Shape
@@ -111,6 +112,11 @@ class Darknet(nn.Module):
 
     #: let CUDA use TF32 for speed (outputs then drift ~1e-3 from Darknet); off by default.
     allow_tf32: bool = False
+    #: take the inference fast path in eval mode without gradients (:mod:`darknet_py.fast`);
+    #: False forces the plain path, as does ``with darknet_py.fast.plain():``.
+    fast: bool = True
+    #: memory layout of the fast path (None: the input's; or torch.channels_last)
+    fast_layout: Optional[torch.memory_format] = None
 
     def __init__(self, sections: Sequence[Section], dialect: "str | Dialect | None" = "auto",
                  *, warn_unused: bool = True, limits: Optional[Limits] = None) -> None:
@@ -255,13 +261,18 @@ class Darknet(nn.Module):
     def _run_layers(self, x: Tensor, upto: Optional[int], keep_all: bool) -> List[Tensor]:
         saved: Dict[int, Tensor] = {}
         kept: List[Tensor] = []
-        out = final = x
+        fast = _fast.enabled(self)
+        if fast:
+            x = _fast.prepare(self, x)
+        out = final = first = x
         last = len(self.layers) - 1 if upto is None else upto
         output_index = self.output_index if upto is None else upto
+        reuse = False  # may layer i overwrite x (the previous output)? never the caller's input
         for i, layer in enumerate(self.layers):
             if i > last:
                 break
-            out = layer(x, [saved[r] for r in layer.refs])
+            refs = [saved[r] for r in layer.refs]
+            out = layer.infer(x, refs, reuse) if fast else layer(x, refs)
             if i <= output_index:
                 final = out
             # a flat output (softmax) reaches later layers as its c x h x w
@@ -275,9 +286,12 @@ class Darknet(nn.Module):
             for r in layer.refs:
                 if self._last_use[r] == i:
                     saved.pop(r, None)
+            # overwriting out in layer i+1 is safe only if no one else holds its memory
+            reuse = (fast and not keep_all and i not in self._last_use and i not in self.heads
+                     and i != output_index and _fast.owns(out, first, kept, saved.values()))
         if not keep_all and (not self.heads or upto is not None):
             kept.append(final)
-        return kept
+        return _fast.finish(kept) if fast else kept
 
     def forward(self, x: Tensor) -> Union[Tensor, List[Tensor]]:
         """Outputs of the detection heads (a list) if there are any, else the network's

@@ -8,7 +8,7 @@ from .. import compare
 
 def _run(args: argparse.Namespace) -> int:
     report = compare.compare_case(args.case, weights=args.weights, tolerance=args.tolerance,
-                                  device=args.device)
+                                  device=args.device, fast=not args.plain)
     for line in report.lines():
         print(line)
     return 0 if report.ok else 1
@@ -21,4 +21,7 @@ def register(sub) -> None:
     p.add_argument("--tolerance", type=float, default=compare.DEFAULT_TOLERANCE,
                    help="max error relative to each layer's max |value| (default %(default)g)")
     p.add_argument("--device", default="cpu", help="torch device (default %(default)s)")
+    p.add_argument("--plain", action="store_true",
+                   help="run the plain path (Darknet's operation order, no batchnorm folding) "
+                        "instead of the inference fast path")
     p.set_defaults(func=_run)

@@ -108,6 +108,12 @@ class DarknetLayer(nn.Module):
     def forward(self, x: Tensor, refs: List[Tensor]) -> Tensor:  # pragma: no cover
         raise NotImplementedError
 
+    def infer(self, x: Tensor, refs: List[Tensor], reuse: bool) -> Tensor:
+        """Inference fast path (eval mode, no gradients; see :mod:`darknet_py.fast`): the
+        output of :meth:`forward` up to float rounding. ``reuse``: ``x`` is nobody else's
+        and may be overwritten. The default is :meth:`forward` itself."""
+        return self.forward(x, refs)
+
     def weight_tensors(self) -> List[Tensor]:
         """Parameters/buffers in the order a .weights file stores them (none by default)."""
         return []

@@ -71,14 +71,26 @@ class BatchNorm(nn.Module):
             mean, var = self.rolling_mean, self.rolling_variance
         return normalize(x, mean, var, self.dialect) * _c(self.scales)
 
+    def std(self) -> Tensor:
+        """The divisor of inference BN, with the dialect's epsilon placement."""
+        if self.dialect.bn_eps_inside_sqrt:
+            return torch.sqrt(self.rolling_variance + self.dialect.bn_eps)
+        return torch.sqrt(self.rolling_variance) + self.dialect.bn_eps
+
     def inference_(self, x: Tensor) -> Tensor:
         """Inference BN *in place* on a tensor nobody else holds (no autograd): the same
         operations in the same order as :meth:`forward`, without three temporaries."""
-        if self.dialect.bn_eps_inside_sqrt:
-            std = torch.sqrt(self.rolling_variance + self.dialect.bn_eps)
-        else:
-            std = torch.sqrt(self.rolling_variance) + self.dialect.bn_eps
-        return x.sub_(_c(self.rolling_mean)).div_(_c(std)).mul_(_c(self.scales))
+        return x.sub_(_c(self.rolling_mean)).div_(_c(self.std())).mul_(_c(self.scales))
+
+    def fold(self, weight: Tensor, bias: Tensor) -> "tuple[Tensor, Tensor]":
+        """(weight, bias) of a layer followed by this BN and then + bias, as one affine map:
+        ``weight * s`` and ``bias - mean * s`` with ``s = scales / std`` per output channel
+        (dimension 0 of ``weight``), computed in float64 and rounded once."""
+        s = self.scales.double() / self.std().double()
+        shape = (-1,) + (1,) * (weight.dim() - 1)
+        w = (weight.double() * s.view(shape)).to(weight.dtype).contiguous()
+        b = (bias.double() - self.rolling_mean.double() * s).to(bias.dtype)
+        return w, b
 
     def weight_tensors(self) -> List[Tensor]:
         return [self.scales, self.rolling_mean, self.rolling_variance]

@@ -82,6 +82,17 @@ _UNSUPPORTED = {"binary": 0, "xnor": 0, "flipped": 0, "antialiasing": 0,
                 "stretch": 0, "stretch_sway": 0, "coordconv": 0}
 
 
+#: oneDNN's convolution with the bias and an activation fused as post-ops (what
+#: torch.compile's CPU backend emits); None where this build of torch lacks it
+try:
+    _CONV_POINTWISE = torch.ops.mkldnn._convolution_pointwise.default
+except (AttributeError, RuntimeError):  # pragma: no cover
+    _CONV_POINTWISE = None
+#: activations oneDNN applies in the same pass, with Darknet's constants
+_FUSED_ACTIVATIONS = {"linear": ("none", []), "leaky": ("leaky_relu", [0.1]),
+                      "revleaky": ("leaky_relu", [0.1]), "relu": ("relu", [])}
+
+
 def _out_size(size_in: int, pad: int, size: int, stride: int) -> int:
     return (size_in + 2 * pad - size) // stride + 1
 
@@ -105,6 +116,7 @@ class ConvolutionalLayer(DarknetLayer):
         self.dilation = opts.dilation
         #: Darknet's per-layer ``dontloadscales``: the .weights file lacks this layer's BN values.
         self.dontloadscales = False
+        self._folded: "tuple | None" = None  # (key, weight, bias) of fold()
         if initialising():
             self.reset_parameters()
 
@@ -131,6 +143,34 @@ class ConvolutionalLayer(DarknetLayer):
             else:  # plain inference: y is ours alone, so BN and bias may work in place
                 y = self.bn.inference_(y).add_(self.bias.view(1, -1, 1, 1))
         return self._act(y)
+
+    def fold(self) -> "tuple[Tensor, Tensor]":
+        """(weight, bias) with the inference batchnorm folded in (:meth:`BatchNorm.fold`);
+        cached until a parameter changes (storage or version)."""
+        sources = [self.weight, self.bias] + (self.bn.weight_tensors() if self.bn else [])
+        key = tuple((t.data_ptr(), t._version, t.dtype, t.device) for t in sources)
+        if self._folded is None or self._folded[0] != key:
+            with torch.no_grad():
+                if self.bn is None:
+                    w, b = self.weight.detach(), self.bias.detach()
+                else:
+                    w, b = self.bn.fold(self.weight.detach(), self.bias.detach())
+            self._folded = (key, w, b)
+        return self._folded[1], self._folded[2]
+
+    def infer(self, x: Tensor, refs: List[Tensor], reuse: bool) -> Tensor:
+        w, b = self.fold()
+        fused = _FUSED_ACTIVATIONS.get(self.activation)
+        if (fused is not None and _CONV_POINTWISE is not None and x.device.type == "cpu"
+                and x.dtype == torch.float32 and torch.backends.mkldnn.is_available()
+                and torch.backends.mkldnn.enabled):
+            # one oneDNN pass: conv + bias + activation (1x1 convolutions also skip
+            # aten's slower non-oneDNN kernel)
+            p, d = [self.padding] * 2, [self.dilation] * 2
+            return _CONV_POINTWISE(x, w, b, p, list(self.stride), d, self.groups, fused[0],
+                                   fused[1], None)
+        y = F.conv2d(x, w, b, self.stride, self.padding, self.dilation, self.groups)
+        return activations.activate_(y, self.activation)
 
     def weight_tensors(self) -> List[Tensor]:
         tensors: List[Tensor] = [self.bias]

@@ -86,11 +86,15 @@ class MaxpoolOptions(PoolWindowOptions):
 def _window_max(x: Tensor, dim: int, size: int, stride: int, count: int) -> Tensor:
     """out[i] = max(x[i*stride : i*stride+size]) along ``dim``, for ``count`` windows."""
     index = [slice(None)] * x.dim()
-    out = None
+    views = []
     for k in range(size):
         index[dim] = slice(k, k + stride * (count - 1) + 1, stride)
-        view = x[tuple(index)]
-        out = view.clone() if out is None else torch.maximum(out, view)
+        views.append(x[tuple(index)])
+    if size == 1:
+        return views[0].clone()
+    out = torch.maximum(views[0], views[1])
+    for view in views[2:]:
+        torch.maximum(out, view, out=out)
     return out
 
 
@@ -117,9 +121,10 @@ class MaxpoolLayer(DarknetLayer):
             x = F.pad(x, self.pad, value=-FLT_MAX)
         # a max over a size x size window is a max over rows of a max over columns: the same
         # values as F.max_pool2d (max is exact), several times faster on the CPU
+        # rows first: its views read whole rows, and the column pass then sees half the data
         h, w = self.out_shape.h, self.out_shape.w
-        return _window_max(_window_max(x, 3, self.size, self.stride[1], w),
-                           2, self.size, self.stride[0], h)
+        return _window_max(_window_max(x, 2, self.size, self.stride[0], h),
+                           3, self.size, self.stride[1], w)
 
     def describe(self, in_shape: Shape) -> str:
         o = self.opts
