@@ -118,7 +118,7 @@ def run_test(data: Optional[str], cfg: str, weights: str, images: Sequence[str],
     for result in run_detector(model, inputs, thresh=args.thresh, nms=args.nms,
                                hier_thresh=args.hier, names=names, batch_size=batch,
                                letterbox=True if args.letter_box else None, exif=args.exif,
-                               on_error=on_error):
+                               on_error=on_error, workers=2 if images else 0):
         print(f"{result.source}: Predicted in {result.seconds:f} seconds.")
         for det in result.detections:
             print(det.line)
