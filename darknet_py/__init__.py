@@ -8,15 +8,34 @@
 """
 from __future__ import annotations
 
+import importlib
 import os
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from .cfg import read_cfg
 from .dialect import ALEXEYAB, PJREDDIE, Dialect, get_dialect
 from .errors import CfgError, CfgWarning, DarknetError, DataError, WeightsError
 from .limits import Limits
-from .model import Darknet, detect_dialect
-from . import fast, zoo
+from . import zoo
+
+if TYPE_CHECKING:  # pragma: no cover
+    from . import fast
+    from .model import Darknet, detect_dialect
+
+#: imported on first use, so that ``import darknet_py`` (and ``darknet-py --help``)
+#: does not pay for ``import torch``
+_LAZY = {"Darknet": ("model", "Darknet"), "detect_dialect": ("model", "detect_dialect"),
+         "fast": ("fast", None)}
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module, attr = _LAZY[name]
+    value = importlib.import_module(f".{module}", __name__)
+    value = value if attr is None else getattr(value, attr)
+    globals()[name] = value
+    return value
 
 __version__ = "0.1.0"
 
@@ -31,6 +50,7 @@ def load(cfg: "os.PathLike[str] | str", weights: "os.PathLike[str] | str | None"
     revision > 0 (written by AlexeyAB's fork) selects AlexeyAB, else pjreddie.
     ``limits`` caps what the cfg may allocate (:mod:`darknet_py.limits`).
     """
+    from .model import Darknet, detect_dialect
     from .weights import read_header
     sections = read_cfg(cfg)
     if str(dialect) == "auto":
