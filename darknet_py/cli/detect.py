@@ -27,11 +27,11 @@ from typing import Dict, Iterable, Iterator, Optional, Sequence
 
 from .. import zoo
 from ..errors import DataError
-from ..image import is_image_name
 
 
 def expand_inputs(items: Sequence[str]) -> Iterator[str]:
     """Image paths from files, folders (sorted, non-recursive) and .txt list files."""
+    from ..image import is_image_name  # numpy: not for --help
     for item in items:
         path = Path(item)
         if path.is_dir():
