@@ -57,8 +57,12 @@ def enabled(model: torch.nn.Module) -> bool:
 
 
 def prepare(model: torch.nn.Module, x: Tensor) -> Tensor:
-    """The network input in the fast path's memory layout."""
+    """The network input in the fast path's memory layout: ``model.fast_layout``, or with
+    ``"auto"`` channels-last for batches > 1 on the CPU (measured: at batch 8 oneDNN's
+    channels-last convolutions are up to 2x faster; at batch 1 NCHW is as fast or faster)."""
     layout = getattr(model, "fast_layout", None)
+    if layout == "auto":
+        layout = torch.channels_last if x.dim() == 4 and x.shape[0] > 1 and not x.is_cuda else None
     if layout is not None and x.dim() == 4:
         return x.contiguous(memory_format=layout)
     return x

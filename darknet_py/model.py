@@ -115,8 +115,9 @@ class Darknet(nn.Module):
     #: take the inference fast path in eval mode without gradients (:mod:`darknet_py.fast`);
     #: False forces the plain path, as does ``with darknet_py.fast.plain():``.
     fast: bool = True
-    #: memory layout of the fast path (None: the input's; or torch.channels_last)
-    fast_layout: Optional[torch.memory_format] = None
+    #: memory layout of the fast path: "auto" (channels-last for CPU batches > 1),
+    #: None (the input's) or a torch.memory_format
+    fast_layout: "Optional[torch.memory_format | str]" = "auto"
 
     def __init__(self, sections: Sequence[Section], dialect: "str | Dialect | None" = "auto",
                  *, warn_unused: bool = True, limits: Optional[Limits] = None) -> None:

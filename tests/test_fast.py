@@ -120,3 +120,25 @@ def test_in_place_reuse_never_touches_a_tensor_read_later():
         got = model(x)
     assert torch.equal(x, x_copy)
     torch.testing.assert_close(got, want[-1], rtol=1e-5, atol=1e-6)
+
+
+def test_batches_run_channels_last_with_the_same_numbers(reference):
+    # fast_layout "auto": a CPU batch > 1 runs in channels-last memory
+    case = load_case(reference / "darknet-alexeyab/yolov4-tiny-narrow-rand-256")
+    model = darknet_py.load(case.cfg, case.weights, dialect=case.dialect, warn_unused=False)
+    x = torch.from_numpy(np.load(case.folder / "input.npy"))
+    x = x.reshape(1, *x.shape[-3:])
+    x = torch.cat([x, x.flip(-1)])
+    with torch.no_grad():
+        quick = model.layer_outputs(x)
+        heads = model(x)
+        with fast.plain():
+            slow = model.layer_outputs(x)
+    assert fast.prepare(model, x).is_contiguous(memory_format=torch.channels_last)
+    for i, (q, s) in enumerate(zip(quick, slow)):
+        assert q.is_contiguous()
+        for b in range(2):
+            d = layer_diff(i, model.layers[i].kind, q[b].numpy(), s[b].numpy(), DEFAULT_TOLERANCE)
+            assert d.ok, (i, b, d.max_rel)
+    for h, idx in zip(heads, model.heads):
+        torch.testing.assert_close(h, quick[idx], rtol=0, atol=0)

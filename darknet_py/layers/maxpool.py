@@ -117,12 +117,18 @@ class MaxpoolLayer(DarknetLayer):
             n = -(-c // g)
             x = F.pad(x, (0, 0, 0, 0, 0, n * g - c), value=-FLT_MAX)
             return x.view(x.shape[0], n, g, x.shape[2], x.shape[3]).amax(dim=1)
-        if any(self.pad):
-            x = F.pad(x, self.pad, value=-FLT_MAX)
+        left, _, top, _ = self.pad
+        h, w = self.out_shape.h, self.out_shape.w
+        sy, sx = self.stride
+        # padding on the right/bottom that no output window reaches (size 2 / stride 2 on
+        # an even size, the usual case) is skipped: the pad is a full copy
+        if left or top or ((x.shape[2] - self.size) // sy + 1 < h
+                           or (x.shape[3] - self.size) // sx + 1 < w):
+            if any(self.pad):
+                x = F.pad(x, self.pad, value=-FLT_MAX)
         # a max over a size x size window is a max over rows of a max over columns: the same
         # values as F.max_pool2d (max is exact), several times faster on the CPU
         # rows first: its views read whole rows, and the column pass then sees half the data
-        h, w = self.out_shape.h, self.out_shape.w
         return _window_max(_window_max(x, 2, self.size, self.stride[0], h),
                            3, self.size, self.stride[1], w)
 
