@@ -469,12 +469,13 @@ def _objectness_to_end(objectness: np.ndarray) -> np.ndarray:
 NMS_FULL = 6144
 
 
-def _overlaps(boxes: Tensor, nms: float, rows: int = 512) -> np.ndarray:
+def _overlaps(boxes: Tensor, nms: float, rows: int = 512, iou=None) -> np.ndarray:
     """(N, N) bool: box_iou > nms for every pair, computed ``rows`` rows at a time."""
+    iou = box_iou if iou is None else iou
     n = boxes.shape[0]
     out = np.empty((n, n), dtype=bool)
     for start in range(0, n, rows):
-        block = box_iou(boxes[start:start + rows, None, :], boxes[None, :, :]) > nms
+        block = iou(boxes[start:start + rows, None, :], boxes[None, :, :]) > nms
         out[start:start + rows] = block.numpy()
     return out
 
@@ -498,7 +499,46 @@ def _greedy(order: np.ndarray, over: Callable[[int, np.ndarray], np.ndarray]) ->
     return ~alive
 
 
-def do_nms_sort(dets: DetectionArrays, nms: float) -> Tuple[DetectionArrays, np.ndarray]:
+def box_diou(a: Tensor, b: Tensor, beta: float = 0.6) -> Tensor:
+    """AlexeyAB's ``box.c:box_diou`` (beta 0.6; ``box_diounms`` with its beta): IoU minus
+    (centre distance^2 / enclosing diagonal^2)^beta, float32 with the pow in double;
+    the IoU alone where the enclosing box is a point.
+
+    >>> a, b = torch.tensor([0.5, 0.5, 0.2, 0.2]), torch.tensor([0.6, 0.5, 0.2, 0.2])
+    >>> round(float(box_iou(a, b)), 4), round(float(box_diou(a, b)), 4)  # 1/3 - (0.01/0.13)^0.6
+    (0.3333, 0.1187)
+    """
+    def lo(x: Tensor, w: Tensor) -> Tensor:
+        return x - w / 2
+
+    def hi(x: Tensor, w: Tensor) -> Tensor:
+        return x + w / 2
+    top = torch.minimum(lo(a[..., 1], a[..., 3]), lo(b[..., 1], b[..., 3]))
+    bot = torch.maximum(hi(a[..., 1], a[..., 3]), hi(b[..., 1], b[..., 3]))
+    left = torch.minimum(lo(a[..., 0], a[..., 2]), lo(b[..., 0], b[..., 2]))
+    right = torch.maximum(hi(a[..., 0], a[..., 2]), hi(b[..., 0], b[..., 2]))
+    w, h = right - left, bot - top
+    c = w * w + h * h
+    iou = box_iou(a, b)
+    dx, dy = a[..., 0] - b[..., 0], a[..., 1] - b[..., 1]
+    d = dx * dx + dy * dy
+    u = torch.pow((d / c).double(), float(_F32(beta))).float()
+    return torch.where(c == 0, iou, iou - u)
+
+
+#: AlexeyAB's [yolo] ``nms_kind`` -> the overlap its ``diounms_sort`` compares with nms
+#: (``default`` is ``do_nms_sort``: box_iou; ``greedynms``: box_diou; ``diounms``:
+#: box_diounms with the layer's ``beta_nms``)
+def nms_overlap(nms_kind: str = "default", beta_nms: float = 0.6):
+    if nms_kind == "greedynms":
+        return box_diou
+    if nms_kind == "diounms":
+        return lambda a, b: box_diou(a, b, beta_nms)
+    return box_iou
+
+
+def do_nms_sort(dets: DetectionArrays, nms: float,
+                overlap=None) -> Tuple[DetectionArrays, np.ndarray]:
     """``box.c:do_nms_sort``: per-class greedy NMS, returning (dets, order).
 
     Darknet first swaps detections with objectness 0 to the end (and leaves them
@@ -529,13 +569,14 @@ def do_nms_sort(dets: DetectionArrays, nms: float) -> Tuple[DetectionArrays, np.
         where = np.full(total, -1, dtype=np.int64)
         where[used] = np.arange(used.size)
         if used.size <= NMS_FULL:
-            table = _overlaps(boxes, nms32)
+            table = _overlaps(boxes, nms32, iou=overlap)
 
             def over(i: int, js: np.ndarray) -> np.ndarray:
                 return table[i, js]
         else:
             def over(i: int, js: np.ndarray) -> np.ndarray:
-                return (box_iou(boxes[i], boxes[torch.from_numpy(js)]) > nms32).numpy()
+                return ((overlap or box_iou)(boxes[i], boxes[torch.from_numpy(js)])
+                        > nms32).numpy()
         for k in busy:
             local = where[candidates[k]]
             gone = _greedy(local, over)
@@ -690,7 +731,7 @@ def run_detector(model, images: Iterable[ImageLike], *, thresh: float = 0.5, nms
                  hier_thresh: float = 0.5, names: "Sequence[str] | str | None" = None,
                  batch_size: int = 8, letterbox: Optional[bool] = None, exif: bool = False,
                  on_error: Optional[Callable[[Exception, ImageLike], None]] = None,
-                 workers: int = 2) -> Iterable[ImageResult]:
+                 decoder=None, workers: int = 2) -> Iterable[ImageResult]:
     """Darknet's ``test_detector`` over many images, ``batch_size`` at a time (a generator).
 
     Each image: load_image_color, letterbox_image (AlexeyAB dialect: plain
@@ -698,6 +739,8 @@ def run_detector(model, images: Iterable[ImageLike], *, thresh: float = 0.5, nms
     do_nms_sort (skipped when ``nms`` is 0, as Darknet's ``if (nms)``).
     ``seconds`` is the image's share of its batch's forward time. Images
     that cannot be used raise :class:`DataError`, or go to ``on_error``.
+    ``decoder``: a Darknet build decodes image files with its own stb_image
+    (see :func:`darknet_py.image.decode_image`).
     ``workers`` threads decode and letterbox the next images while the network
     runs (0: all in this thread, reading ``images`` only as results are
     consumed, as an interactive prompt needs).
@@ -729,7 +772,7 @@ def run_detector(model, images: Iterable[ImageLike], *, thresh: float = 0.5, nms
         batch.clear()
 
     def load(image: ImageLike) -> Tuple[np.ndarray, np.ndarray]:
-        im = as_image(image, exif=exif)
+        im = as_image(image, exif=exif, decoder=decoder)
         return im, prepare(im, model.width, model.height, letter, _label(image, 0))
 
     depth = max(1, batch_size) + max(0, workers)
@@ -752,8 +795,8 @@ def run_detector(model, images: Iterable[ImageLike], *, thresh: float = 0.5, nms
 def detect(model, images: "ImageLike | Sequence[ImageLike]", thresh: float = 0.5,
            nms: float = 0.45, hier_thresh: float = 0.5,
            names: "Sequence[str] | str | None" = None, *, batch_size: int = 8,
-           letterbox: Optional[bool] = None,
-           exif: bool = False) -> "Union[List[Detection], List[List[Detection]]]":
+           letterbox: Optional[bool] = None, exif: bool = False,
+           decoder=None) -> "Union[List[Detection], List[List[Detection]]]":
     """Detect objects like ``darknet detector test``: typed detections per image.
 
     ``images``: one image (path, PIL image, numpy array: uint8 (H, W, 3) or
@@ -766,5 +809,5 @@ def detect(model, images: "ImageLike | Sequence[ImageLike]", thresh: float = 0.5
     items = [images] if single else list(images)
     results = [r.detections for r in run_detector(
         model, items, thresh=thresh, nms=nms, hier_thresh=hier_thresh, names=names,
-        batch_size=batch_size, letterbox=letterbox, exif=exif)]
+        batch_size=batch_size, letterbox=letterbox, exif=exif, decoder=decoder)]
     return results[0] if single else results

@@ -15,6 +15,8 @@ Chosen automatically when the model is in eval mode, gradients are off
   reads it; ``[upsample]``: one nearest-neighbour copy;
 * everything else: the plain forward.
 
+Never while tracing (``darknet_py.export``): exported graphs are the plain path.
+
 The plain path (Darknet's operation order: conv, normalize, scale, bias,
 activation as separate passes) stays for training, for gradients and for strict
 comparisons. Force it with ``model.fast = False`` or, for a block of code::
@@ -51,9 +53,11 @@ def plain() -> Iterator[None]:
 
 
 def enabled(model: torch.nn.Module) -> bool:
-    """True when ``model``'s forward takes the fast path now."""
+    """True when ``model``'s forward takes the fast path now. Never while tracing (ONNX /
+    TorchScript export): an exported graph is the plain path, portable ops only."""
     return (bool(getattr(model, "fast", False)) and not model.training
-            and not torch.is_grad_enabled() and not _PLAIN.get())
+            and not torch.is_grad_enabled() and not _PLAIN.get()
+            and not torch.jit.is_tracing() and not torch.onnx.is_in_onnx_export())
 
 
 def prepare(model: torch.nn.Module, x: Tensor) -> Tensor:

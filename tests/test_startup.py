@@ -41,6 +41,13 @@ def test_check_of_a_cfg_still_builds_it():
 
 
 def test_cli_default_tolerance_is_compares():
-    from darknet_py.cli.compare import DEFAULT_TOLERANCE
-    from darknet_py.compare import DEFAULT_TOLERANCE as REAL
+    from darknet_py.cli.compare import DEFAULT_TOLERANCE, FLOOR_FACTOR
+    from darknet_py.compare import DEFAULT_TOLERANCE as REAL, FLOOR_FACTOR as REAL_FLOOR
     assert DEFAULT_TOLERANCE == REAL
+    assert FLOOR_FACTOR == REAL_FLOOR
+
+
+def test_cli_export_formats_are_exports():
+    from darknet_py.cli.export import FORMATS
+    from darknet_py.export import FORMATS as REAL
+    assert FORMATS == REAL

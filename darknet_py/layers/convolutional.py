@@ -26,7 +26,8 @@ from torch import Tensor, nn
 
 from ..cfg.options import option
 from . import activations
-from .base import BuildContext, DarknetLayer, Shape, check_shape, filled, initialising, table_shape
+from .base import (BuildContext, DarknetLayer, ResizeError, Shape, check_shape, filled,
+                   initialising, table_shape)
 from .batchnorm import BatchNorm
 from .registry import register
 
@@ -99,6 +100,8 @@ def _out_size(size_in: int, pad: int, size: int, stride: int) -> int:
 
 class ConvolutionalLayer(DarknetLayer):
     kind = "convolutional"
+    channels_key = "filters"
+    ab_forward_zeroes_delta = True
 
     def __init__(self, index: int, in_shape: Shape, out_shape: Shape, opts: ConvolutionalOptions,
                  dialect) -> None:
@@ -110,12 +113,16 @@ class ConvolutionalLayer(DarknetLayer):
         self.weight = nn.Parameter(filled(n, c // opts.groups, k, k))
         self.bias = nn.Parameter(filled(n))
         self.bn = BatchNorm(n, dialect) if opts.batch_normalize else None
+        self.dialect_name = dialect.name
         self.stride = (opts.stride_y, opts.stride_x)
-        self.padding = opts.padding
+        # im2col_cpu_ext pads by l.pad * l.dilation (AlexeyAB; dilation is 1 elsewhere)
+        self.padding = opts.padding * opts.dilation
         self.groups = opts.groups
         self.dilation = opts.dilation
         #: Darknet's per-layer ``dontloadscales``: the .weights file lacks this layer's BN values.
         self.dontloadscales = False
+        #: a 1x1 kernel Darknet applies to its input read flat (see :func:`_flat_1x1`)
+        self.flat_1x1 = False
         self._folded: "tuple | None" = None  # (key, weight, bias) of fold()
         if initialising():
             self.reset_parameters()
@@ -129,17 +136,28 @@ class ConvolutionalLayer(DarknetLayer):
         if self.bn is not None:
             self.bn.reset_parameters()
 
-    def conv(self, x: Tensor) -> Tensor:
-        return F.conv2d(x, self.weight, None, self.stride, self.padding, self.dilation, self.groups)
+    def _flat_input(self, x: Tensor) -> Tensor:
+        """gemm reads each group's c/groups x (h*w) input block as c/groups rows of
+        out_h*out_w values: a flat prefix of it, no stride, no padding (``flat_1x1``)."""
+        b, c = x.shape[0], x.shape[1]
+        g = self.groups
+        oh = _out_size(x.shape[2], self.padding, self.weight.shape[2], self.stride[0])
+        ow = _out_size(x.shape[3], self.padding, self.weight.shape[3], self.stride[1])
+        return x.reshape(b, g, -1)[:, :, :(c // g) * oh * ow].reshape(b, c, oh, ow)
+
+    def conv(self, x: Tensor, bias: "Tensor | None" = None) -> Tensor:
+        if self.flat_1x1:
+            return F.conv2d(self._flat_input(x), self.weight, bias, 1, 0, 1, self.groups)
+        return F.conv2d(x, self.weight, bias, self.stride, self.padding, self.dilation, self.groups)
 
     def forward(self, x: Tensor, refs: List[Tensor]) -> Tensor:
         if self.bn is None:
-            y = F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
-                         self.groups)
+            y = self.conv(x, self.bias)
         else:
             y = self.conv(x)
             if self.training or y.requires_grad:
-                y = self.bn(y) + self.bias.view(1, -1, 1, 1)
+                bias = self.bias if self.bn.dialect.bn_bias_learns else self.bias.detach()
+                y = self.bn(y, bias)
             else:  # plain inference: y is ours alone, so BN and bias may work in place
                 y = self.bn.inference_(y).add_(self.bias.view(1, -1, 1, 1))
         return self._act(y)
@@ -160,17 +178,40 @@ class ConvolutionalLayer(DarknetLayer):
 
     def infer(self, x: Tensor, refs: List[Tensor], reuse: bool) -> Tensor:
         w, b = self.fold()
+        stride, padding, dilation = self.stride, self.padding, self.dilation
+        if self.flat_1x1:  # the same flat read as conv(), then a plain 1x1 convolution
+            x = self._flat_input(x)
+            stride, padding, dilation = (1, 1), 0, 1
         fused = _FUSED_ACTIVATIONS.get(self.activation)
         if (fused is not None and _CONV_POINTWISE is not None and x.device.type == "cpu"
                 and x.dtype == torch.float32 and torch.backends.mkldnn.is_available()
                 and torch.backends.mkldnn.enabled):
             # one oneDNN pass: conv + bias + activation (1x1 convolutions also skip
             # aten's slower non-oneDNN kernel)
-            p, d = [self.padding] * 2, [self.dilation] * 2
-            return _CONV_POINTWISE(x, w, b, p, list(self.stride), d, self.groups, fused[0],
+            p, d = [padding] * 2, [dilation] * 2
+            return _CONV_POINTWISE(x, w, b, p, list(stride), d, self.groups, fused[0],
                                    fused[1], None)
-        y = F.conv2d(x, w, b, self.stride, self.padding, self.dilation, self.groups)
+        y = F.conv2d(x, w, b, stride, padding, dilation, self.groups)
         return activations.activate_(y, self.activation)
+
+    def overwrites_input_delta(self) -> bool:
+        """backward_convolutional_layer (CPU) writes net.delta: AlexeyAB's col2im_cpu_ext
+        zeroes it first; pjreddie's 1x1 case is a gemm with beta=0 into it."""
+        return self.dialect_name == "alexeyab" or self.opts.size == 1
+
+    def resize(self, in_shape: Shape, ref_shapes) -> Shape:
+        """resize_convolutional_layer: out = (in + 2*pad - size)/stride + 1 per side."""
+        o = self.opts
+        if in_shape.c != self.weight.shape[1] * self.groups:
+            raise ResizeError(f"layer {self.index} [convolutional] has weights for "
+                              f"{self.weight.shape[1] * self.groups} input channels, got "
+                              f"{in_shape.c}")
+        if in_shape.h + 2 * o.padding < o.size or in_shape.w + 2 * o.padding < o.size:
+            raise ResizeError(f"layer {self.index} [convolutional]: kernel size {o.size} does "
+                              f"not fit the {in_shape.w}x{in_shape.h} input with padding "
+                              f"{o.padding}")
+        return Shape(o.filters, _out_size(in_shape.h, o.padding, o.size, o.stride_y),
+                     _out_size(in_shape.w, o.padding, o.size, o.stride_x))
 
     def weight_tensors(self) -> List[Tensor]:
         tensors: List[Tensor] = [self.bias]
@@ -221,11 +262,33 @@ def build(ctx: BuildContext) -> ConvolutionalLayer:
     out = Shape(o.filters, _out_size(h_in, o.padding, o.size, o.stride_y),
                 _out_size(w_in, o.padding, o.size, o.stride_x))
     if o.dilation > 1:
+        # forward_convolutional_layer pads by pad*dilation in im2col_cpu_ext, but the output
+        # is sized with pad alone (convolutional_out_height)
         span = o.dilation * (o.size - 1) + 1
-        torch_h = (h_in + 2 * o.padding - span) // o.stride_y + 1
-        torch_w = (w_in + 2 * o.padding - span) // o.stride_x + 1
+        pad = o.padding * o.dilation
+        torch_h = (h_in + 2 * pad - span) // o.stride_y + 1
+        torch_w = (w_in + 2 * pad - span) // o.stride_x + 1
         r.check((torch_h, torch_w) == (out.h, out.w),
                 f"dilation={o.dilation} with size={o.size} and padding={o.padding} gives a "
                 f"{torch_w}x{torch_h} output where Darknet allocates {out.w}x{out.h}; "
                 f"not supported", "dilation")
-    return ConvolutionalLayer(ctx.index, ctx.input_shape, check_shape(ctx, out), o, ctx.dialect)
+    layer = ConvolutionalLayer(ctx.index, ctx.input_shape, check_shape(ctx, out), o, ctx.dialect)
+    layer.flat_1x1 = _flat_1x1(ctx, o, out)
+    return layer
+
+
+def _flat_1x1(ctx: BuildContext, o: ConvolutionalOptions, out: Shape) -> bool:
+    """Whether Darknet skips im2col for this 1x1 kernel although it has a stride or padding
+    (forward_convolutional_layer: ``if (l.size == 1) b = im;`` in pjreddie, with
+    ``&& l.stride == 1`` in AlexeyAB). gemm then reads the input flat as if it had the
+    output's size, ignoring stride and padding: a prefix of it (all of it when the sizes
+    are equal); past its end when the output is larger (padding), which is refused."""
+    i = ctx.input_shape
+    skips = o.size == 1 and (ctx.dialect.conv1x1_skips_im2col_any_stride or o.stride_x == 1)
+    if not skips or (o.padding == 0 and o.stride_x == 1 and o.stride_y == 1):
+        return False
+    ctx.reader.check(out.h * out.w <= i.h * i.w,
+                     f"a 1x1 kernel with padding={o.padding} makes a {out.w}x{out.h} output from "
+                     f"the {i.w}x{i.h} input, but Darknet skips im2col for 1x1 kernels and would "
+                     f"read past its input (use padding=0)", "padding")
+    return True

@@ -53,6 +53,7 @@ class DetectionOptions:
 
 class DetectionLayer(DarknetLayer):
     kind = "detection"
+    ab_forward_zeroes_delta = True
 
     def __init__(self, index: int, inputs: int, opts: DetectionOptions) -> None:
         super().__init__(index, Shape(inputs, 1, 1))
@@ -73,6 +74,12 @@ class DetectionLayer(DarknetLayer):
         n = self.side * self.side * self.classes
         probs = darknet_softmax(flat[:, :n].reshape(b, -1, self.classes), 2).reshape(b, n)
         return torch.cat([probs, flat[:, n:]], dim=1)
+
+    def input_channels(self, classes: int) -> int:
+        """Outputs the layer before must give for ``classes`` classes:
+        side*side*((1+coords)*num + classes)."""
+        o = self.opts
+        return o.side * o.side * ((1 + o.coords) * o.num + classes)
 
     def describe(self, in_shape: Shape) -> str:
         return ""
