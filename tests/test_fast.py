@@ -142,3 +142,96 @@ def test_batches_run_channels_last_with_the_same_numbers(reference):
             assert d.ok, (i, b, d.max_rel)
     for h, idx in zip(heads, model.heads):
         torch.testing.assert_close(h, quick[idx], rtol=0, atol=0)
+
+
+# -- shapes from the input, and the conv quirks main's plain path copies ------------------
+QUIRKS = {
+    # pjreddie: a 1x1 kernel with stride 2 skips im2col (gemm reads the input flat); an odd
+    # size reaches the maxpool's right/bottom padding, an even one does not
+    "pjreddie": ("[net]\nwidth=14\nheight=10\nchannels=3\n"
+                 "[convolutional]\nbatch_normalize=1\nfilters=4\nsize=3\npad=1\nactivation=leaky\n"
+                 "[maxpool]\nsize=2\nstride=2\n"
+                 "[convolutional]\nbatch_normalize=1\nfilters=6\nsize=1\nstride=2\n"
+                 "activation=leaky\n"
+                 "[maxpool]\nsize=3\nstride=1\n"
+                 "[convolutional]\nfilters=5\nsize=1\nactivation=linear\n"),
+    # AlexeyAB: dilation pads by pad*dilation; a 1x1 kernel with stride_x=1 (stride_y 2)
+    # skips im2col and reads flat
+    "alexeyab": ("[net]\nwidth=12\nheight=9\nchannels=3\n"
+                 "[convolutional]\nbatch_normalize=1\nfilters=4\nsize=3\npad=1\ndilation=2\n"
+                 "activation=mish\n"
+                 "[convolutional]\nbatch_normalize=1\nfilters=4\nsize=1\nstride_x=1\nstride_y=2\n"
+                 "activation=leaky\n"
+                 "[maxpool]\nsize=2\nstride=2\n"
+                 "[convolutional]\nbatch_normalize=1\nfilters=3\nsize=3\npad=1\ndilation=2\n"
+                 "activation=relu\n"),
+}
+
+
+def _random_bn(model: Darknet, seed: int) -> None:
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for layer in model.layers:
+            bn = getattr(layer, "bn", None)
+            if bn is not None:
+                bn.scales.copy_(torch.rand(bn.scales.shape, generator=g) + 0.5)
+                bn.rolling_mean.copy_(torch.randn(bn.rolling_mean.shape, generator=g) * 0.1)
+                bn.rolling_variance.copy_(torch.rand(bn.rolling_variance.shape, generator=g) + 0.5)
+            if hasattr(layer, "bias") and isinstance(layer.bias, torch.Tensor):
+                layer.bias.copy_(torch.randn(layer.bias.shape, generator=g) * 0.1)
+
+
+@pytest.mark.parametrize("dialect", sorted(QUIRKS))
+@pytest.mark.parametrize("size", [None, (13, 11), (16, 8)])
+@pytest.mark.parametrize("batch", [1, 2])
+def test_fast_path_takes_shapes_from_the_input_and_keeps_the_conv_quirks(dialect, size, batch):
+    torch.manual_seed(0)
+    model = Darknet(parse_cfg(QUIRKS[dialect]), dialect).eval()
+    _random_bn(model, 1)
+    if dialect == "pjreddie":
+        assert model.layers[2].flat_1x1
+    else:
+        assert model.layers[1].flat_1x1 and model.layers[0].dilation == 2
+    w, h = size or (model.width, model.height)
+    x = torch.rand(batch, 3, h, w)
+    with torch.no_grad():
+        quick = model.layer_outputs(x)
+        with fast.plain():
+            slow = model.layer_outputs(x)
+    assert [q.shape for q in quick] == [s.shape for s in slow]
+    for i, (q, s) in enumerate(zip(quick, slow)):
+        for b in range(batch):
+            d = layer_diff(i, model.layers[i].kind, q[b].numpy(), s[b].numpy(), DEFAULT_TOLERANCE)
+            assert d.ok, (i, b, d.max_rel)
+
+
+def test_fast_path_after_resize_agrees_with_plain(reference):
+    case = load_case(reference / "darknet-alexeyab/yolov4-tiny-narrow-rand-256")
+    model = darknet_py.load(case.cfg, case.weights, dialect=case.dialect, warn_unused=False)
+    model.resize(320, 192)
+    x = torch.rand(2, 3, 192, 320)
+    with torch.no_grad():
+        quick = model.layer_outputs(x)
+        with fast.plain():
+            slow = model.layer_outputs(x)
+    for i, (q, s) in enumerate(zip(quick, slow)):
+        assert q.shape == s.shape
+        for b in range(2):
+            d = layer_diff(i, model.layers[i].kind, q[b].numpy(), s[b].numpy(), DEFAULT_TOLERANCE)
+            assert d.ok, (i, b, d.max_rel)
+
+
+def test_tracing_takes_the_plain_path(monkeypatch):
+    # exported graphs (darknet_py.export traces under no_grad in eval) hold portable ops only
+    model = Darknet(parse_cfg(QUIRKS["pjreddie"])).eval()
+    calls = []
+    for layer in model.layers:
+        if layer.kind == "convolutional":
+            monkeypatch.setattr(layer, "fold", lambda l=layer: calls.append(1) or type(l).fold(l))
+    x = torch.rand(1, 3, 10, 14)
+    with torch.no_grad():
+        traced = torch.jit.trace(model, x, check_trace=False)
+        assert calls == []
+        want = model(x)
+        assert calls
+        torch.testing.assert_close(traced(x), want, rtol=1e-5, atol=1e-6)
