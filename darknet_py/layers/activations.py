@@ -157,6 +157,27 @@ def normalize_channels_softmax_maxval(x: Tensor) -> Tensor:
     return e / (0.0001 + e.sum(dim=1, keepdim=True))
 
 
+#: in-place forms (same operations, same order, so the same values) for the inference
+#: fast path; an activation missing here is applied out of place.
+_INPLACE: Dict[str, ActivationFn] = {
+    "linear": lambda x: x,
+    "logistic": lambda x: x.neg_().exp_().add_(1.0).reciprocal_(),
+    "relu": torch.relu_,
+    "leaky": lambda x: F.leaky_relu_(x, 0.1),
+    "revleaky": lambda x: F.leaky_relu_(x, 0.1),
+    "tanh": torch.tanh_,
+}
+
+
+def activate_(x: Tensor, name: str, dialect: "object | None" = None) -> Tensor:
+    """``activate(x, name)`` (as ``dialect`` computes it, when given), overwriting ``x`` where
+    an in-place form exists (``x`` must be the caller's alone and need no gradient)."""
+    if dialect is not None and name in _DIALECT_ACTIVATIONS.get(str(dialect), {}):
+        return get(name, dialect)(x)
+    fn = _INPLACE.get(name)
+    return fn(x) if fn is not None else _ACTIVATIONS[name](x)
+
+
 def names() -> list:
     """Every activation name darknet_py knows."""
     return sorted(_ACTIVATIONS)

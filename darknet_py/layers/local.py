@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from ..cfg.options import option
 from . import activations
-from .base import BuildContext, DarknetLayer, Shape, check_shape
+from .base import BuildContext, DarknetLayer, Shape, check_shape, filled, initialising
 from .registry import register
 
 
@@ -68,9 +68,10 @@ class LocalLayer(DarknetLayer):
         self._act = activations.get(opts.activation, dialect)
         locations = out_shape.h * out_shape.w
         k = in_shape.c * opts.size * opts.size
-        self.weight = nn.Parameter(torch.zeros(locations, opts.filters, k))
-        self.bias = nn.Parameter(torch.zeros(opts.filters, out_shape.h, out_shape.w))
-        self.reset_parameters()
+        self.weight = nn.Parameter(filled(locations, opts.filters, k))
+        self.bias = nn.Parameter(filled(opts.filters, out_shape.h, out_shape.w))
+        if initialising():
+            self.reset_parameters()
 
     def reset_parameters(self) -> None:
         """Darknet's init: weights ~ sqrt(2/(size*size*c)) * U(-1, 1), biases 0."""
