@@ -123,6 +123,8 @@ def run_fork(fork: str, args, out: Path) -> dict:
         loss = train_network(model, state, Xt[i], yt[i])
         ours.append(loss)
         r = abs(loss - theirs[k - 1]) / max(abs(theirs[k - 1]), 1e-30)
+        if not np.isfinite(r):  # a NaN on either side (Darknet's own loss can blow up)
+            r = float("inf")
         rel.append(r)
         saved = case / f"weights_iter{k}.weights"
         d = None
