@@ -1,9 +1,10 @@
-"""Build and run ``tests/harness/harness.c`` against a prebuilt Darknet (test helper).
+"""Build and run ``tests/harness/harness.c`` against a real Darknet (test helper).
 
-The prebuilt CPU builds are looked up in ``$DARKNET_PY_BUILDS`` or in a ``darknet-builds``
-folder next to one of the project's parent folders (``darknet-pjreddie-*`` with
-``libdarknet.a`` and ``include/darknet.h``; ``darknet-alexeyab-*`` with ``libdarknet.so``).
-Tests that need one skip with the reason when it (or a C compiler) is missing.
+The Darknets are the bridge's cached CPU builds of ``../shared/darknet-src``
+(:func:`darknet_py.darknet.build.build_darknet`, the same builds as the
+``darknet_pjreddie``/``darknet_alexeyab`` fixtures). Tests that need one skip with the reason
+when it (or a C compiler) is missing -- or fail, under ``DARKNET_PY_REQUIRE_DARKNET=1``
+(``.ci/run``): :func:`unavailable`.
 """
 from __future__ import annotations
 
@@ -21,29 +22,34 @@ SOURCE = HERE / "harness" / "harness.c"
 _BUILT: Dict[str, Path] = {}
 
 
-def builds_root() -> Optional[Path]:
-    env = os.environ.get("DARKNET_PY_BUILDS")
-    if env:
-        return Path(env)
-    for parent in HERE.parents:
-        cand = parent / "darknet-builds"
-        if cand.is_dir():
-            return cand
-    return None
+def unavailable(why: str) -> None:
+    """Skip the calling test because ``why``; a failure where Darknet is required (CI)."""
+    import pytest
+    if os.environ.get("DARKNET_PY_REQUIRE_DARKNET") == "1":
+        pytest.fail(f"DARKNET_PY_REQUIRE_DARKNET=1 but {why}")
+    pytest.skip(why)
+
+
+def build_folder(fork: str) -> "Path | str":
+    """The folder of ``fork``'s cached CPU build (built on first use), or why there is none."""
+    if shutil.which("make") is None or (shutil.which("gcc") or shutil.which("cc")) is None:
+        return f"no C toolchain to build {fork}'s Darknet"
+    from darknet_py.darknet.build import build_darknet, default_source
+    from darknet_py.errors import DarknetError
+    try:
+        return Path(build_darknet(default_source(fork), fork=fork).folder)
+    except DarknetError as exc:
+        return f"no {fork} Darknet build: {exc}"
 
 
 def build_harness(fork: str) -> "Path | str":
     """Path of the compiled harness for ``fork``, or a string saying why there is none."""
     if fork in _BUILT:
         return _BUILT[fork]
-    root = builds_root()
+    build = build_folder(fork)
+    if isinstance(build, str):
+        return build
     cc = shutil.which("gcc") or shutil.which("cc")
-    if root is None or cc is None:
-        return "no prebuilt Darknet (set DARKNET_PY_BUILDS) or no C compiler"
-    folders = sorted(root.glob(f"darknet-{fork}-*"))
-    if not folders:
-        return f"no darknet-{fork}-* build in {root}"
-    build = folders[0]
     out = Path(tempfile.mkdtemp(prefix=f"dnpy-harness-{fork}-")) / "harness"
     if fork == "pjreddie":
         cmd = [cc, "-O2", "-o", str(out), str(SOURCE), "-I", str(build / "include"),

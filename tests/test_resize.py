@@ -113,7 +113,7 @@ def test_reorg_size_that_cannot_fit(reference):
 def _resize_parity(fork, case_dir, w, h, tmp_path, tolerance):
     harness = dh.build_harness(fork)
     if isinstance(harness, str):
-        pytest.skip(harness)
+        dh.unavailable(harness)
     manifest = json.loads((case_dir / "case.json").read_text())
     cfg = case_dir / manifest["cfg"]
     weights = case_dir / manifest["weights"].split(" ")[0]

@@ -32,7 +32,7 @@ BATCHES = [0, 1, 2, 4, 5, 9, 10, 11, 19, 20, 36, 37, 38, 49, 50, 51, 89, 90, 99,
 def _rates(fork, cfg_text, tmp_path):
     harness = dh.build_harness(fork)
     if isinstance(harness, str):
-        pytest.skip(harness)
+        dh.unavailable(harness)
     (tmp_path / "net.cfg").write_text(cfg_text)
     seen = [b * 8 for b in BATCHES]  # batch=8: get_current_batch = seen/8
     out = dh.run(harness, ["rate", "net.cfg"] + seen, tmp_path)

@@ -3,20 +3,23 @@ Darknet C (each fork's libdarknet.so called through ctypes), and bad inputs."""
 from __future__ import annotations
 
 import ctypes
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+import darknet_harness as dh
 from darknet_py.errors import DataError
 from darknet_py.train import data as D
 from darknet_py.train.synthetic import make_shapes
 
-BUILDS = Path(os.environ.get("DARKNET_PY_BUILDS", "/work/darknet-builds"))
-LIBS = {"pjreddie": BUILDS / "darknet-pjreddie-f6afaab" / "libdarknet.so",
-        "alexeyab": BUILDS / "darknet-alexeyab-59596d7" / "libdarknet.so"}
+def darknet_lib(fork: str) -> Path:
+    """``libdarknet.so`` of ``fork``'s cached CPU build (skip, or fail in CI, without one)."""
+    folder = dh.build_folder(fork)
+    if isinstance(folder, str):
+        dh.unavailable(folder)
+    return folder / "libdarknet.so"
 
 
 class Image(ctypes.Structure):
@@ -36,9 +39,7 @@ class BoxAB(ctypes.Structure):
 
 @pytest.fixture(scope="module", params=["pjreddie", "alexeyab"])
 def lib(request):
-    path = LIBS[request.param]
-    if not path.is_file():
-        pytest.skip(f"no Darknet build at {path} (set DARKNET_PY_BUILDS)")
+    path = darknet_lib(request.param)
     handle = ctypes.CDLL(str(path))
     handle.fork = request.param
     return handle
@@ -167,9 +168,7 @@ def test_place_image_equals_darknet(lib):
 
 
 def test_custom_hash_equals_darknet():
-    path = LIBS["alexeyab"]
-    if not path.is_file():
-        pytest.skip(f"no Darknet build at {path}")
+    path = darknet_lib("alexeyab")
     lib = ctypes.CDLL(str(path))
     lib.custom_hash.restype = ctypes.c_ulong
     for text in ["a", "data/labels/x.txt", "/tmp/very/long/" * 20 + "z.txt"]:
@@ -400,9 +399,7 @@ def test_pjreddie_augmentation_equals_darknet_draw_for_draw(tmp_path, net, colou
     HSV round trip is not: that build vectorises rgb_to_hsv's divisions as rcpps (an
     approximate reciprocal whose bits depend on the CPU) plus a Newton step, which moves h
     and s by an ulp or so: pixels agree to 5e-7 without colour changes, 2e-6 with."""
-    path = LIBS["pjreddie"]
-    if not path.is_file():
-        pytest.skip(f"no Darknet build at {path}")
+    path = darknet_lib("pjreddie")
     lib = ctypes.CDLL(str(path))
     lib.fork = "pjreddie"
     from PIL import Image as PILImage
@@ -441,9 +438,7 @@ def test_alexeyab_augmentation_equals_darknet_draw_for_draw(tmp_path, letter_box
     outside the image) with jitter, resize, flip, hue/saturation/exposure and letter_box,
     fed the same glibc rand() stream: the same images and truths (track ids included).
     Pixels to 2e-6 (the rcpps HSV round trip, see the pjreddie test)."""
-    path = LIBS["alexeyab"]
-    if not path.is_file():
-        pytest.skip(f"no Darknet build at {path}")
+    path = darknet_lib("alexeyab")
     lib = ctypes.CDLL(str(path))
     lib.fork = "alexeyab"
     from PIL import Image as PILImage

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+import darknet_harness as dh
 import darknet_py
 from darknet_py.train import checkpoint as C
 from darknet_py.train.synthetic import make_shapes
@@ -22,9 +23,6 @@ from darknet_py.train.trainer import (TrainingStopped, alexeyab_random_size,
                                       pjreddie_random_size, train_detector)
 
 ROOT = Path(__file__).resolve().parent.parent
-BUILDS = Path(os.environ.get("DARKNET_PY_BUILDS", "/work/darknet-builds"))
-EXES = {"pjreddie": BUILDS / "darknet-pjreddie-f6afaab" / "darknet",
-        "alexeyab": BUILDS / "darknet-alexeyab-59596d7" / "darknet"}
 
 TINY = """[net]
 batch=2
@@ -96,19 +94,22 @@ def counting_step(model, state, X, y):
     return 1.0
 
 
-def need(exe: Path):
-    if not exe.is_file():
-        pytest.skip(f"no Darknet build at {exe} (set DARKNET_PY_BUILDS)")
+def darknet_exe(fork: str) -> Path:
+    """``./darknet`` of ``fork``'s cached CPU build (skip, or fail in CI, without one)."""
+    folder = dh.build_folder(fork)
+    if isinstance(folder, str):
+        dh.unavailable(folder)
+    return folder / "darknet"
 
 
 @pytest.mark.parametrize("fork", ["pjreddie", "alexeyab"])
 def test_checkpoints_equal_darknet_train_detector(tmp_path, fork):
     """The same files (names and headers: version and seen) as the real detector train."""
-    need(EXES[fork])
+    exe = darknet_exe(fork)
     extra = "saveweights=150\n" if fork == "alexeyab" else ""
     cfg = tiny_cfg(tmp_path)
     c_data = dataset(tmp_path / "c", extra)
-    args = [str(EXES[fork]), "detector", "train", c_data, cfg] + (
+    args = [str(exe), "detector", "train", c_data, cfg] + (
         ["-dont_show"] if fork == "alexeyab" else [])
     subprocess.run(args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                    check=True, timeout=120)
@@ -136,10 +137,10 @@ def test_resume_cadence_alexeyab_counts_from_the_start_iteration():
 def test_alexeyab_random_sizes_are_darknets(tmp_path):
     """Every size the real AlexeyAB Darknet picks is one the rule picks, the first resize
     and the last 100 iterations take the largest."""
-    need(EXES["alexeyab"])
+    exe = darknet_exe("alexeyab")
     cfg = tiny_cfg(tmp_path, w=96, h=64, max_batches=200, random=1)
     data = dataset(tmp_path / "c")
-    log = subprocess.run([str(EXES["alexeyab"]), "detector", "train", data, cfg, "-dont_show"],
+    log = subprocess.run([str(exe), "detector", "train", data, cfg, "-dont_show"],
                          cwd=tmp_path, capture_output=True, text=True, timeout=120).stdout
     sizes = [tuple(map(int, m)) for m in re.findall(r"^ (\d+) x (\d+) $", log, re.M)]
     assert len(sizes) == 20

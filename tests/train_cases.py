@@ -49,7 +49,7 @@ def make_train_case(fork: str, cfg_text: str, folder: Path, X: np.ndarray, y: np
     Darknet build or compiler is available."""
     harness = dh.build_harness(fork)
     if isinstance(harness, str):
-        pytest.skip(harness)
+        dh.unavailable(harness)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "net.cfg").write_text(cfg_text)
     model = random_model(cfg_text, fork, seed)
