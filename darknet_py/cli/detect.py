@@ -1,10 +1,16 @@
 """``darknet-py detector test`` and ``darknet-py detect``: Darknet's detection commands.
 
 ``detector test DATA CFG WEIGHTS IMAGE...`` does what ``darknet detector test``
-does, for each image: prints ``IMAGE: Predicted in X seconds.`` and Darknet's
-``name: NN%`` lines, and writes the annotated image (``-out NAME``, default
-``predictions`` -> ``predictions.jpg``; with several images
-``NAME_<image stem>.jpg``). ``detect CFG WEIGHTS IMAGE...`` is Darknet's
+does, for each image, in the dialect's own way (``--dialect``, default: from the
+cfg and weights). pjreddie: prints ``IMAGE: Predicted in X seconds.`` and
+Darknet's ``name: NN%`` lines, and writes the annotated image (``-out NAME``,
+default ``predictions`` -> ``predictions.jpg``; with several images
+``NAME_<image stem>.jpg``); threshold .5, letterboxed input. AlexeyAB: prints
+`` Detection layer: N - type = T`` per head, ``IMAGE: Predicted in X
+milli-seconds.`` and ``draw_detections_v3``'s lines (``-ext_output`` adds the
+pixel box), batchnorm fused into the convolutions, threshold .25, resized input
+unless ``-letter_box``, NMS by the last head's ``nms_kind``; ``-out FILE`` writes
+its JSON (``detection_to_json``) and the image goes to ``predictions.jpg``. ``detect CFG WEIGHTS IMAGE...`` is Darknet's
 shortcut with ``cfg/coco.data`` (from the current folder when it is there, as
 in Darknet, else the COCO names built into darknet_py).
 
@@ -28,6 +34,7 @@ from typing import Dict, Iterable, Iterator, Optional, Sequence
 from .. import zoo
 from ..errors import DataError
 from ..image import is_image_name
+from ..io import atomic_write
 
 
 def expand_inputs(items: Sequence[str]) -> Iterator[str]:
@@ -99,13 +106,21 @@ def run_test(data: Optional[str], cfg: str, weights: str, images: Sequence[str],
     import darknet_py
     from PIL import Image, ImageOps
 
-    from ..detect import draw_detections, names_from_data, resolve_names, run_detector
+    from ..detect import (detection_to_json, draw_detections, line_v3, names_from_data,
+                          resolve_names, run_detector)
 
-    model = darknet_py.load(cfg, resolve_weights(weights))
+    model = darknet_py.load(cfg, resolve_weights(weights), dialect=args.dialect)
+    alexeyab = model.dialect.name == "alexeyab"
+    if alexeyab:
+        model.fuse_batchnorm()  # test_detector: load_weights, then fuse_conv_batchnorm
     classes = model.layers[model.heads[0]].classes if model.heads else 0
     names = resolve_names(names_from_data(data) if data else None, classes, source=data)
     several = len(images) > 1 or any(Path(i).is_dir() or i.endswith(".txt") for i in images)
-    outputs = OutputNames(args.out, several)
+    json_out = args.out if alexeyab and args.out is not None else None
+    image_name = "predictions" if alexeyab or args.out is None else args.out
+    outputs = OutputNames(image_name, several)
+    listed = [model.layers[i] for i in model.heads if model.layers[i].alexeyab_layer_type]
+    darknet_json = []
     inputs: Iterable[str] = expand_inputs(images) if images else _prompt()
     failed = []
     records = []
@@ -119,9 +134,19 @@ def run_test(data: Optional[str], cfg: str, weights: str, images: Sequence[str],
                                hier_thresh=args.hier, names=names, batch_size=batch,
                                letterbox=True if args.letter_box else None, exif=args.exif,
                                on_error=on_error):
-        print(f"{result.source}: Predicted in {result.seconds:f} seconds.")
-        for det in result.detections:
-            print(det.line)
+        if alexeyab:
+            for layer in listed:
+                print(f" Detection layer: {layer.index} - type = {layer.alexeyab_layer_type} ")
+            print(f"{result.source}: Predicted in {result.seconds * 1000:f} milli-seconds.")
+            for det in result.detections:
+                print(line_v3(det, result.width, result.height, args.ext_output))
+            if json_out is not None:
+                darknet_json.append(detection_to_json(result.dets, names, len(darknet_json) + 1,
+                                                      result.source))
+        else:
+            print(f"{result.source}: Predicted in {result.seconds:f} seconds.")
+            for det in result.detections:
+                print(det.line)
         sys.stdout.flush()
         records.extend(d.to_json() for d in result.detections)
         if not args.no_image and result.source is not None:
@@ -134,21 +159,31 @@ def run_test(data: Optional[str], cfg: str, weights: str, images: Sequence[str],
         with open(args.json, "w", encoding="utf-8") as handle:
             json.dump(records, handle, indent=1)
             handle.write("\n")
+    if json_out is not None:
+        atomic_write(json_out, ("[\n" + ", \n".join(darknet_json) + "\n]").encode())
     return 2 if failed else 0
 
 
 def _add_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-thresh", "--thresh", type=float, default=0.5,
-                   help="probability threshold (default 0.5)")
+    p.add_argument("--dialect", choices=("auto", "pjreddie", "alexeyab"), default="auto",
+                   help="which fork's detector test to be (default: from the cfg and the "
+                        "weights header)")
+    p.add_argument("-thresh", "--thresh", type=float, default=None,
+                   help="probability threshold (default: pjreddie 0.5, AlexeyAB 0.25)")
     p.add_argument("-hier", "--hier", type=float, default=0.5,
                    help="hierarchy threshold: accepted like Darknet, matters only for "
                         "softmax-tree [region] layers (default 0.5)")
     p.add_argument("-nms", "--nms", type=float, default=0.45,
                    help="per-class NMS IoU threshold, 0 disables NMS (default 0.45)")
-    p.add_argument("-out", "--out", default="predictions",
-                   help="annotated image name without .jpg (default predictions)")
+    p.add_argument("-out", "--out", default=None,
+                   help="pjreddie: annotated image name without .jpg (default predictions); "
+                        "AlexeyAB: its JSON results file")
     p.add_argument("-letter_box", "--letter-box", dest="letter_box", action="store_true",
                    help="letterbox even for AlexeyAB cfgs (pjreddie always letterboxes)")
+    p.add_argument("-ext_output", "--ext-output", dest="ext_output", action="store_true",
+                   help="AlexeyAB: print each box in pixels after its line")
+    p.add_argument("-dont_show", "--dont-show", dest="dont_show", action="store_true",
+                   help="accepted for AlexeyAB's command line (darknet-py never opens a window)")
     p.add_argument("--json", metavar="FILE",
                    help="write the detections as a JSON array, one object per printed line")
     p.add_argument("--batch", type=int, default=1, metavar="N",
