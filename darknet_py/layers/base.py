@@ -126,6 +126,15 @@ class DarknetLayer(nn.Module):
         output (a :class:`darknet_py.postprocess.DetectionArrays`); heads override it."""
         raise NotImplementedError(f"layer {self.index} [{self.kind}] is not a detection head")
 
+    def objectness_channels(self) -> List[int]:
+        """Detection heads: the input channels that hold objectness logits (for
+        :func:`darknet_py.init.random_init`'s ``objectness_bias``)."""
+        return []
+
+    def class_channels(self) -> List[int]:
+        """Detection heads: the input channels that hold class logits."""
+        return []
+
     def fuse_batchnorm(self) -> None:
         """AlexeyAB's ``fuse_conv_batchnorm`` for this layer (nothing to fuse by default)."""
 

@@ -185,6 +185,13 @@ class YoloLayer(DarknetLayer):
     def table_line(self, in_shape: Shape) -> str:
         return "yolo"
 
+    def objectness_channels(self) -> List[int]:
+        return [a * (5 + self.classes) + 4 for a in range(len(self.mask))]
+
+    def class_channels(self) -> List[int]:
+        k = 5 + self.classes
+        return [a * k + 5 + j for a in range(len(self.mask)) for j in range(self.classes)]
+
     def get_detections(self, output: Tensor, im_w: int, im_h: int, net_w: int, net_h: int,
                        thresh: float, hier_thresh: float = 0.5,
                        letterbox: bool = True) -> DetectionArrays:
