@@ -467,7 +467,7 @@ def run_detector(model, images: Iterable[ImageLike], *, thresh: Optional[float] 
                  hier_thresh: float = 0.5, names: "Sequence[str] | str | None" = None,
                  batch_size: int = 8, letterbox: Optional[bool] = None, exif: bool = False,
                  on_error: Optional[Callable[[Exception, ImageLike], None]] = None,
-                 ) -> Iterable[ImageResult]:
+                 decoder=None) -> Iterable[ImageResult]:
     """Darknet's ``test_detector`` over many images, ``batch_size`` at a time (a generator).
 
     Each image: load_image_color, letterbox_image (AlexeyAB dialect: plain
@@ -478,7 +478,8 @@ def run_detector(model, images: Iterable[ImageLike], *, thresh: Optional[float] 
     ``detections`` are in the order the dialect prints them (pjreddie's
     ``draw_detections``, AlexeyAB's ``draw_detections_v3``). ``seconds`` is the
     image's share of its batch's forward time. Images that cannot be used raise
-    :class:`DataError`, or go to ``on_error``.
+    :class:`DataError`, or go to ``on_error``. ``decoder``: a Darknet build
+    decodes image files with its own stb_image (see :func:`darknet_py.image.decode_image`).
     """
     heads = _detection_heads(model)
     classes = heads[0].classes
@@ -513,7 +514,7 @@ def run_detector(model, images: Iterable[ImageLike], *, thresh: Optional[float] 
     for i, image in enumerate(images):
         source = _label(image, i)
         try:
-            im = as_image(image, exif=exif)
+            im = as_image(image, exif=exif, decoder=decoder)
             x = prepare(im, model.width, model.height, letter, source)
         except DataError as exc:
             if on_error is None:
@@ -530,8 +531,8 @@ def run_detector(model, images: Iterable[ImageLike], *, thresh: Optional[float] 
 def detect(model, images: "ImageLike | Sequence[ImageLike]", thresh: Optional[float] = None,
            nms: float = 0.45, hier_thresh: float = 0.5,
            names: "Sequence[str] | str | None" = None, *, batch_size: int = 8,
-           letterbox: Optional[bool] = None,
-           exif: bool = False) -> "Union[List[Detection], List[List[Detection]]]":
+           letterbox: Optional[bool] = None, exif: bool = False,
+           decoder=None) -> "Union[List[Detection], List[List[Detection]]]":
     """Detect objects like ``darknet detector test``: typed detections per image.
 
     ``images``: one image (path, PIL image, numpy array: uint8 (H, W, 3) or
@@ -544,5 +545,5 @@ def detect(model, images: "ImageLike | Sequence[ImageLike]", thresh: Optional[fl
     items = [images] if single else list(images)
     results = [r.detections for r in run_detector(
         model, items, thresh=thresh, nms=nms, hier_thresh=hier_thresh, names=names,
-        batch_size=batch_size, letterbox=letterbox, exif=exif)]
+        batch_size=batch_size, letterbox=letterbox, exif=exif, decoder=decoder)]
     return results[0] if single else results

@@ -56,3 +56,7 @@ class DataError(DarknetError):
 
 class CfgWarning(UserWarning):
     """Something Darknet would accept but probably is not what you meant (unused keys)."""
+
+
+class BridgeError(DarknetError):
+    """A real Darknet that could not be built or run (darknet_py.darknet: build, harness)."""

@@ -40,6 +40,16 @@ ImageLike = Union[str, "os.PathLike[str]", "PIL.Image.Image", np.ndarray]  # noq
 
 _F32 = np.float32
 
+#: an image decoder: None (Pillow) or a Darknet build (``DarknetBuild`` or its folder)
+Decoder = Union[None, str, "os.PathLike[str]", "darknet_py.darknet.DarknetBuild"]  # noqa: F821
+
+
+def load_image(path: "os.PathLike[str] | str", *, decoder: Decoder = None,
+               exif: bool = False) -> np.ndarray:
+    """Darknet's ``load_image_color(path, 0, 0)`` of a file: (3, H, W) float32 in [0, 1];
+    ``decoder=build`` decodes with that Darknet build's own stb_image."""
+    return to_float(decode_image(path, exif=exif, decoder=decoder))
+
 
 # -- decoding --------------------------------------------------------------------------
 def to_darknet_rgb(pil: "PIL.Image.Image") -> np.ndarray:  # noqa: F821
@@ -66,10 +76,15 @@ def to_darknet_rgb(pil: "PIL.Image.Image") -> np.ndarray:  # noqa: F821
     return np.ascontiguousarray(np.asarray(pil, dtype=np.uint8).transpose(2, 0, 1))
 
 
-def decode_image(path: "os.PathLike[str] | str", *, exif: bool = False) -> np.ndarray:
+def decode_image(path: "os.PathLike[str] | str", *, exif: bool = False,
+                 decoder: "Decoder" = None) -> np.ndarray:
     """Decode an image file to (3, H, W) uint8 RGB; any failure is one-line :class:`DataError`.
 
     ``exif=True`` applies the EXIF orientation tag (Darknet does not).
+    ``decoder``: None decodes with Pillow; a Darknet build
+    (:class:`darknet_py.darknet.DarknetBuild` or its folder) decodes with that
+    build's own stb_image (``load_image_color``, through the harness), pixel for
+    pixel what that Darknet sees.
     """
     from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -78,6 +93,12 @@ def decode_image(path: "os.PathLike[str] | str", *, exif: bool = False) -> np.nd
         raise DataError("no such image file", file=name)
     if os.path.isdir(name):
         raise DataError("is a folder, not an image", file=name)
+    if decoder is not None:
+        if exif:
+            raise DataError("exif=True cannot be applied by Darknet's decoder (stb_image "
+                            "ignores EXIF); drop one of them", file=name)
+        from .darknet.dump import decode_image as darknet_decode
+        return darknet_decode(decoder, name)
     try:
         with Image.open(name) as pil:
             pil.load()
@@ -105,17 +126,19 @@ def to_float(u8: np.ndarray) -> np.ndarray:
 _U8_TO_FLOAT = (np.arange(256, dtype=np.float64) / 255.0).astype(_F32)
 
 
-def as_image(image: ImageLike, *, exif: bool = False) -> np.ndarray:
+def as_image(image: ImageLike, *, exif: bool = False, decoder: "Decoder" = None) -> np.ndarray:
     """Darknet's ``load_image_color(path, 0, 0)``: (3, H, W) float32 in [0, 1].
 
     Accepts a path, a PIL image, or a numpy array: uint8 (H, W, 3) / (H, W) as
-    PIL would hand it, or float (3, H, W) already in Darknet's layout.
+    PIL would hand it, or float (3, H, W) already in Darknet's layout. Paths
+    are decoded by ``decoder`` (see :func:`decode_image`: a Darknet build gives
+    its stb_image's exact pixels).
 
     >>> as_image(np.zeros((2, 5, 3), dtype=np.uint8)).shape
     (3, 2, 5)
     """
     if isinstance(image, (str, os.PathLike)):
-        return to_float(decode_image(image, exif=exif))
+        return to_float(decode_image(image, exif=exif, decoder=decoder))
     if isinstance(image, np.ndarray):
         return _array_image(image)
     try:

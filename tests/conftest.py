@@ -54,3 +54,47 @@ def tiny_weights() -> Path:
         if os.environ.get("DARKNET_PY_REQUIRE_WEIGHTS"):
             raise
         pytest.skip(f"official yolov3-tiny weights unavailable: {exc}")
+
+
+# -- real Darknet builds (darknet_py.darknet), one per fork per session -----------------------
+_REQUIRE_DARKNET = "DARKNET_PY_REQUIRE_DARKNET"
+
+
+def _darknet_build(fork: str):
+    """Build (or reuse from the cache) ``fork``'s Darknet from ``shared/darknet-src``.
+
+    Skips with the reason when there is no C toolchain or no source tarball, unless
+    ``DARKNET_PY_REQUIRE_DARKNET=1`` (``.ci/run``), which turns that into a failure.
+    A build that fails is always a failure.
+    """
+    import shutil
+
+    from darknet_py.darknet.build import build_darknet, default_source
+    from darknet_py.errors import BridgeError
+
+    def unavailable(why: str):
+        if os.environ.get(_REQUIRE_DARKNET) == "1":
+            pytest.fail(f"{_REQUIRE_DARKNET}=1 but {why}")
+        pytest.skip(why)
+
+    tools = ("make", "gcc", "cc") + (("g++",) if fork == "alexeyab" else ())
+    missing = [t for t in tools if shutil.which(t) is None]
+    if missing:
+        unavailable(f"no C toolchain to build {fork}'s Darknet ({', '.join(missing)} not on PATH)")
+    try:
+        src = default_source(fork)
+    except BridgeError as exc:
+        unavailable(str(exc))
+    return build_darknet(src, fork=fork)
+
+
+@pytest.fixture(scope="session")
+def darknet_pjreddie():
+    """pjreddie's Darknet (f6afaab), built CPU-only as the reference data was (a DarknetBuild)."""
+    return _darknet_build("pjreddie")
+
+
+@pytest.fixture(scope="session")
+def darknet_alexeyab():
+    """AlexeyAB's Darknet (59596d7), built CPU-only as the reference data was (a DarknetBuild)."""
+    return _darknet_build("alexeyab")

@@ -1,22 +1,62 @@
-"""``darknet-py compare CASE_DIR [--weights FILE]``: per-layer errors against Darknet."""
+"""``darknet-py compare CASE_DIR [--weights FILE]``: per-layer errors against Darknet.
+
+``darknet-py compare --darknet BUILD CFG [WEIGHTS] [IMAGE]`` first runs that
+Darknet build on CFG (``darknet dump``: detect mode with an IMAGE, else forward
+on a seeded random input; random init from ``--seed`` without WEIGHTS) into a
+temporary case folder, then compares it.
+"""
 from __future__ import annotations
 
 import argparse
+import tempfile
+from pathlib import Path
 
 from .. import compare
+from ..errors import BridgeError
+
+
+def _dump_live(args: argparse.Namespace, folder: Path) -> Path:
+    from ..darknet.dump import dump_case
+    from ..image import is_image_name
+    cfg, *rest = args.case
+    weights = image = None
+    for item in rest:
+        if is_image_name(item) and image is None:
+            image = item
+        elif weights is None and not is_image_name(item):
+            weights = item
+        else:
+            raise BridgeError(f"unexpected argument {item!r}: give CFG [WEIGHTS] [IMAGE]")
+    return dump_case(args.darknet, cfg, weights, mode="detect" if image else "forward",
+                     out_dir=folder / Path(cfg).stem, image=image, seed=args.seed)
 
 
 def _run(args: argparse.Namespace) -> int:
-    report = compare.compare_case(args.case, weights=args.weights, tolerance=args.tolerance,
-                                  device=args.device)
+    with tempfile.TemporaryDirectory(prefix="dpy-compare-") as tmp:
+        if args.darknet:
+            case = _dump_live(args, Path(tmp))
+        elif len(args.case) != 1:
+            raise BridgeError("give one CASE_DIR (or --darknet BUILD CFG [WEIGHTS] [IMAGE])")
+        else:
+            case = args.case[0]
+        report = compare.compare_case(case, weights=args.weights, tolerance=args.tolerance,
+                                      device=args.device)
     for line in report.lines():
         print(line)
     return 0 if report.ok else 1
 
 
 def register(sub) -> None:
-    p = sub.add_parser("compare", help="compare every layer with a Darknet reference case folder")
-    p.add_argument("case", help="case folder with case.json, input.npy and layer_NNN.npy")
+    p = sub.add_parser("compare", help="compare every layer with a Darknet case folder "
+                                       "(or with a Darknet build, live)",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("case", nargs="+", metavar="CASE_DIR",
+                   help="case folder with case.json, input.npy and layer_NNN.npy; "
+                        "with --darknet: CFG [WEIGHTS] [IMAGE]")
+    p.add_argument("--darknet", metavar="BUILD",
+                   help="a Darknet build folder (`darknet-py darknet build`): dump CFG with it first")
+    p.add_argument("--seed", type=int, help="with --darknet and no WEIGHTS: random init seed "
+                                            "(default 1)")
     p.add_argument("--weights", help="weights file (default: the one case.json names)")
     p.add_argument("--tolerance", type=float, default=compare.DEFAULT_TOLERANCE,
                    help="max error relative to each layer's max |value| (default %(default)g)")

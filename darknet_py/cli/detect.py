@@ -106,8 +106,8 @@ def run_test(data: Optional[str], cfg: str, weights: str, images: Sequence[str],
     import darknet_py
     from PIL import Image, ImageOps
 
-    from ..detect import (detection_to_json, draw_detections, line_v3, names_from_data,
-                          resolve_names, run_detector)
+    from ..detect import (default_thresh, detection_to_json, draw_detections, line_v3,
+                          names_from_data, resolve_names, run_detector)
 
     model = darknet_py.load(cfg, resolve_weights(weights), dialect=args.dialect)
     alexeyab = model.dialect.name == "alexeyab"
@@ -130,10 +130,11 @@ def run_test(data: Optional[str], cfg: str, weights: str, images: Sequence[str],
         print(f"darknet-py: error: {exc}", file=sys.stderr)
 
     batch = 1 if not images else max(1, args.batch)
-    for result in run_detector(model, inputs, thresh=args.thresh, nms=args.nms,
+    thresh = default_thresh(model) if args.thresh is None else args.thresh
+    for result in run_detector(model, inputs, thresh=thresh, nms=args.nms,
                                hier_thresh=args.hier, names=names, batch_size=batch,
                                letterbox=True if args.letter_box else None, exif=args.exif,
-                               on_error=on_error):
+                               on_error=on_error, decoder=_decoder(args)):
         if alexeyab:
             for layer in listed:
                 print(f" Detection layer: {layer.index} - type = {layer.alexeyab_layer_type} ")
@@ -153,7 +154,7 @@ def run_test(data: Optional[str], cfg: str, weights: str, images: Sequence[str],
             target = outputs.next(result.source)
             with Image.open(result.source) as pil:
                 pil = ImageOps.exif_transpose(pil) if args.exif else pil
-                drawn = draw_detections(pil.convert("RGB"), result.dets, names, args.thresh)
+                drawn = draw_detections(pil.convert("RGB"), result.dets, names, thresh)
             drawn.save(target, quality=80)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:
@@ -162,6 +163,14 @@ def run_test(data: Optional[str], cfg: str, weights: str, images: Sequence[str],
     if json_out is not None:
         atomic_write(json_out, ("[\n" + ", \n".join(darknet_json) + "\n]").encode())
     return 2 if failed else 0
+
+
+def _decoder(args: argparse.Namespace):
+    """--darknet BUILD: decode images with that Darknet build's own stb_image."""
+    if not getattr(args, "darknet", None):
+        return None
+    from ..darknet import resolve_build
+    return resolve_build(args.darknet)
 
 
 def _add_options(p: argparse.ArgumentParser) -> None:
@@ -191,6 +200,9 @@ def _add_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-image", action="store_true", help="do not write annotated images")
     p.add_argument("--exif", action="store_true",
                    help="apply EXIF orientation (Darknet ignores it)")
+    p.add_argument("--darknet", metavar="BUILD",
+                   help="decode images with this Darknet build's own stb_image (a folder from "
+                        "`darknet-py darknet build`): Darknet's exact pixels")
 
 
 def _detector(args: argparse.Namespace) -> int:
