@@ -224,8 +224,10 @@ def detection_checks(case: Case, model: Darknet, heads: Sequence[torch.Tensor]) 
 
 def compare_case(folder: "os.PathLike[str] | str", weights: "os.PathLike[str] | str | None" = None,
                  tolerance: float = DEFAULT_TOLERANCE, device: "str | torch.device" = "cpu",
-                 layers: Optional[Sequence[int]] = None) -> CompareReport:
-    """Run the case's cfg/weights/input and compare with every dumped layer."""
+                 layers: Optional[Sequence[int]] = None,
+                 dialect: Optional[str] = None) -> CompareReport:
+    """Run the case's cfg/weights/input and compare with every dumped layer.
+    ``dialect``: read the cfg as this fork does (default: the fork that made the case)."""
     case = load_case(folder)
     if case.mode not in ("forward", "detect"):
         raise DataError(f"mode {case.mode!r} cases are not supported by compare yet "
@@ -237,7 +239,8 @@ def compare_case(folder: "os.PathLike[str] | str", weights: "os.PathLike[str] | 
         raise DataError(f"weights {case.weights_name!r} not found next to the case; "
                         f"pass --weights", file=case.folder)
     from . import load
-    model = load(case.cfg, path, dialect=case.dialect, warn_unused=False).to(device).eval()
+    model = load(case.cfg, path, dialect=dialect or case.dialect,
+                 warn_unused=False).to(device).eval()
     x = torch.from_numpy(_load_npy(case.folder / "input.npy")).to(device)
     with torch.no_grad():
         outs = model.layer_outputs(x)

@@ -40,7 +40,8 @@ def _run(args: argparse.Namespace) -> int:
         else:
             case = args.case[0]
         report = compare.compare_case(case, weights=args.weights, tolerance=args.tolerance,
-                                      device=args.device)
+                                      device=args.device,
+                                      dialect=None if args.dialect == "auto" else args.dialect)
     for line in report.lines():
         print(line)
     return 0 if report.ok else 1
@@ -61,4 +62,6 @@ def register(sub) -> None:
     p.add_argument("--tolerance", type=float, default=compare.DEFAULT_TOLERANCE,
                    help="max error relative to each layer's max |value| (default %(default)g)")
     p.add_argument("--device", default="cpu", help="torch device (default %(default)s)")
+    p.add_argument("--dialect", choices=("auto", "pjreddie", "alexeyab"), default="auto",
+                   help="read the cfg as this fork does (default: the fork that made the case)")
     p.set_defaults(func=_run)
