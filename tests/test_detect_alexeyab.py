@@ -213,3 +213,23 @@ def test_yolov4_random_weights(darknet_alexeyab, data_file, reference, capsys, t
     lines = _same(capsys, darknet_alexeyab, data_file, cfg, weights, tmp_path,
                   _images(reference, ("dog", "person")), letter_box)
     assert lines >= 5
+
+
+@pytest.mark.parametrize("letter_box", [False, True])
+def test_gaussian_yolov3_random_weights(darknet_alexeyab, reference, capsys, tmp_path,
+                                        letter_box):
+    """[Gaussian_yolo] (Gaussian_yolov3_BDD.cfg at 256x256 instead of 512 to keep the test
+    short; 10 classes): its decode (uncertainty-weighted probabilities, pjreddie-style
+    box correction) and printing against AlexeyAB's own."""
+    text = (reference / "cfg" / "alexeyab" / "Gaussian_yolov3_BDD.cfg").read_text()
+    cfg = tmp_path / "Gaussian_yolov3_BDD-256.cfg"
+    cfg.write_text(re.sub(r"(?m)^(width|height)=512$", r"\1=256", text))
+    names = tmp_path / "bdd.names"
+    names.write_text("".join(f"c{i}\n" for i in range(10)))
+    data = tmp_path / "bdd.data"
+    data.write_text(f"classes=10\nnames={names}\n")
+    weights = _random_weights(cfg, tmp_path / "g.weights", reference, objectness_bias=-4.0,
+                              bn_scales=(0.2, 0.6), head_gain=4.0, class_bias=-1.0)
+    lines = _same(capsys, darknet_alexeyab, data, cfg, weights, tmp_path,
+                  _images(reference, ("person", "kite")), letter_box)
+    assert lines >= 5
