@@ -488,6 +488,11 @@ def run_detector(model, images: Iterable[ImageLike], *, thresh: Optional[float] 
         thresh = default_thresh(model)
     nms_kind, beta_nms = nms_of(model)
     lines = to_detections_v3 if model.dialect.name == "alexeyab" else to_detections
+    if model.dialect.name == "alexeyab" and not all(h.sets_det_classes for h in heads):
+        # draw_detections_v3 loops over dets[i].classes, which [detection]'s decode leaves
+        # at 0: AlexeyAB prints no lines for such networks (the -out JSON has them)
+        def lines(*args) -> List[Detection]:
+            return []
     letter = default_letterbox(model) if letterbox is None else bool(letterbox)
     batch: List[Tuple[Optional[str], np.ndarray, np.ndarray]] = []
 

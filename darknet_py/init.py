@@ -3,7 +3,7 @@
 :func:`random_init` follows the recipe of the Darknet reference cases (see
 ``../shared/reference/darknet-alexeyab/README.md``): every convolution's weights
 ``sqrt(2/(size*size*c/groups)) * U(-1, 1)`` (``make_convolutional_layer``'s
-formula), batchnorm scales ``U(0.5, 1.5)``, biases ``U(-0.2, 0.2)``, then one
+formula; ``[connected]``: ``sqrt(2/inputs)``), batchnorm scales ``U(0.5, 1.5)``, biases ``U(-0.2, 0.2)``, then one
 train-mode forward on a calibration input sets each batchnorm's rolling mean to
 ``batch_mean + U(-0.1, 0.1)*sqrt(batch_var)`` and rolling variance to
 ``batch_var*U(0.8, 1.25)``, so inference activations stay in range through deep
@@ -54,8 +54,9 @@ def random_init(model, seed: int = 1, calibration: Optional[Tensor] = None,
     with torch.no_grad():
         for layer in model.layers:
             weight = getattr(layer, "weight", None)
-            if isinstance(weight, torch.nn.Parameter) and weight.dim() == 4:
-                fan_in = weight.shape[1] * weight.shape[2] * weight.shape[3]
+            if isinstance(weight, torch.nn.Parameter) and weight.dim() in (2, 4):
+                # conv: size*size*c/groups; [connected]: its inputs (make_connected_layer)
+                fan_in = int(np.prod(weight.shape[1:]))
                 scale = float(np.sqrt(np.float32(2.0) / np.float32(fan_in)))
                 weight.copy_(_uniform(rng, -1, 1, tuple(weight.shape)) * scale)
         for module in model.modules():
@@ -71,7 +72,7 @@ def random_init(model, seed: int = 1, calibration: Optional[Tensor] = None,
             if index == 0 or head.refs or not isinstance(bias, torch.nn.Parameter):
                 continue
             logits = head.objectness_channels() + head.class_channels()
-            if head_gain != 1.0 and isinstance(weight, torch.nn.Parameter):
+            if head_gain != 1.0 and isinstance(weight, torch.nn.Parameter) and logits:
                 weight[logits] *= float(head_gain)
             if objectness_bias is not None:
                 bias[head.objectness_channels()] = float(objectness_bias)

@@ -54,7 +54,8 @@ def data_file(tmp_path_factory, reference) -> Path:
 def _block(text: str) -> list:
     """The per-image part of detector test's stdout, milliseconds masked."""
     lines = text.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith(" Detection layer:"))
+    start = next(i for i, line in enumerate(lines)
+                 if line.startswith(" Detection layer:") or "Predicted in" in line)
     out = [re.sub(r"Predicted in [0-9.]+ milli-seconds", "Predicted in X milli-seconds", line)
            for line in lines[start:] if line.strip()]
     return out
@@ -236,3 +237,40 @@ def test_gaussian_yolov3_random_weights(darknet_alexeyab, reference, capsys, tmp
     lines = _same(capsys, darknet_alexeyab, data, cfg, weights, tmp_path,
                   _images(reference, ("person", "kite")), letter_box)
     assert lines >= 5
+
+
+@pytest.mark.parametrize("letter_box", [False, True])
+def test_yolov1_tiny_detection_layer_random_weights(darknet_alexeyab, reference, capsys,
+                                                    tmp_path, letter_box):
+    """[detection] (YOLOv1, pjreddie's yolov1-tiny.cfg read as AlexeyAB does):
+    ``get_detection_detections`` scales boxes by the image size although relative
+    ones are asked for, and leaves ``dets[i].classes`` 0, so AlexeyAB prints no lines;
+    its -out JSON has the detections: same classes and probabilities (1e-4), boxes
+    within 1e-4 of the image size."""
+    cfg = reference / "cfg" / "pjreddie" / "yolov1-tiny.cfg"
+    data = tmp_path / "voc.data"
+    data.write_text(f"classes=20\nnames={reference / 'data' / 'voc.names'}\n")
+    model = darknet_py.load(cfg, dialect="alexeyab")
+    x = torch.from_numpy(resize_image(as_image(reference / "images" / "dog.jpg"),
+                                      model.width, model.height))[None]
+    random_init(model, 1, x, objectness_bias=0.35, head_gain=0.15, class_bias=0.35)
+    weights = tmp_path / "yolov1-tiny-rand.weights"
+    model.save_weights(weights)
+    total = 0
+    for image in _images(reference, ("dog", "person")):
+        want = _darknet(darknet_alexeyab, data, cfg, weights, image, tmp_path / "darknet.json",
+                        letter_box)
+        got, _ = _ours(capsys, darknet_alexeyab, data, cfg, weights, image,
+                       tmp_path / "ours.json", letter_box)
+        assert got == want and len(got) == 1  # only "Predicted in"
+        a, b = _objects(tmp_path / "darknet.json"), _objects(tmp_path / "ours.json")
+        assert [o["class_id"] for o in a] == [o["class_id"] for o in b]
+        im_w, im_h = image_size(image)
+        for p, q in zip(a, b):
+            assert p["confidence"] == pytest.approx(q["confidence"], abs=1e-4)
+            for key, size in (("center_x", im_w), ("width", im_w), ("center_y", im_h),
+                              ("height", im_h)):
+                assert abs(p["relative_coordinates"][key] - q["relative_coordinates"][key]) \
+                    <= 1e-4 * size
+        total += len(a)
+    assert total >= 10

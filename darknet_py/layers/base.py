@@ -116,6 +116,9 @@ class DarknetLayer(nn.Module):
     beta_nms: float = 0.6
     #: True for the heads that :meth:`get_detections` decodes
     decodes: bool = False
+    #: whether the head's decode sets ``dets[i].classes`` (AlexeyAB's draw_detections_v3
+    #: loops over it: a head that leaves it 0, [detection], prints no lines there)
+    sets_det_classes: bool = True
     #: AlexeyAB's LAYER_TYPE number for the heads its ``detector test`` lists
     #: (" Detection layer: %d - type = %d"): REGION 27, YOLO 28, GAUSSIAN_YOLO 29
     alexeyab_layer_type: Optional[int] = None
