@@ -128,6 +128,8 @@ def row(fork: str, cfg: Path, tool: Optional[Path], cases: Dict[tuple, str], for
 
 def table(rows: List[Dict[str, str]]) -> str:
     keys = ("fork", "cfg", "builds", "forward", "weights", "parity", "decoded")
+    if not any(r.get("forward") for r in rows):  # --no-forward: tests/test_core_corpus*.py
+        keys = tuple(k for k in keys if k != "forward")
     lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
     lines += ["| " + " | ".join(r.get(k, "") for k in keys) + " |" for r in rows]
     built = sum(r["builds"] == "yes" for r in rows)

@@ -131,6 +131,8 @@ def run_test(data: Optional[str], cfg: str, weights: str, images: Sequence[str],
 
     batch = 1 if not images else max(1, args.batch)
     thresh = default_thresh(model) if args.thresh is None else args.thresh
+    if args.thresh is None and alexeyab and getattr(args, "verb_default_thresh", None):
+        thresh = args.verb_default_thresh  # AlexeyAB's `darknet detect`: -thresh default .24
     for result in run_detector(model, inputs, thresh=thresh, nms=args.nms,
                                hier_thresh=args.hier, names=names, batch_size=batch,
                                letterbox=True if args.letter_box else None, exif=args.exif,
@@ -242,7 +244,7 @@ def register(sub) -> None:
     d.add_argument("images", nargs="*", metavar="IMAGE",
                    help="images, folders or .txt lists (none: read paths from stdin)")
     _add_options(d)
-    d.set_defaults(func=_detect)
+    d.set_defaults(func=_detect, verb_default_thresh=0.24)
 
 
 __all__ = ["OutputNames", "expand_inputs", "register", "resolve_weights", "run_test"]
