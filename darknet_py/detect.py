@@ -480,6 +480,8 @@ def run_detector(model, images: Iterable[ImageLike], *, thresh: Optional[float] 
     image's share of its batch's forward time. Images that cannot be used raise
     :class:`DataError`, or go to ``on_error``. ``decoder``: a Darknet build
     decodes image files with its own stb_image (see :func:`darknet_py.image.decode_image`).
+    AlexeyAB's ``detector test`` also folds batchnorm into the convolutions after
+    loading; ``model.fuse_batchnorm()`` first gives its exact numbers (the CLI does).
     """
     heads = _detection_heads(model)
     classes = heads[0].classes
