@@ -97,7 +97,11 @@ def row(fork: str, cfg: Path, tool: Optional[Path], cases: Dict[tuple, str], for
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            model = darknet_py.load(cfg, dialect=fork)
+            if forward:
+                model = darknet_py.load(cfg, dialect=fork)
+            else:  # shapes and weight counts only: no memory for the parameters
+                with torch.device("meta"):
+                    model = darknet_py.load(cfg, dialect=fork)
     except DarknetError as exc:
         where = f"line {exc.line}: " if exc.line else ""
         what = f"{exc.key}: " if exc.key else ""
