@@ -330,8 +330,8 @@ def line_v3(det: Detection, im_w: int, im_h: int, ext_output: bool = False) -> s
     height: %4.0f)`` of ``round`` of the float32 pixel box.
 
     >>> d = Detection(0, "dog", 0.806, 0.9, 0.33, 0.64, 0.34, 0.52, 0, 0, 0, 0)
-    >>> line_v3(d, 768, 576, True)
-    'dog: 81%\t(left_x:  123   top_y:  219   width:  261   height:  300)'
+    >>> print(line_v3(d, 768, 576, True).replace(chr(9), " TAB "))
+    dog: 81% TAB (left_x:  123   top_y:  219   width:  261   height:  300)
     """
     text = f"{det.name}: {_percent(det.prob):.0f}%"
     if not ext_output:
