@@ -73,16 +73,21 @@ def compile_size_tool(build: Path, fork: str, out: Path) -> Path:
     return out
 
 
-def darknet_size(tool: Optional[Path], cfg: Path, tmp: Path) -> Optional[int]:
+def darknet_size(tool: Optional[Path], cfg: Path, tmp: Path) -> "Optional[int | str]":
+    """The byte count, None without a build, or why Darknet could not parse the cfg."""
     if tool is None:
         return None
     try:
         done = subprocess.run([str(tool), str(cfg), str(tmp / "w.weights")], capture_output=True,
-                              text=True, timeout=300, cwd=tmp)
+                              text=True, timeout=600, cwd=tmp)
     except subprocess.TimeoutExpired:
-        return None
+        return "Darknet timed out"
     lines = done.stdout.strip().splitlines()
-    return int(lines[-1]) if done.returncode == 0 and lines and lines[-1].isdigit() else None
+    if done.returncode == 0 and lines and lines[-1].isdigit():
+        return int(lines[-1])
+    why = [line for line in done.stderr.splitlines() if "Assertion" in line or "rror" in line]
+    text = why[-1].split(": ", 2)[-1] if why else f"exit {done.returncode}"
+    return f"Darknet fails: {text[:80]}"
 
 
 def row(fork: str, cfg: Path, tool: Optional[Path], cases: Dict[tuple, str], forward: bool,
@@ -111,7 +116,10 @@ def row(fork: str, cfg: Path, tool: Optional[Path], cases: Dict[tuple, str], for
     out["builds"] = "yes"
     ours = 20 + 4 * sum(layer.weight_count() for layer in model.layers)
     theirs = darknet_size(tool, cfg, tmp)
-    out["weights"] = "?" if theirs is None else ("=" if theirs == ours else f"!= ({theirs})")
+    if theirs is None or isinstance(theirs, str):
+        out["weights"] = theirs or "?"
+    else:
+        out["weights"] = "=" if theirs == ours else f"!= ({theirs})"
     heads = [model.layers[i] for i in model.heads]
     out["decoded"] = ("yes" if heads and all(h.decodes for h in heads)
                       else ("no" if heads else ""))
