@@ -87,7 +87,7 @@ def darknet_size(tool: Optional[Path], cfg: Path, tmp: Path) -> "Optional[int | 
         return int(lines[-1])
     why = [line for line in done.stderr.splitlines() if "Assertion" in line or "rror" in line]
     text = why[-1].split(": ", 2)[-1] if why else f"exit {done.returncode}"
-    return f"Darknet fails: {text[:80]}"
+    return "Darknet fails: " + text[:80].replace("`", "'").replace("|", "/")
 
 
 def row(fork: str, cfg: Path, tool: Optional[Path], cases: Dict[tuple, str], forward: bool,
