@@ -30,8 +30,15 @@ def load(cfg: "os.PathLike[str] | str", weights: "os.PathLike[str] | str | None"
     or activations); when the cfg reads the same in both, a weights header with
     revision > 0 (written by AlexeyAB's fork) selects AlexeyAB, else pjreddie.
     ``limits`` caps what the cfg may allocate (:mod:`darknet_py.limits`).
+    ``weights`` may also name official weights (``"yolov4"``, ``"darknet53.conv.74"``):
+    they are fetched once and verified (:mod:`darknet_py.zoo`); an official partial
+    file sets ``upto`` itself.
     """
     from .weights import read_header
+    if weights is not None:
+        if upto is None:
+            upto = zoo.default_upto(weights)
+        weights = zoo.resolve(weights)
     sections = read_cfg(cfg)
     if str(dialect) == "auto":
         found = detect_dialect(sections)

@@ -39,7 +39,7 @@ from .errors import CfgError, DataError
 from .image import ImageLike, as_image, letterbox_image, letterbox_size, resize_image
 from .layers.region import get_region_detections
 from .layers.yolo import correct_yolo_boxes
-from .postprocess import DetectionArrays, box_iou, do_nms_sort, nms_sort
+from .postprocess import DetectionArrays, box_diou, box_iou, diounms_sort, do_nms_sort, nms_sort
 
 _F32 = np.float32
 

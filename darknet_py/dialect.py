@@ -25,6 +25,25 @@ class Dialect:
     bn_rolling_momentum: float
     #: revision written into a .weights header by save_weights.
     weights_revision: int
+    #: backward_batchnorm_layer's normalize_delta_cpu divides the incoming delta by
+    #: pjreddie sqrt(var+1e-5), AlexeyAB sqrt(var)+1e-5 (mean/variance deltas use var+1e-5 in both)
+    bn_delta_eps_inside_sqrt: bool = True
+    #: the CPU backward of a conv layer with batch_normalize computes bias_updates
+    #: (pjreddie's backward_batchnorm_layer calls backward_bias; AlexeyAB's CPU one does not,
+    #: so its CPU build never moves those biases -- its GPU build does)
+    bn_bias_learns: bool = True
+    #: update_network runs after every mini-batch whose (seen/batch) % subdivisions == 0
+    #: (pjreddie train_network_datum) or once at the end of train_network (AlexeyAB)
+    update_per_call: bool = False
+    #: the [yolo] truth rows: x,y,w,h,class (5) or x,y,w,h,class,track_id (6, AlexeyAB)
+    truth_size: int = 5
+    #: a standalone [batchnorm] stores its biases (before the scales) in .weights
+    #: (parser.c:load_batchnorm_weights); pjreddie's keeps them at zero, unsaved.
+    batchnorm_layer_saves_biases: bool = False
+    #: forward_convolutional_layer feeds a size-1 kernel's input to gemm as is (no im2col),
+    #: whatever its stride and padding (pjreddie), or only when l.stride (= stride_x) is 1
+    #: (AlexeyAB); the input is then read flat, as if it already had the output's size.
+    conv1x1_skips_im2col_any_stride: bool = True
 
     def __str__(self) -> str:
         return self.name
@@ -33,7 +52,10 @@ class Dialect:
 PJREDDIE = Dialect("pjreddie", bn_eps=1e-6, bn_eps_inside_sqrt=False,
                    bn_rolling_momentum=0.01, weights_revision=0)
 ALEXEYAB = Dialect("alexeyab", bn_eps=1e-5, bn_eps_inside_sqrt=True,
-                   bn_rolling_momentum=0.1, weights_revision=5)
+                   bn_rolling_momentum=0.1, weights_revision=5,
+                   bn_delta_eps_inside_sqrt=False, bn_bias_learns=False, update_per_call=True,
+                   truth_size=6,
+                   batchnorm_layer_saves_biases=True, conv1x1_skips_im2col_any_stride=False)
 
 DIALECTS: Dict[str, Dialect] = {d.name: d for d in (PJREDDIE, ALEXEYAB)}
 

@@ -31,7 +31,8 @@ from .dialect import ALEXEYAB, PJREDDIE, Dialect, get_dialect
 from .errors import CfgError, CfgWarning
 from . import limits as _limits
 from .layers import activations
-from .layers.base import BuildContext, CommonOptions, DarknetLayer, Shape
+from .layers.base import (BuildContext, CommonOptions, DarknetLayer, ResizeError, Shape,
+                          StaleDelta)
 from .layers.registry import get_builder, options_class, section_dialect
 from .limits import Limits
 
@@ -111,6 +112,13 @@ class Darknet(nn.Module):
 
     #: let CUDA use TF32 for speed (outputs then drift ~1e-3 from Darknet); off by default.
     allow_tf32: bool = False
+    #: train like Darknet's CPU build: (1) a [convolutional] whose backward overwrites its
+    #: input's delta (AlexeyAB: all; pjreddie: 1x1) drops the gradient routes/shortcuts sent
+    #: to that input; (2) AlexeyAB only: layers its forward_network does not clear
+    #: (:attr:`~darknet_py.layers.base.DarknetLayer.ab_forward_zeroes_delta` False: route,
+    #: upsample, ...) add every earlier backward's delta to the current one. False: every
+    #: consumer's gradient adds up once (the exact gradient of the graph).
+    cpu_backward_quirks: bool = True
 
     def __init__(self, sections: Sequence[Section], dialect: "str | Dialect | None" = "auto",
                  *, warn_unused: bool = True, limits: Optional[Limits] = None) -> None:
@@ -189,14 +197,16 @@ class Darknet(nn.Module):
                            line=first.line)
         self.layers = nn.ModuleList(layers)
         self.unused = [(r.section, e) for r in readers for e in r.unused()]
-        if warn_unused and self.unused:
-            where = []
-            for r in readers:
-                for e in r.unused():
-                    hint = r.suggestion(e.key)
-                    where.append(f"{r.section.file}:{e.line} [{r.section.kind}] {e.key}"
-                                 + (f" (did you mean {hint}?)" if hint else ""))
-            warnings.warn(CfgWarning(f"unused cfg keys: {', '.join(where)}"), stacklevel=2)
+        #: one line per unused key: where it is and the read key it resembles
+        self.unused_notes: List[str] = []
+        for r in readers:
+            for e in r.unused():
+                hint = r.suggestion(e.key)
+                self.unused_notes.append(f"{r.section.file}:{e.line} [{r.section.kind}] {e.key}"
+                                         + (f" (did you mean {hint}?)" if hint else ""))
+        if warn_unused:
+            for note in self.unused_notes:
+                warnings.warn(CfgWarning(f"unused cfg key: {note}"), stacklevel=2)
         # which outputs must be kept, and until when
         self._last_use: Dict[int, int] = {}
         for layer in layers:
@@ -208,6 +218,8 @@ class Darknet(nn.Module):
         self.output_index = max([l.index for l in layers if l.kind != "cost"], default=0)
         #: .weights header (major, minor, revision, seen) of the last load, kept for saving
         self.header: Tuple[int, int, int, int] = (0, 2, self.dialect.weights_revision, 0)
+        #: layer output shapes per input (h, w) other than input_shape's, computed on demand
+        self._shape_cache: Dict[Tuple[int, int], List[Shape]] = {}
         self.eval()
 
     # -- construction helpers ---------------------------------------------------------
@@ -228,6 +240,87 @@ class Darknet(nn.Module):
     def seen(self) -> int:
         return self.header[3]
 
+    # -- resizing (network.c:resize_network) -----------------------------------------
+    def _walk_shapes(self, h: int, w: int) -> List[Shape]:
+        shapes: List[Shape] = []
+        prev = Shape(self.input_shape.c, h, w)
+        for layer in self.layers:
+            out = Shape(*layer.resize(prev, [shapes[r] for r in layer.refs]))
+            if out.c <= 0 or out.h <= 0 or out.w <= 0:
+                raise ResizeError(f"layer {layer.index} [{layer.kind}] would have an empty "
+                                  f"{out.w}x{out.h}x{out.c} output")
+            shapes.append(out)
+            prev = out
+        return shapes
+
+    def _fits(self, h: int, w: int) -> bool:
+        try:
+            self._walk_shapes(h, w)
+            return True
+        except ResizeError:
+            return False
+
+    def _nearest_sizes(self, value: int, other: int, is_width: bool) -> List[int]:
+        """Side lengths near ``value`` that work with the other side at ``other``."""
+        found: List[int] = []
+        below = next((v for v in range(value - 1, 0, -1)
+                      if self._fits(*((other, v) if is_width else (v, other)))), None)
+        above = next((v for v in range(value + 1, 2 * value + 64)
+                      if self._fits(*((other, v) if is_width else (v, other)))), None)
+        for v in (below, above):
+            if v is not None:
+                found.append(v)
+        return found
+
+    def shapes_for(self, w: int, h: int) -> List[Shape]:
+        """Every layer's (c, h, w) output for a ``w`` x ``h`` input, by each layer's
+        ``resize_*_layer`` arithmetic (as ``resize_network``), without changing the model.
+
+        A size the graph cannot take is a :class:`~darknet_py.errors.CfgError` (a
+        ValueError) naming the layer and the nearest widths/heights that would work.
+        """
+        if (h, w) == (self.input_shape.h, self.input_shape.w):
+            return [l.out_shape for l in self.layers]
+        cached = self._shape_cache.get((h, w))
+        if cached is not None:
+            return cached
+        if h < 1 or w < 1:
+            raise ValueError(f"{self.source}: cannot resize to {w}x{h}")
+        try:
+            shapes = self._walk_shapes(h, w)
+        except ResizeError as err:
+            hint = []
+            base_h, base_w = self.input_shape.h, self.input_shape.w
+            if not self._fits(base_h, w):
+                near = self._nearest_sizes(w, base_h, True)
+                hint += [f"width {' or '.join(map(str, near))}"] if near else []
+            if not self._fits(h, base_w):
+                near = self._nearest_sizes(h, base_w, False)
+                hint += [f"height {' or '.join(map(str, near))}"] if near else []
+            sizes = f"; sizes that would work: {', '.join(hint)}" if hint else ""
+            raise CfgError(f"the network cannot take a {w}x{h} input: {err}{sizes}",
+                           file=self.source) from None
+        if len(self._shape_cache) > 64:
+            self._shape_cache.clear()
+        self._shape_cache[(h, w)] = shapes
+        return shapes
+
+    def resize(self, w: int, h: int) -> None:
+        """Darknet's ``resize_network(net, w, h)``: a new input size for every layer.
+
+        Updates ``input_shape`` (and the [net] width/height) and every layer's
+        ``out_shape`` as each ``resize_*_layer`` does; weights are untouched. (One Darknet
+        quirk is not copied: ``resize_yolo_layer``/``resize_region_layer`` leave
+        ``l.out_w``/``l.out_h`` at the build size while their output is the new w x h;
+        ``out_shape`` here is the output's real shape.)
+        """
+        shapes = self.shapes_for(w, h)
+        for layer, shape in zip(self.layers, shapes):
+            layer.out_shape = Shape(*shape)
+        self.input_shape = Shape(self.input_shape.c, h, w)
+        self.net.width, self.net.height = w, h
+        self._shape_cache.clear()
+
     # -- execution -------------------------------------------------------------------
     def _check_input(self, x: Tensor) -> Tensor:
         if x.dim() == 3:
@@ -246,15 +339,28 @@ class Darknet(nn.Module):
         # the memory layout picks the conv algorithm, which moves results by ~1e-5
         return x.contiguous()
 
-    def _run(self, x: Tensor, upto: Optional[int] = None, keep_all: bool = False) -> List[Tensor]:
-        """Run layers 0..upto; returns every output if ``keep_all`` else the heads' + last."""
+    def _run(self, x: Tensor, upto: Optional[int] = None, keep_all: bool = False,
+             keep: Optional[Sequence[int]] = None) -> List[Tensor]:
+        """Run layers 0..upto; returns every output if ``keep_all``, those of the layers in
+        ``keep`` if given, else the heads' + last."""
         x = self._check_input(x)
         with _fp32_precision(x.is_cuda and not self.allow_tf32):
-            return self._run_layers(x, upto, keep_all)
+            return self._run_layers(x, upto, keep_all, keep)
 
-    def _run_layers(self, x: Tensor, upto: Optional[int], keep_all: bool) -> List[Tensor]:
+    def outputs_of(self, x: Tensor, indices: Sequence[int]) -> List[Tensor]:
+        """The outputs of layers ``indices`` (ascending) for input ``x``, running only as far
+        as the last of them."""
+        if not indices:
+            return []
+        return self._run(x, upto=max(indices), keep=indices)
+
+    def _run_layers(self, x: Tensor, upto: Optional[int], keep_all: bool,
+                    keep: Optional[Sequence[int]] = None) -> List[Tensor]:
+        wanted = set(keep) if keep is not None else None
         saved: Dict[int, Tensor] = {}
         kept: List[Tensor] = []
+        shapes = (self.shapes_for(x.shape[3], x.shape[2]) if self.input_shape.h > 1 or x.shape[2] > 1
+                  else [l.out_shape for l in self.layers])
         out = final = x
         last = len(self.layers) - 1 if upto is None else upto
         output_index = self.output_index if upto is None else upto
@@ -262,20 +368,30 @@ class Darknet(nn.Module):
             if i > last:
                 break
             out = layer(x, [saved[r] for r in layer.refs])
+            cut = (self.cpu_backward_quirks and out.requires_grad and i + 1 < len(self.layers)
+                   and self.layers[i + 1].overwrites_input_delta())
+            if (self.cpu_backward_quirks and out.requires_grad and not cut
+                    and self.dialect.name == "alexeyab" and not layer.ab_forward_zeroes_delta):
+                out = StaleDelta.apply(out, layer)
             if i <= output_index:
                 final = out
             # a flat output (softmax) reaches later layers as its c x h x w
-            x = out.view(out.shape[0], *layer.out_shape) if layer.flat else out
+            x = out.view(out.shape[0], *shapes[i]) if layer.flat else out
             if keep_all:
                 kept.append(out)
+            elif wanted is not None:
+                if i in wanted:
+                    kept.append(out)
             elif i in self.heads:
                 kept.append(out)
             if i in self._last_use:
-                saved[i] = x
+                # Darknet's CPU backward: when the next layer overwrites this layer's delta,
+                # what its other consumers sent back is lost (see overwrites_input_delta)
+                saved[i] = x.detach() if cut else x
             for r in layer.refs:
                 if self._last_use[r] == i:
                     saved.pop(r, None)
-        if not keep_all and (not self.heads or upto is not None):
+        if not keep_all and wanted is None and (not self.heads or upto is not None):
             kept.append(final)
         return kept
 
@@ -294,10 +410,20 @@ class Darknet(nn.Module):
         return [o.reshape(o.shape[0], -1) if self.layers[i].flat else o
                 for i, o in enumerate(outs)]
 
+    def reset_state(self) -> None:
+        """Zero the state recurrent layers keep from one inference forward to the next
+        (as a freshly parsed Darknet network starts)."""
+        for layer in self.layers:
+            layer.reset_state()
+
     # -- .weights --------------------------------------------------------------------
     def load_weights(self, path: "os.PathLike[str] | str", upto: Optional[int] = None) -> None:
+        """Load a .weights file, or official weights by name (:func:`darknet_py.zoo.resolve`)."""
+        from . import zoo
         from .weights import load_weights
-        load_weights(self, path, upto=upto)
+        if upto is None:
+            upto = zoo.default_upto(path)
+        load_weights(self, zoo.resolve(path), upto=upto)
 
     def save_weights(self, path: "os.PathLike[str] | str", upto: Optional[int] = None) -> None:
         from .weights import save_weights

@@ -176,8 +176,29 @@ def _check_file(model: "Darknet", handle, source: str,
     needed = layout[-1][1] + layout[-1][2] if layout else 0
     available, stray = divmod(size - header.nbytes, 4)
     if stray or available < needed or (upto is None and available != needed):
-        raise _size_error(model, source, layout, available, upto, header, stray)
+        raise _explained(_size_error(model, source, layout, available, upto, header, stray),
+                         model, source)
     return header, needed
+
+
+def _explained(err: WeightsError, model: "Darknet", source: str) -> WeightsError:
+    """Add what may explain a size mismatch: the file is not weights at all (an image or a
+    cfg given in the wrong place), or the cfg has keys Darknet ignored (a typo such as
+    ``fliters`` leaves the default and changes the parameter count)."""
+    from .sniff import mismatch
+    extra = []
+    wrong = mismatch(source, "weights")
+    if wrong is not None:
+        extra.append(f"{wrong}: arguments in the wrong order?")
+    if model.unused_notes:
+        shown = model.unused_notes[:3]
+        more = len(model.unused_notes) - len(shown)
+        extra.append("the cfg has keys Darknet ignores, which may explain it: "
+                     + ", ".join(shown) + (f" and {more} more" if more > 0 else ""))
+    if extra:
+        err.message += "; " + "; ".join(extra)
+        err.args = (str(err) + "; " + "; ".join(extra),)
+    return err
 
 
 def check_weights(model: "Darknet", path: "os.PathLike[str] | str",

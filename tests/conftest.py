@@ -2,9 +2,10 @@
 
 Reference data (outputs of the real Darknet C code) is read in place from
 ``$DARKNET_PY_REFERENCE`` (default ``../shared/reference`` from the project
-root). Without it, tests that need it skip with the reason -- unless the
-variable is set explicitly (``.ci/run`` does), in which case a missing folder
-is an error.
+root). Where it is not a folder, tests that need it skip and say why (the
+header of the pytest run names the folder too) -- unless
+``DARKNET_PY_REQUIRE_REFERENCE=1`` (``.ci/run`` sets it), which makes a missing
+folder an error.
 """
 from __future__ import annotations
 
@@ -22,8 +23,15 @@ def reference_root() -> Path:
 
 
 def pytest_configure(config):
-    if os.environ.get(_ENV) and not reference_root().is_dir():
-        raise pytest.UsageError(f"{_ENV}={os.environ[_ENV]} is not a folder")
+    if os.environ.get("DARKNET_PY_REQUIRE_REFERENCE") and not reference_root().is_dir():
+        raise pytest.UsageError(f"{_ENV}={os.environ.get(_ENV, '')} is not a folder "
+                                f"(DARKNET_PY_REQUIRE_REFERENCE is set)")
+
+
+def pytest_report_header(config):
+    root = reference_root()
+    state = "found" if root.is_dir() else "NOT FOUND: the parity tests skip"
+    return f"Darknet reference data: {root} ({state}; set {_ENV})"
 
 
 @pytest.fixture(scope="session")

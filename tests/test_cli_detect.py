@@ -143,8 +143,18 @@ def test_paths_from_stdin_like_darknets_prompt(setup, capsys, monkeypatch):
     import io
     s = setup
     monkeypatch.setattr("sys.stdin", io.StringIO(s["dog"] + "\n"))
-    assert main(["detector", "test", s["data"], s["cfg"], s["weights"], "--no-image"]) == 0
+    assert main(["detector", "test", s["data"], s["cfg"], s["weights"], "-", "--no-image"]) == 0
     assert _lines(capsys.readouterr().out)[0].startswith(s["dog"] + ": Predicted in")
+    # `-` with nothing on stdin is an error, not a silent success
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    assert main(["detector", "test", s["data"], s["cfg"], s["weights"], "-", "--no-image"]) == 2
+    err = capsys.readouterr().err
+    assert len(_lines(err)) == 1 and "no image paths on standard input" in err
+    # no IMAGE and stdin not a terminal: nothing waits; the error says what to pass
+    monkeypatch.setattr("sys.stdin", io.StringIO(s["dog"] + "\n"))
+    assert main(["detector", "test", s["data"], s["cfg"], s["weights"], "--no-image"]) == 2
+    err = capsys.readouterr().err
+    assert len(_lines(err)) == 1 and "no IMAGE given" in err and "- to read paths" in err
 
 
 def test_help_lists_the_verbs(capsys):

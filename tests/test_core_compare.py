@@ -9,7 +9,8 @@ import pytest
 
 from darknet_py import DataError
 from darknet_py.cli import main
-from darknet_py.compare import compare_case
+from darknet_py import compare as cmp
+from darknet_py.compare import FLOOR_CAP, FLOOR_FACTOR, compare_case, layer_diff
 
 FORWARD = ["darknet/yolov3-narrow-rand-320", "darknet/tiny-rand-nonsquare",
            "darknet-alexeyab/yolov4-tiny-narrow-rand-256"]
@@ -48,7 +49,7 @@ def test_cli_prints_table_and_exit_codes(pj_cases, tmp_path, capsys):
     case = pj_cases / "tiny-rand-nonsquare"
     assert main(["compare", str(case)]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0].split() == ["layer", "type", "shape", "max_abs", "max_rel"]
+    assert out[0].split() == ["layer", "type", "shape", "max_abs", "max_rel", "floor", "allowed"]
     assert out[1].split()[:3] == ["0", "convolutional", "4x256x416"]
     assert out[-2] == "first layer over tolerance: none" and out[-1].startswith("OK: ")
 
@@ -63,11 +64,94 @@ def test_cli_prints_table_and_exit_codes(pj_cases, tmp_path, capsys):
     assert out[-1].startswith("MISMATCH: ")
 
 
+def test_floor_is_measured_and_small_on_the_visible_cases(reference):
+    # darknet_py's own float32-vs-float64 distance: of the order of the error, never zero on convs
+    report = compare_case(reference / "darknet/tiny-rand-nonsquare")
+    for row in report.rows:
+        assert 1e-8 < row.floor < 1e-5 and row.allowed == cmp.DEFAULT_TOLERANCE, row.format()
+        assert row.max_rel <= FLOOR_FACTOR * row.floor, row.format()
+
+
+def test_a_perturbed_layer_is_a_mismatch_although_its_floor_is_small(pj_cases, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(pj_cases / "tiny-rand-nonsquare", broken)
+    ref = np.load(broken / "layer_013.npy")
+    ref[3, 2, 1] += 3e-4 * np.abs(ref).max()       # 3x the fixed tolerance, ~100x the floor
+    np.save(broken / "layer_013.npy", ref)
+    report = compare_case(broken)
+    bad = report.first_bad
+    assert bad is not None and bad.index == 13 and bad.floor < 1e-5
+    assert [r.index for r in report.rows if not r.ok] == [13]
+
+
+def test_a_fault_in_darknet_py_is_not_hidden_by_the_floor(pj_cases, monkeypatch):
+    # The floor is darknet_py against itself: a wrong formula is wrong in float64 too.
+    from darknet_py.layers import activations
+    monkeypatch.setitem(activations._ACTIVATIONS, "leaky",
+                        lambda x: __import__("torch").where(x > 0, x, 0.1001 * x))
+    report = compare_case(pj_cases / "tiny-rand-nonsquare")
+    bad = report.first_bad
+    assert bad is not None and bad.index == 0, "\n".join(report.lines())
+    assert bad.max_rel > 1e-4 and bad.floor < 1e-6
+
+
+def test_noise_floor_rule_on_synthetic_layers():
+    ref = np.linspace(-1, 1, 101, dtype=np.float32)
+    noise = np.zeros_like(ref)
+    noise[7] = 3e-4
+    ours = ref + noise
+    # darknet_py's float32 is 1e-4 from its float64: 3e-4 from Darknet is within k = FLOOR_FACTOR times that
+    deep = layer_diff(0, "convolutional", ours, ref, ours64=ours.astype(np.float64) + 1e-4)
+    assert deep.ok and np.isclose(deep.floor, 1e-4) and np.isclose(deep.allowed, FLOOR_FACTOR * 1e-4)
+    # ... but not under --strict, nor when darknet_py's own float32 is exact
+    assert not layer_diff(0, "convolutional", ours, ref, ours64=ours.astype(np.float64) + 1e-4,
+                          strict=True).ok
+    shallow = layer_diff(0, "convolutional", ours, ref, ours64=ours.astype(np.float64) + 1e-7)
+    assert not shallow.ok and shallow.allowed == 1e-4
+    # no float64 output: the fixed tolerance
+    assert not layer_diff(0, "convolutional", ours, ref).ok
+
+
+def test_noise_floor_rule_on_discontinuities_and_overflow():
+    ref = np.arange(-4, 5, dtype=np.float32)
+    # a step activation that flips one element between float32 and float64: the floor is
+    # huge, but it never excuses more than FLOOR_CAP, and the row says why
+    flipped = ref.astype(np.float64)
+    flipped[2] += 1.0
+    row = layer_diff(0, "activation", ref + np.float32(0.1), ref, ours64=flipped)
+    assert not row.ok and row.allowed == FLOOR_CAP and "ill-conditioned" in row.note
+    # float32 overflowed where float64 did not: floor inf, still capped
+    ours = ref.copy()
+    ours[0] = np.inf
+    row = layer_diff(0, "convolutional", ours, ref, ours64=ref.astype(np.float64))
+    assert not row.ok and row.floor == np.inf and "darknet_py has 1 inf/nan" in row.note
+    # the same inf in Darknet and in both of ours is a match; a nan where Darknet has a number is not
+    ref_inf = ours.copy()
+    assert layer_diff(0, "convolutional", ours, ref_inf, ours64=ours.astype(np.float64)).ok
+    nan = ref.copy()
+    nan[1] = np.nan
+    assert not layer_diff(0, "convolutional", nan, ref, ours64=nan.astype(np.float64)).ok
+    # a layer that is all zeros in Darknet and in ours (e.g. relu of negatives)
+    zero = np.zeros(5, np.float32)
+    assert layer_diff(0, "convolutional", zero, zero, ours64=zero.astype(np.float64)).ok
+    assert not layer_diff(0, "convolutional", zero + 1e-9, zero, ours64=zero.astype(np.float64)).ok
+
+
+def test_cli_strict_keeps_the_fixed_tolerance(pj_cases, capsys):
+    assert main(["compare", "--strict", str(pj_cases / "tiny-rand-nonsquare")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[-1].startswith("OK: ") and "strict" in out[-1]
+
+
 def test_compare_rejects_what_it_cannot_run(pj_cases, tmp_path, capsys):
     assert main(["compare", str(tmp_path)]) == 2
     assert "no case.json" in capsys.readouterr().err
-    with pytest.raises(DataError, match="train"):
-        compare_case(pj_cases / "train-tiny-narrow")
+
+    odd = tmp_path / "odd"
+    odd.mkdir()
+    (odd / "case.json").write_text('{"cfg": "x.cfg", "mode": "fancy"}')
+    with pytest.raises(DataError, match="fancy"):
+        compare_case(odd)
 
 
 @pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="no CUDA device")

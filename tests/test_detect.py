@@ -131,7 +131,7 @@ def test_yolo_decode_matches_darknet_transcription(net, im, new_coords, thresh, 
     lh, lw = net[1] // 16, net[0] // 16
     out = rng.random((len(mask) * (5 + classes), lh, lw), dtype=np.float32)
     out[2::8] = rng.normal(size=out[2::8].shape).astype(F)
-    layer = SimpleNamespace(mask=mask, classes=classes, new_coords=new_coords, dialect=dialect,
+    layer = SimpleNamespace(mask=mask, classes=classes, new_coords=new_coords, dialect_name=dialect,
                             anchors_wh=[(anchors[2 * m], anchors[2 * m + 1]) for m in mask])
     got = YoloLayer.get_detections(layer, torch.from_numpy(out), im[0], im[1], net[0], net[1],
                                    thresh)

@@ -268,3 +268,11 @@ def test_errors_leave_no_half_built_state():
     assert limits.current() == before
     model = build(NET + "[maxpool]\n")
     assert torch.equal(model(torch.ones(1, 3, 8, 8)), torch.ones(1, 3, 8, 8))
+
+
+def test_dropout_cannot_be_the_first_layer():
+    # Darknet aliases the previous layer's output (layers[-1]); found by the differential run
+    from darknet_py import CfgError, Darknet
+    from darknet_py.cfg import parse_cfg
+    with pytest.raises(CfgError, match="first layer"):
+        Darknet(parse_cfg("[net]\nwidth=4\nheight=4\nchannels=1\n[dropout]\n", "d.cfg"))

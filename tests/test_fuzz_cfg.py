@@ -586,7 +586,8 @@ def test_every_line_of_the_builtin_cfgs_deleted_or_duplicated():
      "fuzz.cfg:7: padding"),
     ("[net]\nwidth=8\nheight=8\nchannels=3\n[convolutional]\nsize=1\npadding=1000000000\n",
      "fuzz.cfg:7: padding"),
-    ("[net]\nwidth=8\nheight=8\nchannels=3\n[dropout]\n" + "[route]\nlayers=-1,-1\n" * 40,
+    ("[net]\nwidth=8\nheight=8\nchannels=3\n[activation]\nactivation=linear\n"
+     + "[route]\nlayers=-1,-1\n" * 40,
      "fuzz.cfg:"),
 ])
 def test_huge_tensors_are_refused_before_allocation(text, where):

@@ -1,7 +1,7 @@
-"""The project's own cfg/*.cfg (written by tools/make_cfgs.py) against pjreddie's.
+"""The project's own cfg/*.cfg (written by tools/make_cfgs.py) against the forks' cfgs.
 
 Each of our files must give Darknet the same network as the pjreddie/darknet
-cfg of the same name: the same section kinds in the same order, and per section
+(YOLOv2, YOLOv3) or AlexeyAB/darknet (YOLOv4) cfg of the same name: the same section kinds in the same order, and per section
 the same effective options (first occurrence of a key wins), with values
 compared as numbers ("0.1" == ".1", "1" == "1.0", lists item by item).
 """
@@ -20,7 +20,11 @@ from darknet_py.model import Darknet
 
 ROOT = Path(__file__).resolve().parent.parent
 CFG_DIR = ROOT / "cfg"
-NAMES = ["yolov3.cfg", "yolov3-tiny.cfg", "yolov3-spp.cfg", "darknet53.cfg"]
+NAMES = ["yolov3.cfg", "yolov3-tiny.cfg", "yolov3-spp.cfg", "darknet53.cfg", "yolov2.cfg",
+         "yolov2-tiny.cfg", "yolov2-voc.cfg", "yolov2-tiny-voc.cfg", "yolov4.cfg",
+         "yolov4-tiny.cfg"]
+#: the fork whose cfg each of ours reproduces (default pjreddie)
+FORK = {"yolov4.cfg": "alexeyab", "yolov4-tiny.cfg": "alexeyab"}
 #: layers (sections after [net]) of the detectors, as Darknet prints them
 LAYERS = {"yolov3.cfg": 107, "yolov3-tiny.cfg": 24, "yolov3-spp.cfg": 114}
 
@@ -71,11 +75,14 @@ def build():
 
 
 @pytest.fixture(scope="module")
-def pj_cfg(reference) -> Path:
-    folder = reference / "cfg" / "pjreddie"
-    if not folder.is_dir():
-        pytest.skip(f"no pjreddie cfgs under {reference}")
-    return folder
+def fork_cfg(reference):
+    """fork_cfg(name): the reference cfg of that name from the fork ours follows."""
+    def get(name: str) -> Path:
+        folder = reference / "cfg" / FORK.get(name, "pjreddie")
+        if not folder.is_dir():
+            pytest.skip(f"no {folder.name} cfgs under {reference}")
+        return folder / name
+    return get
 
 
 def test_normalise():
@@ -94,22 +101,22 @@ def test_generator_is_in_sync():
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_same_sections_and_values_as_pjreddie(name, pj_cfg):
+def test_same_sections_and_values_as_the_forks_cfg(name, fork_cfg):
     ours = effective(CFG_DIR / name)
-    theirs = effective(pj_cfg / name)
+    theirs = effective(fork_cfg(name))
     assert [k for k, _ in ours] == [k for k, _ in theirs]
     for index, ((kind, mine), (_, ref)) in enumerate(zip(ours, theirs)):
         assert mine == ref, f"{name}: section {index} [{kind}] (layer {index - 1}) differs"
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_builds_with_darknets_layer_count(name, pj_cfg, build):
+def test_builds_with_darknets_layer_count(name, fork_cfg, build):
     net = build(name)
     # one layer per section after [net]; the sections are those of the reference
     # (test above), so this is also the reference's count
-    expected = LAYERS.get(name, len(read_cfg(pj_cfg / name)) - 1)
+    expected = LAYERS.get(name, len(read_cfg(fork_cfg(name))) - 1)
     assert len(net.layers) == expected
-    assert [l.kind for l in net.layers] == [s.kind for s in read_cfg(pj_cfg / name)[1:]]
+    assert [l.kind for l in net.layers] == [s.kind for s in read_cfg(fork_cfg(name))[1:]]
 
 
 def test_darknet53_classifier_shape(build):

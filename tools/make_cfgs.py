@@ -313,6 +313,259 @@ def darknet53_classifier() -> List[Block]:
     ]
 
 
+# -- YOLOv2 (pjreddie): [region] heads ---------------------------------------------------
+VOC_CLASSES = 20
+#: the five anchors of each YOLOv2 cfg, in units of the 32-pixel output cells
+YOLOV2_ANCHORS = {
+    "coco": [0.57273, 0.677385, 1.87446, 2.06253, 3.33843, 5.47434, 7.88282, 3.52778,
+             9.77052, 9.16828],
+    "voc": [1.3221, 1.73145, 3.19275, 4.00944, 5.05587, 8.09892, 9.47112, 4.84053,
+            11.2364, 10.0071],
+    "tiny-voc": [1.08, 1.19, 3.42, 4.41, 6.63, 11.38, 9.42, 5.11, 16.62, 10.52],
+}
+
+
+def region(anchors: Sequence[float], classes: int, jitter: float, rescore: int,
+           comment=None) -> Block:
+    """YOLOv2's detection layer: 5 anchors x (4 box + 1 objectness + classes), softmax
+    over the classes; the loss weights are the training set-up of the official cfg."""
+    return Block("region", [
+        ("anchors", ", ".join(str(a) for a in anchors)), ("bias_match", 1),
+        ("classes", classes), ("coords", 4), ("num", 5), ("softmax", 1), ("jitter", jitter),
+        ("rescore", rescore), ("object_scale", 5), ("noobject_scale", 1), ("class_scale", 1),
+        ("coord_scale", 1), ("absolute", 1), ("thresh", 0.6), ("random", 1),
+    ], comment)
+
+
+def v2_voc_net(max_batches: int, steps: Sequence[int], scales: Sequence[float],
+               burn_in: bool) -> Block:
+    """[net] of the VOC YOLOv2 cfgs: as the COCO ones, with a shorter schedule."""
+    net = detector_net(416, 2, training=False)
+    net.options = [(k, v) for k, v in net.options
+                   if k not in ("max_batches", "steps", "scales")
+                   and (burn_in or k != "burn_in")]
+    net.options += [("max_batches", max_batches), ("steps", list(steps)),
+                    ("scales", list(scales))]
+    net.comment = net.comment[:3] + [
+        f"Schedule (Pascal VOC): {max_batches} batches, steps {', '.join(map(str, steps))}."]
+    return net
+
+
+def predictions(classes: int) -> Block:
+    n = 5 * (5 + classes)
+    return conv(n, 1, bn=False, activation="linear",
+                comment=f"predictions: 5 anchors x (4 + 1 + {classes}) = {n}")
+
+
+def yolov2_tiny(voc: bool = False) -> List[Block]:
+    """Six 3x3 convolutions each followed by a 2x2 max-pool (the last at stride 1), a
+    1024-wide 3x3 convolution, another 3x3 one (512 wide for COCO, 1024 for VOC) and the
+    [region] head."""
+    net = (v2_voc_net(40200, [-1, 100, 20000, 30000], [0.1, 10, 0.1, 0.1], burn_in=False)
+           if voc else detector_net(416, 2, training=False))
+    blocks: List[Block] = [net]
+    for i, filters in enumerate([16, 32, 64, 128, 256, 512]):
+        first = ["=" * 70, "YOLOv2-tiny: 3x3 convolution + 2x2 max-pool, x6", "=" * 70] \
+            if i == 0 else None
+        blocks.append(conv(filters, 3, comment=first))
+        blocks.append(maxpool(2, 2 if filters < 512 else 1,
+                              comment="stride 1: keeps 13x13" if filters == 512 else None))
+    blocks.append(conv(1024, 3))
+    if voc:
+        blocks += [conv(1024, 3), predictions(VOC_CLASSES),
+                   region(YOLOV2_ANCHORS["tiny-voc"], VOC_CLASSES, 0.2, 1)]
+    else:
+        blocks += [conv(512, 3), predictions(COCO_CLASSES),
+                   region(YOLOV2_ANCHORS["coco"], COCO_CLASSES, 0.2, 0)]
+    return blocks
+
+
+def yolov2(voc: bool = False) -> List[Block]:
+    """Darknet-19's convolutions (3x3 doubling, 1x1 halving, max-pools), a passthrough
+    from the 26x26 map (1x1 to 64, reorg 2 -> 13x13x256) and the [region] head."""
+    net = (v2_voc_net(80200, [40000, 60000], [0.1, 0.1], burn_in=True) if voc
+           else detector_net(608, 16, training=False))
+    blocks: List[Block] = [net]
+    plan = [[32], [64], [128, 64, 128], [256, 128, 256], [512, 256, 512, 256, 512],
+            [1024, 512, 1024, 512, 1024]]
+    for stage, widths in enumerate(plan):
+        for j, filters in enumerate(widths):
+            first = (["=" * 70, "Darknet-19 backbone", "=" * 70] if stage == 0 else
+                     f"stage {stage + 1}: 3x3 / 1x1 bottlenecks") if j == 0 else None
+            blocks.append(conv(filters, 3 if j % 2 == 0 else 1, comment=first))
+        if stage < len(plan) - 1:
+            blocks.append(maxpool(2, 2))
+    classes = VOC_CLASSES if voc else COCO_CLASSES
+    blocks += [
+        conv(1024, 3, comment=["=" * 70, "detection head", "=" * 70]),
+        conv(1024, 3),
+        route(-9, comment="passthrough: back to the 26x26x512 map (layer 16)"),
+        conv(64, 1),
+        Block("reorg", [("stride", 2)], "space-to-depth: 26x26x64 -> 13x13x256"),
+        route(-1, -4, comment="concat with the 13x13x1024 map"),
+        conv(1024, 3),
+        predictions(classes),
+        region(YOLOV2_ANCHORS["voc" if voc else "coco"], classes, 0.3, 1,
+               comment="decode boxes with the 5 anchors"),
+    ]
+    return blocks
+
+
+# -- YOLOv4 (AlexeyAB) ----------------------------------------------------------------------
+YOLOV4_ANCHORS = [(12, 16), (19, 36), (40, 28), (36, 75), (76, 55), (72, 146), (142, 110),
+                  (192, 243), (459, 401)]
+TINY4_ANCHORS = [(10, 14), (23, 27), (37, 58), (81, 82), (135, 169), (344, 319)]
+
+
+def yolo4(mask: Sequence[int], anchors: Sequence[Tuple[int, int]],
+          options: Sequence[Tuple[str, Value]], comment=None) -> Block:
+    """An AlexeyAB [yolo] layer: YOLOv3's plus box scaling (scale_x_y), the CIoU loss
+    and greedy NMS settings of the official cfgs."""
+    return Block("yolo", [
+        ("mask", list(mask)),
+        ("anchors", ",  ".join(f"{w},{h}" for w, h in anchors)),
+        ("classes", COCO_CLASSES),
+        ("num", len(anchors)),
+    ] + list(options), comment)
+
+
+def yolov4_net(size: int, batch: int, subdivisions: int, momentum: float,
+               rate: float, max_batches: int, steps: Sequence[int],
+               extra: Sequence[Tuple[str, Value]] = ()) -> Block:
+    return Block("net", [
+        ("batch", batch), ("subdivisions", subdivisions), ("width", size), ("height", size),
+        ("channels", 3), ("momentum", momentum), ("decay", 0.0005), ("angle", 0),
+        ("saturation", 1.5), ("exposure", 1.5), ("hue", 0.1), ("learning_rate", rate),
+        ("burn_in", 1000), ("max_batches", max_batches), ("policy", "steps"),
+        ("steps", list(steps)), ("scales", [0.1, 0.1]),
+    ] + list(extra), [
+        "Input and training hyper-parameters, as AlexeyAB ships them (set up for",
+        f"training: {batch} images in {subdivisions} chunk(s); batch does not change",
+        "inference in darknet_py).",
+    ])
+
+
+def route_half(comment=None) -> Block:
+    """AlexeyAB's grouped route: the second half of the previous layer's channels."""
+    return Block("route", [("layers", -1), ("groups", 2), ("group_id", 1)], comment)
+
+
+def yolov4_tiny() -> List[Block]:
+    blocks: List[Block] = [yolov4_net(416, 64, 1, 0.9, 0.00261, 2000200, [1600000, 1800000])]
+    blocks += [conv(32, 3, 2, comment=["=" * 70, "CSPDarknet53-tiny backbone", "=" * 70]),
+               conv(64, 3, 2)]
+    for stage, width in enumerate([64, 128, 256]):
+        blocks += [
+            conv(width, 3, comment=f"CSP stage {stage + 1}: {width} channels"),
+            route_half("the second half of the channels"),
+            conv(width // 2, 3),
+            conv(width // 2, 3),
+            route(-1, -2),
+            conv(width, 1),
+            route(-6, -1, comment="concat with the stage input"),
+            maxpool(2, 2),
+        ]
+    tiny = [("jitter", 0.3), ("scale_x_y", 1.05), ("cls_normalizer", 1.0),
+            ("iou_normalizer", 0.07), ("iou_loss", "ciou"), ("ignore_thresh", 0.7),
+            ("truth_thresh", 1), ("random", 0), ("resize", 1.5), ("nms_kind", "greedynms"),
+            ("beta_nms", 0.6)]
+    blocks += [
+        conv(512, 3),
+        conv(256, 1, comment=["=" * 70, "YOLO scale 1: stride 32", "=" * 70]),
+        conv(512, 3),
+        conv(255, 1, bn=False, activation="linear",
+             comment="predictions: 3 x (4 + 1 + 80) = 255"),
+        yolo4([3, 4, 5], TINY4_ANCHORS, tiny),
+        route(-4, comment=["=" * 70, "YOLO scale 2: stride 16", "=" * 70]),
+        conv(128, 1),
+        upsample(2),
+        route(-1, 23, comment="concat with the stage-3 1x1 output (layer 23)"),
+        conv(256, 3),
+        conv(255, 1, bn=False, activation="linear"),
+        yolo4([1, 2, 3], TINY4_ANCHORS, tiny,
+              comment="mask 1,2,3 (not 0,1,2) as in the official cfg the weights were "
+                      "trained with"),
+    ]
+    return blocks
+
+
+def csp_stage(channels: int, repeats: int, part: int, inner: Tuple[int, int],
+              number: int) -> List[Block]:
+    """A CSPDarknet53 stage (mish): downsample, split into two 1x1 parts, residual blocks
+    on one part, 1x1, concat with the other part, 1x1 transition."""
+    m = "mish"
+    blocks = [conv(channels, 3, 2, activation=m, comment=[
+        "-" * 70, f"CSP stage {number}: downsample to {channels} channels, "
+        f"{repeats} residual block{'s' if repeats > 1 else ''}", "-" * 70]),
+        conv(part, 1, activation=m, comment="part 1"),
+        route(-2, comment="back to the downsampled map"),
+        conv(part, 1, activation=m, comment="part 2: through the residual blocks")]
+    for _ in range(repeats):
+        blocks += [conv(inner[0], 1, activation=m), conv(inner[1], 3, activation=m),
+                   shortcut(-3)]
+    blocks += [conv(part, 1, activation=m),
+               route(-1, -(3 * repeats + 4), comment="concat with part 1"),
+               conv(channels, 1, activation=m, comment="transition")]
+    return blocks
+
+
+def yolov4_head_scale(width: int, mask: Sequence[int], scale: float,
+                      random: bool) -> List[Block]:
+    options: List[Tuple[str, Value]] = [("jitter", 0.3), ("ignore_thresh", 0.7),
+                                        ("truth_thresh", 1)]
+    if random:
+        options.append(("random", 1))
+    options += [("scale_x_y", scale), ("iou_thresh", 0.213), ("cls_normalizer", 1.0),
+                ("iou_normalizer", 0.07), ("iou_loss", "ciou"), ("nms_kind", "greedynms"),
+                ("beta_nms", 0.6), ("max_delta", 5)]
+    return [
+        conv(width, 1), conv(2 * width, 3), conv(width, 1), conv(2 * width, 3),
+        conv(width, 1), conv(2 * width, 3),
+        conv(255, 1, bn=False, activation="linear",
+             comment="predictions: 3 x (4 + 1 + 80) = 255"),
+        yolo4(mask, YOLOV4_ANCHORS, options),
+    ]
+
+
+def yolov4() -> List[Block]:
+    blocks: List[Block] = [yolov4_net(608, 64, 8, 0.949, 0.0013, 500500, [400000, 450000],
+                                      [("mosaic", 1)])]
+    blocks.append(conv(32, 3, activation="mish",
+                       comment=["=" * 70, "CSPDarknet53 backbone (mish)", "=" * 70]))
+    blocks += csp_stage(64, 1, 64, (32, 64), 1)
+    for number, (channels, repeats) in enumerate([(128, 2), (256, 8), (512, 8), (1024, 4)],
+                                                 start=2):
+        blocks += csp_stage(channels, repeats, channels // 2, (channels // 2, channels // 2),
+                            number)
+    blocks += [conv(512, 1, comment=["=" * 70, "neck: SPP + PANet (leaky)", "=" * 70]),
+               conv(1024, 3), conv(512, 1)]
+    blocks += spp_first(512)[2:8]  # the three max-pools and their concat
+    blocks += [
+        conv(512, 1), conv(1024, 3), conv(512, 1),
+        conv(256, 1, comment="top-down path: to stride 16"),
+        upsample(2),
+        route(85, comment="the stride-16 backbone output (layer 85)"),
+        conv(256, 1),
+        route(-1, -3),
+        conv(256, 1), conv(512, 3), conv(256, 1), conv(512, 3), conv(256, 1),
+        conv(128, 1, comment="to stride 8"),
+        upsample(2),
+        route(54, comment="the stride-8 backbone output (layer 54)"),
+        conv(128, 1),
+        route(-1, -3),
+    ]
+    # stride 8 (small anchors): five convs continue the path, then the head
+    scale1 = yolov4_head_scale(128, [0, 1, 2], 1.2, False)
+    scale1[0].comment = ["=" * 70, "YOLO scale 1: stride 8, smallest anchors", "=" * 70]
+    blocks += scale1
+    blocks += [route(-4, comment="bottom-up path: back to the 128-channel map"),
+               conv(256, 3, 2), route(-1, -16, comment="concat with the stride-16 path")]
+    blocks += yolov4_head_scale(256, [3, 4, 5], 1.1, False)
+    blocks += [route(-4), conv(512, 3, 2), route(-1, -37, comment="concat with the SPP path")]
+    blocks += yolov4_head_scale(512, [6, 7, 8], 1.05, True)
+    return blocks
+
+
 HEADERS: Dict[str, List[str]] = {
     "yolov3.cfg": [
         "YOLOv3 (Redmon & Farhadi, 2018) for the 80 COCO classes.",
@@ -327,6 +580,31 @@ HEADERS: Dict[str, List[str]] = {
         "YOLOv3-tiny: a 7-convolution backbone with max-pooling and two",
         "detection scales (strides 32, 16). Loads the official yolov3-tiny.weights.",
     ],
+    "yolov2.cfg": [
+        "YOLOv2 (Redmon & Farhadi, 2017) for the 80 COCO classes: Darknet-19,",
+        "a passthrough (reorg) layer and a [region] head. Loads yolov2.weights.",
+    ],
+    "yolov2-tiny.cfg": [
+        "YOLOv2-tiny: 9 convolutions and 6 max-pools, and a [region] head.",
+        "Loads the official yolov2-tiny.weights.",
+    ],
+    "yolov2-voc.cfg": [
+        "YOLOv2 for the 20 Pascal VOC classes (416x416). Loads the official",
+        "yolo-voc.weights.",
+    ],
+    "yolov2-tiny-voc.cfg": [
+        "YOLOv2-tiny for the 20 Pascal VOC classes. Loads the official",
+        "yolov2-tiny-voc.weights.",
+    ],
+    "yolov4.cfg": [
+        "YOLOv4 (Bochkovskiy, Wang & Liao, 2020; AlexeyAB's Darknet) for the 80",
+        "COCO classes: CSPDarknet53 (mish), SPP, PANet, three [yolo] scales.",
+        "Loads yolov4.weights (and yolov4.conv.137 with upto=137).",
+    ],
+    "yolov4-tiny.cfg": [
+        "YOLOv4-tiny (AlexeyAB's Darknet): CSPDarknet53-tiny with grouped routes",
+        "and two [yolo] scales. Loads yolov4-tiny.weights (and yolov4-tiny.conv.29).",
+    ],
     "darknet53.cfg": [
         "Darknet-53 ImageNet classifier (1000 classes): the YOLOv3 backbone",
         "followed by global average pooling, a 1x1 convolution and softmax.",
@@ -339,6 +617,12 @@ NETWORKS = {
     "yolov3-spp.cfg": yolov3_spp,
     "yolov3-tiny.cfg": yolov3_tiny,
     "darknet53.cfg": darknet53_classifier,
+    "yolov2.cfg": yolov2,
+    "yolov2-tiny.cfg": yolov2_tiny,
+    "yolov2-voc.cfg": lambda: yolov2(voc=True),
+    "yolov2-tiny-voc.cfg": lambda: yolov2_tiny(voc=True),
+    "yolov4.cfg": yolov4,
+    "yolov4-tiny.cfg": yolov4_tiny,
 }
 
 

@@ -149,4 +149,12 @@ def read_cfg(path: "os.PathLike[str] | str") -> List[Section]:
             data = handle.read()
     except OSError as exc:
         raise CfgError(f"cannot read cfg: {exc.strerror or exc}", file=source) from None
-    return parse_cfg(_decode(data, source), source)
+    try:
+        return parse_cfg(_decode(data, source), source)
+    except CfgError as exc:
+        from ..sniff import mismatch
+        wrong = mismatch(source, "cfg")
+        if wrong is None:
+            raise
+        raise CfgError(f"{wrong}: arguments in the wrong order, or one missing? "
+                       f"({exc.message})", file=source) from None

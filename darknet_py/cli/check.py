@@ -21,6 +21,7 @@ from typing import List, Optional
 import torch
 
 from .. import limits as _limits
+from .. import zoo
 from ..cfg import read_cfg
 from ..cfg.net import NET_SECTIONS
 from ..dialect import ALEXEYAB, PJREDDIE
@@ -33,6 +34,10 @@ def check(cfg: str, weights: Optional[str] = None, *, width: Optional[int] = Non
           height: Optional[int] = None, dialect: str = "auto", upto: Optional[int] = None,
           limits: Optional[_limits.Limits] = None) -> "tuple[Darknet, List[str]]":
     """Build ``cfg`` on the meta device and return it with the report lines."""
+    if weights is not None:
+        if upto is None:
+            upto = zoo.default_upto(weights)
+        weights = zoo.resolve(weights)
     sections = read_cfg(cfg)
     first = sections[0]
     if first.kind in NET_SECTIONS:
@@ -89,11 +94,12 @@ def _positive(text: str) -> int:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("check", help="validate a cfg (and weights size); print Darknet's "
+    p = sub.add_parser("check", description=__doc__,
+                       help="validate a cfg (and weights size); print Darknet's "
                                      "layer table without running or allocating anything")
     p.add_argument("cfg", help=".cfg file")
-    p.add_argument("weights", nargs="?", help=".weights file to check against the cfg (size "
-                                              "and header only)")
+    p.add_argument("weights", nargs="?", help=".weights file or official name to check against "
+                                              "the cfg (size and header only)")
     p.add_argument("--width", type=_positive, help="override [net] width")
     p.add_argument("--height", type=_positive, help="override [net] height")
     p.add_argument("--dialect", choices=("auto", "pjreddie", "alexeyab"), default="auto",

@@ -1,9 +1,12 @@
-"""``darknet-py compare CASE_DIR [--weights FILE]``: per-layer errors against Darknet.
+"""``darknet-py compare CASE_DIR [--weights FILE] [--strict]``: per-layer errors against Darknet.
 
 ``darknet-py compare --darknet BUILD CFG [WEIGHTS] [IMAGE]`` first runs that
 Darknet build on CFG (``darknet dump``: detect mode with an IMAGE, else forward
 on a seeded random input; random init from ``--seed`` without WEIGHTS) into a
 temporary case folder, then compares it.
+
+Each layer passes within max(--tolerance, k x its noise floor) (see darknet_py.compare);
+``--strict`` keeps the fixed tolerance alone.
 """
 from __future__ import annotations
 
@@ -40,7 +43,7 @@ def _run(args: argparse.Namespace) -> int:
         else:
             case = args.case[0]
         report = compare.compare_case(case, weights=args.weights, tolerance=args.tolerance,
-                                      device=args.device,
+                                      device=args.device or "cpu", strict=args.strict,
                                       dialect=None if args.dialect == "auto" else args.dialect)
     for line in report.lines():
         print(line)
@@ -58,10 +61,15 @@ def register(sub) -> None:
                    help="a Darknet build folder (`darknet-py darknet build`): dump CFG with it first")
     p.add_argument("--seed", type=int, help="with --darknet and no WEIGHTS: random init seed "
                                             "(default 1)")
-    p.add_argument("--weights", help="weights file (default: the one case.json names)")
+    p.add_argument("--weights", help="weights file or official name (default: the one "
+                                     "case.json names)")
     p.add_argument("--tolerance", type=float, default=compare.DEFAULT_TOLERANCE,
-                   help="max error relative to each layer's max |value| (default %(default)g)")
-    p.add_argument("--device", default="cpu", help="torch device (default %(default)s)")
+                   help="error relative to each layer's max |value| that always passes "
+                        "(default %(default)g)")
+    p.add_argument("--strict", action="store_true",
+                   help="hold every layer to --tolerance alone; by default a layer may also be "
+                        f"{compare.FLOOR_FACTOR:g}x darknet_py's own float32-vs-float64 distance "
+                        "(its noise floor) away from Darknet")
     p.add_argument("--dialect", choices=("auto", "pjreddie", "alexeyab"), default="auto",
                    help="read the cfg as this fork does (default: the fork that made the case)")
     p.set_defaults(func=_run)

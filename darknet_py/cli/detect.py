@@ -2,25 +2,11 @@
 
 ``detector test DATA CFG WEIGHTS IMAGE...`` does what ``darknet detector test``
 does, for each image, in the dialect's own way (``--dialect``, default: from the
-cfg and weights). pjreddie: prints ``IMAGE: Predicted in X seconds.`` and
-Darknet's ``name: NN%`` lines, and writes the annotated image (``-out NAME``,
-default ``predictions`` -> ``predictions.jpg``; with several images
-``NAME_<image stem>.jpg``); threshold .5, letterboxed input. AlexeyAB: prints
-`` Detection layer: N - type = T`` per head, ``IMAGE: Predicted in X
-milli-seconds.`` and ``draw_detections_v3``'s lines (``-ext_output`` adds the
-pixel box), batchnorm fused into the convolutions, threshold .25, resized input
-unless ``-letter_box``, NMS by the last head's ``nms_kind``; ``-out FILE`` writes
-its JSON (``detection_to_json``) and the image goes to ``predictions.jpg``. ``detect CFG WEIGHTS IMAGE...`` is Darknet's
-shortcut with ``cfg/coco.data`` (from the current folder when it is there, as
-in Darknet, else the COCO names built into darknet_py).
-
-IMAGE may be image files, folders (their images, sorted by name) or ``.txt``
-list files (one path a line, relative to the current folder or to the list);
-with none, paths are read from standard input like Darknet's
-``Enter Image Path:`` prompt. WEIGHTS may be the name of official weights
-(``yolov3-tiny``): they are fetched once, sha256-checked, into the cache.
-Images are run ``--batch N`` at a time; the seconds printed are each image's
-share of its batch's forward pass.
+cfg and weights): pjreddie prints ``IMAGE: Predicted in X seconds.`` and
+Darknet's ``name: NN%`` lines; AlexeyAB prints `` Detection layer: N - type = T``
+per head, ``IMAGE: Predicted in X milli-seconds.`` and ``draw_detections_v3``'s
+lines. Both write the annotated image. ``detect CFG WEIGHTS IMAGE...`` is
+Darknet's shortcut with ``cfg/coco.data``. See :data:`TEST_HELP`.
 """
 from __future__ import annotations
 
@@ -61,10 +47,46 @@ def expand_inputs(items: Sequence[str]) -> Iterator[str]:
             yield item
 
 
+COMMON_HELP = """\
+IMAGE may be image files, folders (their images, sorted by name) or .txt list
+files (one path a line, relative to the current folder or to the list); `-`
+reads paths from standard input, one a line. With no IMAGE at a terminal,
+darknet-py asks for paths like Darknet ("Enter Image Path:"). WEIGHTS may be
+the name of official weights (darknet-py weights list): fetched once and
+verified. Images run --batch N at a time; the seconds printed are each
+image's share of its batch's forward pass. Several images show a progress bar
+on stderr when it is a terminal."""
+
+TEST_HELP = """\
+Darknet's `detector test`: for each image, print "IMAGE: Predicted in X
+seconds." and Darknet's "name: NN%" lines, and write the annotated image
+(-out NAME, default predictions -> predictions.jpg; with several images
+NAME_<image stem>.jpg). DATA's names= gives the class names. An AlexeyAB
+model (--dialect, default: from the cfg and the weights header) runs as
+AlexeyAB's detector test does: batchnorm fused into the convolutions,
+threshold .25 (.24 for `detect`), resized input unless -letter_box, the last
+head's nms_kind; it prints " Detection layer: N - type = T" per head,
+"IMAGE: Predicted in X milli-seconds." and draw_detections_v3's lines
+(-ext_output adds the pixel box); -out FILE writes its JSON and the image goes
+to predictions.jpg.
+
+""" + COMMON_HELP
+
+DETECT_HELP = """\
+Darknet's `detect`: `detector test cfg/coco.data CFG WEIGHTS IMAGE...`, with
+./cfg/coco.data when it is there (as in Darknet), else the COCO names built in.
+
+""" + COMMON_HELP
+
+WEIGHTS_HELP = ".weights file, or official weights by name (darknet-py weights list)"
+TEST_USAGE = "darknet-py detector test DATA CFG WEIGHTS IMAGE..."
+DETECT_USAGE = "darknet-py detect CFG WEIGHTS IMAGE..."
+
+
 def _prompt() -> Iterator[str]:
+    """Darknet's interactive loop (at a terminal only): ask, detect, ask again."""
     while True:
-        if sys.stdin.isatty():
-            print("Enter Image Path: ", end="", flush=True)
+        print("Enter Image Path: ", end="", flush=True)
         line = sys.stdin.readline()
         if not line:
             return
@@ -74,9 +96,43 @@ def _prompt() -> Iterator[str]:
 
 def resolve_weights(weights: str) -> str:
     """A weights path, or the name of official weights (fetched and verified)."""
-    if not os.path.exists(weights) and weights in zoo.OFFICIAL:
-        return os.fspath(zoo.fetch(weights))
-    return weights
+    return zoo.resolve(weights)
+
+
+def _stdin_paths() -> Iterator[str]:
+    """``-``: image paths from standard input; none at all is an error, not a silent exit."""
+    seen = False
+    for line in sys.stdin:
+        if line.strip():
+            seen = True
+            yield line.strip()
+    if not seen:
+        raise DataError("IMAGE '-': no image paths on standard input")
+
+
+def _inputs(images: Sequence[str], usage: str) -> "tuple[Iterable[str], Optional[int]]":
+    """(image paths, their count when known in advance)."""
+    if not images:
+        if sys.stdin is not None and sys.stdin.isatty():
+            return _prompt(), None
+        raise DataError(f"no IMAGE given: pass image files, folders or .txt lists, or - to "
+                        f"read paths from standard input (usage: {usage})")
+    if list(images) == ["-"]:
+        return _stdin_paths(), None
+    paths = list(expand_inputs(images))
+    return paths, len(paths)
+
+
+def _progress(total: Optional[int]):
+    """A tqdm bar on stderr for several images, shown only when stderr is a terminal."""
+    if not total or total < 2:
+        return None
+    from tqdm import tqdm
+    bar = tqdm(total=total, unit="img", file=sys.stderr, disable=None, leave=False)
+    if bar.disable:
+        bar.close()
+        return None
+    return bar
 
 
 class OutputNames:
@@ -101,18 +157,26 @@ class OutputNames:
 
 
 def run_test(data: Optional[str], cfg: str, weights: str, images: Sequence[str],
-             args: argparse.Namespace) -> int:
+             args: argparse.Namespace, usage: str = TEST_USAGE) -> int:
     """Darknet's ``test_detector`` over every image; 2 if any image could not be used."""
     import darknet_py
     from PIL import Image, ImageOps
 
+    from .. import sniff
     from ..detect import (default_thresh, detection_to_json, draw_detections, line_v3,
                           names_from_data, resolve_names, run_detector)
 
+    # arguments in the wrong order or one missing: say so before loading anything
+    for path, role in [(data, "data"), (cfg, "cfg"), (weights, "weights"),
+                       (images[0] if images else None, "image")]:
+        if path is not None:
+            sniff.expect(path, role, usage)
+    inputs, count = _inputs(images, usage)
     model = darknet_py.load(cfg, resolve_weights(weights), dialect=args.dialect)
     alexeyab = model.dialect.name == "alexeyab"
     if alexeyab:
         model.fuse_batchnorm()  # test_detector: load_weights, then fuse_conv_batchnorm
+    model = model.to(getattr(args, "device", None) or "cpu")
     classes = model.layers[model.heads[0]].classes if model.heads else 0
     names = resolve_names(names_from_data(data) if data else None, classes, source=data)
     several = len(images) > 1 or any(Path(i).is_dir() or i.endswith(".txt") for i in images)
@@ -121,43 +185,58 @@ def run_test(data: Optional[str], cfg: str, weights: str, images: Sequence[str],
     outputs = OutputNames(image_name, several)
     listed = [model.layers[i] for i in model.heads if model.layers[i].alexeyab_layer_type]
     darknet_json = []
-    inputs: Iterable[str] = expand_inputs(images) if images else _prompt()
     failed = []
     records = []
+    bar = _progress(count)
+
+    def say(line: str, stream=None) -> None:
+        stream = stream or sys.stdout
+        if bar is None:
+            print(line, file=stream)
+        else:  # keeps the bar (stderr) off the lines printed
+            bar.write(line, file=stream)
 
     def on_error(exc: Exception, image) -> None:
         failed.append(image)
-        print(f"darknet-py: error: {exc}", file=sys.stderr)
+        say(f"darknet-py: error: {exc}", sys.stderr)
+        if bar is not None:
+            bar.update(1)
 
-    batch = 1 if not images else max(1, args.batch)
+    batch = 1 if count is None else max(1, args.batch)
     thresh = default_thresh(model) if args.thresh is None else args.thresh
     if args.thresh is None and alexeyab and getattr(args, "verb_default_thresh", None):
         thresh = args.verb_default_thresh  # AlexeyAB's `darknet detect`: -thresh default .24
-    for result in run_detector(model, inputs, thresh=thresh, nms=args.nms,
-                               hier_thresh=args.hier, names=names, batch_size=batch,
-                               letterbox=True if args.letter_box else None, exif=args.exif,
-                               on_error=on_error, decoder=_decoder(args)):
-        if alexeyab:
-            for layer in listed:
-                print(f" Detection layer: {layer.index} - type = {layer.alexeyab_layer_type} ")
-            print(f"{result.source}: Predicted in {result.seconds * 1000:f} milli-seconds.")
-            for det in result.detections:
-                print(line_v3(det, result.width, result.height, args.ext_output))
-            if json_out is not None:
-                darknet_json.append(detection_to_json(result.dets, names, len(darknet_json) + 1,
-                                                      result.source))
-        else:
-            print(f"{result.source}: Predicted in {result.seconds:f} seconds.")
-            for det in result.detections:
-                print(det.line)
-        sys.stdout.flush()
-        records.extend(d.to_json() for d in result.detections)
-        if not args.no_image and result.source is not None:
-            target = outputs.next(result.source)
-            with Image.open(result.source) as pil:
-                pil = ImageOps.exif_transpose(pil) if args.exif else pil
-                drawn = draw_detections(pil.convert("RGB"), result.dets, names, thresh)
-            drawn.save(target, quality=80)
+    try:
+        for result in run_detector(model, inputs, thresh=thresh, nms=args.nms,
+                                   hier_thresh=args.hier, names=names, batch_size=batch,
+                                   letterbox=True if args.letter_box else None, exif=args.exif,
+                                   on_error=on_error, decoder=_decoder(args)):
+            if alexeyab:
+                for layer in listed:
+                    say(f" Detection layer: {layer.index} - type = {layer.alexeyab_layer_type} ")
+                say(f"{result.source}: Predicted in {result.seconds * 1000:f} milli-seconds.")
+                for det in result.detections:
+                    say(line_v3(det, result.width, result.height, args.ext_output))
+                if json_out is not None:
+                    darknet_json.append(detection_to_json(result.dets, names,
+                                                          len(darknet_json) + 1, result.source))
+            else:
+                say(f"{result.source}: Predicted in {result.seconds:f} seconds.")
+                for det in result.detections:
+                    say(det.line)
+            sys.stdout.flush()
+            records.extend(d.to_json() for d in result.detections)
+            if not args.no_image and result.source is not None:
+                target = outputs.next(result.source)
+                with Image.open(result.source) as pil:
+                    pil = ImageOps.exif_transpose(pil) if args.exif else pil
+                    drawn = draw_detections(pil.convert("RGB"), result.dets, names, thresh)
+                drawn.save(target, quality=80)
+            if bar is not None:
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:
             json.dump(records, handle, indent=1)
@@ -214,35 +293,38 @@ def _detector(args: argparse.Namespace) -> int:
 def _detect(args: argparse.Namespace) -> int:
     data = os.path.join("cfg", "coco.data")
     return run_test(data if os.path.isfile(data) else None, args.cfg, args.weights,
-                    args.images, args)
+                    args.images, args, usage=DETECT_USAGE)
 
 
 def register(sub) -> None:
-    p = sub.add_parser("detector", help="Darknet's detector commands: test",
+    p = sub.add_parser("detector", help="Darknet's detector commands: test, train, map, valid, "
+                                        "calc_anchors",
                        description="Darknet's `detector` commands.")
     verbs = p.add_subparsers(dest="detector_verb", metavar="ACTION")
     verbs.required = True
     t = verbs.add_parser("test", allow_abbrev=False,
                          help="detect objects in images, as `darknet detector test`",
-                         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                         description=TEST_HELP, usage=TEST_USAGE + " [options]")
     t.add_argument("data", help=".data file (its names= gives the class names)")
     t.add_argument("cfg", help=".cfg file")
-    t.add_argument("weights", help=".weights file, or official weights by name: "
-                                   + ", ".join(sorted(zoo.OFFICIAL)))
+    t.add_argument("weights", help=WEIGHTS_HELP)
     t.add_argument("images", nargs="*", metavar="IMAGE",
-                   help="images, folders or .txt lists (none: read paths from stdin)")
+                   help="images, folders, .txt lists, or - for paths on standard input")
     _add_options(t)
     t.set_defaults(func=_detector)
+    from .train import add_to_detector
+    add_to_detector(verbs)
+
+    from .evaluate import register_detector  # map, valid, calc_anchors
+    register_detector(verbs)
 
     d = sub.add_parser("detect", allow_abbrev=False,
                        help="detect with COCO names, as `darknet detect`",
-                       description="`detector test cfg/coco.data CFG WEIGHTS IMAGE...`; "
-                                   "COCO names built in when ./cfg/coco.data is absent.")
+                       description=DETECT_HELP, usage=DETECT_USAGE + " [options]")
     d.add_argument("cfg", help=".cfg file")
-    d.add_argument("weights", help=".weights file, or official weights by name: "
-                                   + ", ".join(sorted(zoo.OFFICIAL)))
+    d.add_argument("weights", help=WEIGHTS_HELP)
     d.add_argument("images", nargs="*", metavar="IMAGE",
-                   help="images, folders or .txt lists (none: read paths from stdin)")
+                   help="images, folders, .txt lists, or - for paths on standard input")
     _add_options(d)
     d.set_defaults(func=_detect, verb_default_thresh=0.24)
 

@@ -8,6 +8,7 @@
  *   dpy_harness forward CFG OUT (-w WEIGHTS | -s SEED) -i INPUT.f32
  *   dpy_harness detect  CFG OUT (-w WEIGHTS | -s SEED) -m IMAGE -n NAMES [-t THRESH]... [-H HIER] [-N NMS] [-l]
  *   dpy_harness train   CFG OUT (-w WEIGHTS | -s SEED) -i X.f32 -y Y.f32 -r ROWS -k K
+ *   dpy_harness sequence CFG OUT (-w WEIGHTS | -s SEED) -i X.f32 -k CALLS
  *   dpy_harness decode  IMAGE OUT.npy
  *
  * INPUT/X/Y are raw little-endian float32. OUT receives layer_NNN.npy & co and
@@ -211,9 +212,77 @@ static int bn_filters(layer l)
     return 0;
 }
 
+/* the inner layers of a recurrent layer (their own make_connected/convolutional init drew
+   their weights; random_init draws their BN values and biases as a top-level layer's) */
+static int inner_layers(layer l, layer **out)
+{
+    int n = 0;
+    if (l.type == RNN || l.type == CRNN) {
+        out[n++] = l.input_layer; out[n++] = l.self_layer; out[n++] = l.output_layer;
+    }
+    if (l.type == GRU) {
+#ifdef DPY_ALEXEYAB
+        out[n++] = l.input_z_layer; out[n++] = l.input_r_layer; out[n++] = l.input_h_layer;
+        out[n++] = l.state_z_layer; out[n++] = l.state_r_layer; out[n++] = l.state_h_layer;
+#else
+        out[n++] = l.wz; out[n++] = l.wr; out[n++] = l.wh;
+        out[n++] = l.uz; out[n++] = l.ur; out[n++] = l.uh;
+#endif
+    }
+    if (l.type == LSTM) {
+#ifdef DPY_ALEXEYAB
+        out[n++] = l.wf; out[n++] = l.wi; out[n++] = l.wg; out[n++] = l.wo;
+        out[n++] = l.uf; out[n++] = l.ui; out[n++] = l.ug; out[n++] = l.uo;
+#else
+        out[n++] = l.wi; out[n++] = l.wf; out[n++] = l.wo; out[n++] = l.wg;
+        out[n++] = l.ui; out[n++] = l.uf; out[n++] = l.uo; out[n++] = l.ug;
+#endif
+    }
+    return n;
+}
+
+static int has_recurrent(network *net)
+{
+    layer *inner[16];
+    int i;
+    for (i = 0; i < net->n; ++i)
+        if (inner_layers(net->layers[i], inner)) return 1;
+    return 0;
+}
+
+/* nets with recurrent layers: no train-mode forward (pjreddie's make_rnn_layer sizes l.state
+   for one step, its training forward writes steps past it); each inner layer's BN scales and
+   biases as above, rolling mean U(-.1,.1), rolling variance U(.5,1.5) */
+static void random_init_recurrent(network *net, int seed)
+{
+    int i, j, k, m;
+    layer *inner[16];
+    srand(seed + 7919);
+    for (i = 0; i < net->n; ++i) {
+        layer top = net->layers[i];
+        layer *one = &net->layers[i];
+        int n = inner_layers(top, inner);
+        if (!n) { inner[0] = one; n = 1; }
+        for (k = 0; k < n; ++k) {
+            layer l = *inner[k];
+            int filters = bn_filters(l);
+            for (j = 0; j < filters; ++j) {
+                if ((l.batch_normalize || l.type == BATCHNORM) && l.scales) l.scales[j] = rand_uniform(.5, 1.5);
+                if (l.biases) l.biases[j] = rand_uniform(-.2, .2);
+            }
+            if (!has_bn_stats(l)) continue;
+            for (m = 0; m < filters; ++m) {
+                l.rolling_mean[m] = rand_uniform(-.1, .1);
+                l.rolling_variance[m] = rand_uniform(.5, 1.5);
+            }
+        }
+    }
+}
+
 static void random_init(network *net, int seed)
 {
     int i, j;
+    if (has_recurrent(net)) { random_init_recurrent(net, seed); return; }
 #ifdef DPY_ALEXEYAB
     /* make_yolo_layer calls srand(time(0)): redraw every conv weight as make_convolutional_layer does */
     srand(seed);
@@ -525,6 +594,20 @@ int main(int argc, char **argv)
         float *x = read_f32(input, net->inputs);
         net_predict(net, x);
         dump_layers(net, "", 0, 1);
+    } else if (!strcmp(mode, "sequence")) {
+        /* K network_predict calls at the cfg's own batch (time_steps * batch / subdivisions
+           rows), one after another: recurrent layers keep their state between them */
+        network *net = load_or_init(cfg, weights, seed, 0);
+        net_facts(net);
+        size_t per_call = (size_t)net->inputs * net->batch;
+        float *x = read_f32(input, per_call * iterations);
+        int k;
+        for (k = 0; k < iterations; ++k) {
+            char prefix[32];
+            net_predict(net, x + per_call * k);
+            snprintf(prefix, sizeof prefix, "call%d_", k);
+            dump_layers(net, prefix, net->batch, 1);
+        }
     } else if (!strcmp(mode, "detect")) {
         if (!image_path || !names) die("detect needs -m IMAGE -n NAMES", 0);
 #ifdef DPY_ALEXEYAB

@@ -31,6 +31,7 @@ class ActivationOptions:
 
 class ActivationLayer(DarknetLayer):
     kind = "activation"
+    elementwise = True
 
     def __init__(self, index: int, out_shape: Shape, activation: str) -> None:
         super().__init__(index, out_shape)

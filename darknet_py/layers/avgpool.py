@@ -13,7 +13,7 @@ from typing import List
 
 from torch import Tensor
 
-from .base import BuildContext, DarknetLayer, Shape, table_shape
+from .base import BuildContext, DarknetLayer, ResizeError, Shape, table_shape
 from .registry import register
 
 
@@ -23,6 +23,9 @@ class AvgpoolLayer(DarknetLayer):
     def forward(self, x: Tensor, refs: List[Tensor]) -> Tensor:
         # darknet sums then divides by h*w
         return x.sum(dim=(2, 3), keepdim=True) / float(x.shape[2] * x.shape[3])
+
+    def resize(self, in_shape: Shape, ref_shapes) -> Shape:
+        return Shape(in_shape.c, 1, 1)
 
     def table_line(self, in_shape: Shape) -> str:
         return f"avg{'':21}{table_shape(in_shape)}   ->  {in_shape.c:4d}"

@@ -26,6 +26,10 @@ if TYPE_CHECKING:  # pragma: no cover
 MAX_LAYER_ELEMENTS = _limits.DEFAULT.max_layer_elements
 
 
+class ResizeError(ValueError):
+    """An input size a layer cannot take (see :meth:`DarknetLayer.resize`)."""
+
+
 class Shape(NamedTuple):
     """Darknet's (out_c, out_h, out_w) of a layer, per image."""
 
@@ -94,6 +98,11 @@ class DarknetLayer(nn.Module):
     """
 
     kind: str = "layer"
+    #: the cfg key that sets this layer's output channels (``filters``, ``output``), if one does
+    channels_key: Optional[str] = None
+    #: the output has the input's shape whatever its size (activations, BN, heads...):
+    #: :meth:`resize` then needs nothing more
+    elementwise: bool = False
 
     def __init__(self, index: int, out_shape: Shape, refs: Sequence[int] = ()) -> None:
         super().__init__()
@@ -106,10 +115,67 @@ class DarknetLayer(nn.Module):
     def forward(self, x: Tensor, refs: List[Tensor]) -> Tensor:  # pragma: no cover
         raise NotImplementedError
 
+    def resize(self, in_shape: Shape, ref_shapes: Sequence[Shape]) -> Shape:
+        """Darknet's ``resize_*_layer``: this layer's output shape for input ``in_shape``
+        (and the current shapes of the layers in ``self.refs``), by Darknet's arithmetic.
+
+        Raises :class:`ResizeError` when the layer cannot take that input. Does not
+        change the layer (:meth:`darknet_py.model.Darknet.resize` stores the result).
+        """
+        if self.elementwise:
+            return Shape(*in_shape)
+        raise ResizeError(f"layer {self.index} [{self.kind}] cannot be resized (its weights "
+                          f"or Darknet's resize_network fix its input size)")
+
+    def reset_state(self) -> None:
+        """Forget the state a recurrent layer keeps between inference calls (Darknet's
+        ``l.state``); nothing for the others."""
+
     def weight_tensors(self) -> List[Tensor]:
         """Parameters/buffers in the order a .weights file stores them (none by default)."""
         return []
 
+    # -- training ---------------------------------------------------------------------
+    #: Darknet allocates ``l.cost`` for this layer: it counts in ``calc_network_cost``'s mean
+    has_cost: bool = False
+
+    def loss(self, output: Tensor, truth: Tensor, net_size: "tuple[int, int]", seen: int = 0
+             ) -> "tuple[Tensor, Tensor]":
+        """Darknet's train-mode forward of a layer with a cost: ``(delta, cost)``.
+
+        ``delta`` is ``l.delta`` (shape of ``output``, the *negative* gradient Darknet's
+        backward adds into the previous layer), ``cost`` is ``*(l.cost)`` (a 0-d tensor).
+        ``truth`` is ``net.truth`` as (batch, rows, fields); ``net_size`` the input's (w, h);
+        ``seen`` Darknet's ``*net.seen`` during this forward (already counting this batch).
+        """
+        raise NotImplementedError(f"layer {self.index} [{self.kind}] has no loss")
+
+    def input_delta(self, delta: Tensor, output: Tensor) -> Tensor:
+        """The delta this layer's backward adds to the previous layer, from ``l.delta``
+        (the same for every head but pjreddie's [region], see there)."""
+        return delta
+
+    def loss_reaches_input(self) -> bool:
+        """Whether Darknet's CPU backward of this layer adds its delta to the previous
+        layer (pjreddie's backward_region_layer is empty: its loss trains nothing)."""
+        return True
+
+    #: AlexeyAB's CPU forward_network zeroes ``l.delta`` only for layers with ``l.train`` set
+    #: (convolutional, batchnorm, maxpool/local_avgpool, shortcut; heads clear their own);
+    #: the others (route, upsample, ...) keep adding every backward into the same buffer
+    ab_forward_zeroes_delta: bool = False
+
+    def overwrites_input_delta(self) -> bool:
+        """True when this layer's CPU backward *assigns* the previous layer's delta instead
+        of adding to it, so that gradients other consumers (routes, shortcuts) put there
+        first are lost. The graph then lets only this layer's gradient reach its input."""
+        return False
+
+    def update_tensors(self) -> "List[tuple[str, Tensor, bool]]":
+        """(name, parameter, decayed) in the order ``update_*_layer`` moves them; Darknet's
+        weight decay applies to the weights only, never to biases or BN scales."""
+        return [(name, p, name.rsplit(".", 1)[-1] in ("weight", "weights"))
+                for name, p in self.named_parameters()]
     #: detection heads: which NMS AlexeyAB's ``detector test`` runs after decoding when
     #: this is the network's last head (``nms_kind``/``beta_nms``; 0 = calloc'd default)
     nms_kind: str = "default"
@@ -165,6 +231,46 @@ class DarknetLayer(nn.Module):
 
     def extra_repr(self) -> str:
         return f"index={self.index}, out={tuple(self.out_shape)}"
+
+
+class StaleDelta(torch.autograd.Function):
+    """Identity forward; backward adds the layer's delta left from every earlier backward
+    (AlexeyAB's CPU build never clears it for layers without ``l.train``) and keeps the sum."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, holder: "DarknetLayer") -> Tensor:  # type: ignore[override]
+        ctx.holder = holder
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        holder = ctx.holder
+        old = getattr(holder, "_stale_delta", None)
+        total = grad + old if old is not None and old.shape == grad.shape else grad
+        holder._stale_delta = total.detach().clone()
+        return total, None
+
+
+class PassDelta(torch.autograd.Function):
+    """``y`` forward, the incoming gradient unchanged backward: a head's backward in Darknet
+    (``backward_yolo_layer``: ``axpy(l.delta -> net.delta)``) skips its activation's gradient."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, y: Tensor) -> Tensor:  # type: ignore[override]
+        return y.clone()
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        return grad, None
+
+
+def head_output(x: Tensor, fn) -> Tensor:
+    """``fn(x)``, and when autograd is on, a gradient that passes to ``x`` untouched."""
+    if not (torch.is_grad_enabled() and x.requires_grad):
+        return fn(x)
+    with torch.no_grad():
+        y = fn(x)
+    return PassDelta.apply(x, y)
 
 
 def table_shape(shape: Shape) -> str:

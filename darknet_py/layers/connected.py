@@ -48,6 +48,7 @@ class ConnectedOptions:
 
 class ConnectedLayer(DarknetLayer):
     kind = "connected"
+    channels_key = "output"
 
     def __init__(self, index: int, inputs: int, opts: ConnectedOptions, dialect) -> None:
         super().__init__(index, Shape(opts.output, 1, 1))

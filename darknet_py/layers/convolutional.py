@@ -20,13 +20,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import List
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..cfg.options import option
 from . import activations
-from .base import BuildContext, DarknetLayer, Shape, check_shape, table_shape
+from .base import BuildContext, DarknetLayer, ResizeError, Shape, check_shape, table_shape
 from .batchnorm import BatchNorm
 from .registry import register
 
@@ -77,9 +78,30 @@ class ConvolutionalOptions:
             self.padding = self.size // 2
 
 
-_UNSUPPORTED = {"binary": 0, "xnor": 0, "flipped": 0, "antialiasing": 0,
+_UNSUPPORTED = {"binary": 0, "flipped": 0, "antialiasing": 0,
                 "share_index": -1000000000, "cbn": 0, "bin_output": 0, "sway": 0, "rotate": 0,
                 "stretch": 0, "stretch_sway": 0, "coordconv": 0}
+
+
+def xnor_binarize(weight: Tensor, x: Tensor) -> "tuple[Tensor, Tensor]":
+    """pjreddie's ``xnor=1`` on the CPU (forward_convolutional_layer): ``binarize_weights``
+    turns each filter into ``sign(w) * mean|w|`` (the mean a float32 sum over the filter's
+    ``c/groups*size*size`` weights in memory order, then divided by that count; ``w > 0`` is
+    +, zero and below -), ``binarize_cpu`` the whole input into +1 (``> 0``) / -1; then the
+    ordinary convolution runs on those (im2col pads with 0, not -1), then BN/bias and the
+    activation as without xnor. Returns (binary weights, binary input)."""
+    n = weight.shape[0]
+    flat = weight.detach().reshape(n, -1)
+    k = flat.shape[1]
+    if flat.device.type == "cpu" and flat.dtype == torch.float32:
+        sums = np.add.accumulate(np.abs(flat.numpy()), axis=1, dtype=np.float32)[:, -1]
+        mean = torch.from_numpy((sums / np.float32(k)).astype(np.float32))
+    else:
+        mean = flat.abs().sum(dim=1) / k
+    mean = mean.to(weight.dtype).view(n, 1, 1, 1)
+    binary_w = torch.where(weight > 0, mean, -mean)
+    binary_x = torch.where(x > 0, torch.ones_like(x), -torch.ones_like(x))
+    return binary_w, binary_x
 
 
 def _out_size(size_in: int, pad: int, size: int, stride: int) -> int:
@@ -88,6 +110,8 @@ def _out_size(size_in: int, pad: int, size: int, stride: int) -> int:
 
 class ConvolutionalLayer(DarknetLayer):
     kind = "convolutional"
+    channels_key = "filters"
+    ab_forward_zeroes_delta = True
 
     def __init__(self, index: int, in_shape: Shape, out_shape: Shape, opts: ConvolutionalOptions,
                  dialect) -> None:
@@ -99,12 +123,18 @@ class ConvolutionalLayer(DarknetLayer):
         self.weight = nn.Parameter(torch.zeros(n, c // opts.groups, k, k))
         self.bias = nn.Parameter(torch.zeros(n))
         self.bn = BatchNorm(n, dialect) if opts.batch_normalize else None
+        self.dialect_name = dialect.name
         self.stride = (opts.stride_y, opts.stride_x)
-        self.padding = opts.padding
+        #: AlexeyAB's im2col_cpu_ext pads by padding*dilation (dilation is AlexeyAB's only)
+        self.padding = opts.padding * opts.dilation
         self.groups = opts.groups
         self.dilation = opts.dilation
         #: Darknet's per-layer ``dontloadscales``: the .weights file lacks this layer's BN values.
         self.dontloadscales = False
+        #: a 1x1 kernel Darknet applies to its input read flat (see :func:`_flat_1x1`)
+        self.flat_1x1 = False
+        #: pjreddie's xnor=1: binarized weights and input (see :func:`xnor_binarize`)
+        self.xnor = bool(opts.xnor)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -114,17 +144,29 @@ class ConvolutionalLayer(DarknetLayer):
             self.weight.normal_(0.0, (2.0 / fan_in) ** 0.5)
             self.bias.zero_()
 
-    def conv(self, x: Tensor) -> Tensor:
-        return F.conv2d(x, self.weight, None, self.stride, self.padding, self.dilation, self.groups)
+    def conv(self, x: Tensor, bias: "Tensor | None" = None) -> Tensor:
+        weight = self.weight
+        if self.xnor:
+            weight, x = xnor_binarize(weight, x)
+        if self.flat_1x1:
+            # gemm reads each group's c/groups x (h*w) input block as c/groups rows of
+            # out_h*out_w values: a flat prefix of it, no stride, no padding
+            b, c = x.shape[0], x.shape[1]
+            g = self.groups
+            oh = _out_size(x.shape[2], self.padding, self.weight.shape[2], self.stride[0])
+            ow = _out_size(x.shape[3], self.padding, self.weight.shape[3], self.stride[1])
+            x = x.reshape(b, g, -1)[:, :, :(c // g) * oh * ow].reshape(b, c, oh, ow)
+            return F.conv2d(x, weight, bias, 1, 0, 1, self.groups)
+        return F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, self.groups)
 
     def forward(self, x: Tensor, refs: List[Tensor]) -> Tensor:
         if self.bn is None:
-            y = F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
-                         self.groups)
+            y = self.conv(x, self.bias)
         else:
             y = self.conv(x)
             if self.training or y.requires_grad:
-                y = self.bn(y) + self.bias.view(1, -1, 1, 1)
+                bias = self.bias if self.bn.dialect.bn_bias_learns else self.bias.detach()
+                y = self.bn(y, bias)
             else:  # plain inference: y is ours alone, so BN and bias may work in place
                 y = self.bn.inference_(y).add_(self.bias.view(1, -1, 1, 1))
         return self._act(y)
@@ -144,6 +186,24 @@ class ConvolutionalLayer(DarknetLayer):
             factor = (scale / root).view(-1, 1, 1, 1)
             self.weight.copy_((self.weight.detach().double() * factor).to(self.weight.dtype))
         self.bn = None
+    def overwrites_input_delta(self) -> bool:
+        """backward_convolutional_layer (CPU) writes net.delta: AlexeyAB's col2im_cpu_ext
+        zeroes it first; pjreddie's 1x1 case is a gemm with beta=0 into it."""
+        return self.dialect_name == "alexeyab" or self.opts.size == 1
+
+    def resize(self, in_shape: Shape, ref_shapes) -> Shape:
+        """resize_convolutional_layer: out = (in + 2*pad - size)/stride + 1 per side."""
+        o = self.opts
+        if in_shape.c != self.weight.shape[1] * self.groups:
+            raise ResizeError(f"layer {self.index} [convolutional] has weights for "
+                              f"{self.weight.shape[1] * self.groups} input channels, got "
+                              f"{in_shape.c}")
+        if in_shape.h + 2 * o.padding < o.size or in_shape.w + 2 * o.padding < o.size:
+            raise ResizeError(f"layer {self.index} [convolutional]: kernel size {o.size} does "
+                              f"not fit the {in_shape.w}x{in_shape.h} input with padding "
+                              f"{o.padding}")
+        return Shape(o.filters, _out_size(in_shape.h, o.padding, o.size, o.stride_y),
+                     _out_size(in_shape.w, o.padding, o.size, o.stride_x))
 
     def weight_tensors(self) -> List[Tensor]:
         tensors: List[Tensor] = [self.bias]
@@ -174,6 +234,10 @@ def build(ctx: BuildContext) -> ConvolutionalLayer:
     for key, default in _UNSUPPORTED.items():
         r.check(getattr(o, key) == default,
                 f"{key}={getattr(o, key)} is not supported by darknet_py", key)
+    r.check(not o.xnor or ctx.dialect.name == "pjreddie",
+            "xnor=1 is not supported by darknet_py in AlexeyAB's dialect (its CPU forward either "
+            "runs bit-packed XNOR GEMMs after calculate_binary_weights, or, without them, "
+            "binarize_weights over the whole layer's weights per filter, past its buffer)", "xnor")
     r.check(o.filters > 0, f"filters must be > 0, got {o.filters}", "filters")
     r.check(o.size > 0, f"size must be > 0, got {o.size}", "size")
     r.check(o.stride_x > 0 and o.stride_y > 0, f"stride must be > 0, got {o.stride}", "stride")
@@ -194,11 +258,36 @@ def build(ctx: BuildContext) -> ConvolutionalLayer:
     out = Shape(o.filters, _out_size(h_in, o.padding, o.size, o.stride_y),
                 _out_size(w_in, o.padding, o.size, o.stride_x))
     if o.dilation > 1:
+        # AlexeyAB sizes the output without the dilation but runs im2col_cpu_ext with
+        # padding*dilation: the two agree exactly when (dilation-1)*(2*padding-size+1) == 0
+        # (pad=1 with an odd size, as every dilated conv of its corpus); otherwise gemm reads
+        # the workspace with another row length than im2col wrote it
         span = o.dilation * (o.size - 1) + 1
-        torch_h = (h_in + 2 * o.padding - span) // o.stride_y + 1
-        torch_w = (w_in + 2 * o.padding - span) // o.stride_x + 1
-        r.check((torch_h, torch_w) == (out.h, out.w),
-                f"dilation={o.dilation} with size={o.size} and padding={o.padding} gives a "
-                f"{torch_w}x{torch_h} output where Darknet allocates {out.w}x{out.h}; "
-                f"not supported", "dilation")
-    return ConvolutionalLayer(ctx.index, ctx.input_shape, check_shape(ctx, out), o, ctx.dialect)
+        pad = o.padding * o.dilation
+        im2col_h = (h_in + 2 * pad - span) // o.stride_y + 1
+        im2col_w = (w_in + 2 * pad - span) // o.stride_x + 1
+        r.check((im2col_h, im2col_w) == (out.h, out.w),
+                f"dilation={o.dilation} with size={o.size} and padding={o.padding}: AlexeyAB's "
+                f"im2col (padding*dilation) fills {im2col_w}x{im2col_h} columns where it "
+                f"allocates a {out.w}x{out.h} output and reads its workspace as such; "
+                f"not supported (use pad=1 with an odd size)", "dilation")
+    layer = ConvolutionalLayer(ctx.index, ctx.input_shape, check_shape(ctx, out), o, ctx.dialect)
+    layer.flat_1x1 = _flat_1x1(ctx, o, out)
+    return layer
+
+
+def _flat_1x1(ctx: BuildContext, o: ConvolutionalOptions, out: Shape) -> bool:
+    """Whether Darknet skips im2col for this 1x1 kernel although it has a stride or padding
+    (forward_convolutional_layer: ``if (l.size == 1) b = im;`` in pjreddie, with
+    ``&& l.stride == 1`` in AlexeyAB). gemm then reads the input flat as if it had the
+    output's size, ignoring stride and padding: a prefix of it (all of it when the sizes
+    are equal); past its end when the output is larger (padding), which is refused."""
+    i = ctx.input_shape
+    skips = o.size == 1 and (ctx.dialect.conv1x1_skips_im2col_any_stride or o.stride_x == 1)
+    if not skips or (o.padding == 0 and o.stride_x == 1 and o.stride_y == 1):
+        return False
+    ctx.reader.check(out.h * out.w <= i.h * i.w,
+                     f"a 1x1 kernel with padding={o.padding} makes a {out.w}x{out.h} output from "
+                     f"the {i.w}x{i.h} input, but Darknet skips im2col for 1x1 kernels and would "
+                     f"read past its input (use padding=0)", "padding")
+    return True

@@ -46,6 +46,7 @@ class CostOptions:
 
 class CostLayer(DarknetLayer):
     kind = "cost"
+    elementwise = True
 
     def __init__(self, index, out_shape, opts: CostOptions) -> None:
         super().__init__(index, out_shape)

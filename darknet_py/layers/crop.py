@@ -22,11 +22,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import List
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from ..cfg.options import option
-from .base import BuildContext, DarknetLayer, Shape, check_shape
+from .base import BuildContext, DarknetLayer, ResizeError, Shape, check_shape
 from .registry import register
 
 
@@ -53,8 +54,8 @@ class CropLayer(DarknetLayer):
         self.scale, self.trans = (1.0, 0.0) if opts.noadjust else (2.0, -1.0)
 
     def forward(self, x: Tensor, refs: List[Tensor]) -> Tensor:
-        _, h, w = self.in_shape
-        _, ch, cw = self.out_shape
+        h, w = x.shape[2], x.shape[3]
+        _, ch, cw = self.resize(Shape(*x.shape[1:]), [])
         flip = False
         if self.training:
             flip = self.flip and bool(torch.randint(0, 2, ()).item())
@@ -68,6 +69,18 @@ class CropLayer(DarknetLayer):
         if self.scale == 1.0 and self.trans == 0.0:
             return y.clone()
         return y * self.scale + self.trans
+
+    def resize(self, in_shape: Shape, ref_shapes) -> Shape:
+        """resize_crop_layer: out = (int)(scale*w), scale = (float)crop_height/h at build."""
+        scale = np.float32(np.float32(self.opts.crop_height) / np.float32(self.in_shape.h))
+        out = Shape(in_shape.c, int(scale * np.float32(in_shape.h)),
+                    int(scale * np.float32(in_shape.w)))
+        if Shape(*in_shape) == self.in_shape:
+            return Shape(*self.out_shape)
+        if not (1 <= out.h <= in_shape.h and 1 <= out.w <= in_shape.w):
+            raise ResizeError(f"layer {self.index} [crop]: a {in_shape.w}x{in_shape.h} input "
+                              f"gives a {out.w}x{out.h} crop")
+        return out
 
     def describe(self, in_shape: Shape) -> str:
         return f"{in_shape.h} x {in_shape.w} -> {self.out_shape.h} x {self.out_shape.w}"

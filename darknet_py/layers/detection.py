@@ -69,6 +69,7 @@ class DetectionLayer(DarknetLayer):
     decodes = True
     #: get_detection_detections leaves dets[i].classes at calloc's 0
     sets_det_classes = False
+    ab_forward_zeroes_delta = True
 
     def __init__(self, index: int, inputs: int, opts: DetectionOptions) -> None:
         super().__init__(index, Shape(inputs, 1, 1))
@@ -89,6 +90,12 @@ class DetectionLayer(DarknetLayer):
         n = self.side * self.side * self.classes
         probs = darknet_softmax(flat[:, :n].reshape(b, -1, self.classes), 2).reshape(b, n)
         return torch.cat([probs, flat[:, n:]], dim=1)
+
+    def input_channels(self, classes: int) -> int:
+        """Outputs the layer before must give for ``classes`` classes:
+        side*side*((1+coords)*num + classes)."""
+        o = self.opts
+        return o.side * o.side * ((1 + o.coords) * o.num + classes)
 
     def describe(self, in_shape: Shape) -> str:
         return ""

@@ -2,12 +2,14 @@
 
 In training, Darknet zeroes each value with ``probability`` and scales the
 rest by ``1/(1-probability)`` (in place on the previous layer's output).
-Default probability: 0.5 (pjreddie) / 0.2 (AlexeyAB).
+Default probability: 0.5 (pjreddie) / 0.2 (AlexeyAB). It cannot be the first layer
+(Darknet aliases the previous layer's output).
 
     >>> import torch
     >>> from darknet_py.cfg import parse_cfg
     >>> from darknet_py.model import Darknet
-    >>> net = Darknet(parse_cfg("[net]\\nwidth=2\\nheight=1\\nchannels=1\\n[dropout]\\n")).eval()
+    >>> net = Darknet(parse_cfg("[net]\\nwidth=2\\nheight=1\\nchannels=1\\n"
+    ...                         "[activation]\\nactivation=linear\\n[dropout]\\n")).eval()
     >>> net(torch.tensor([[[[1.0, 2.0]]]])).flatten().tolist()
     [1.0, 2.0]
 """
@@ -34,6 +36,7 @@ class DropoutOptions:
 
 class DropoutLayer(DarknetLayer):
     kind = "dropout"
+    elementwise = True
 
     def __init__(self, index, out_shape, probability: float) -> None:
         super().__init__(index, out_shape)
@@ -56,4 +59,8 @@ def build(ctx: BuildContext) -> DropoutLayer:
     ctx.reader.check(0.0 <= o.probability < 1.0,
                      f"probability must be in [0, 1), got {o.probability}", "probability")
     ctx.reader.check(o.dropblock == 0, "dropblock=1 is not supported", "dropblock")
+    # parse_network_cfg aliases l.output = net.layers[count-1].output: as the first layer that
+    # is layers[-1], and the next layer reads garbage (a segfault in the differential run)
+    ctx.reader.check(ctx.index > 0, "cannot be the first layer: Darknet aliases the previous "
+                     "layer's output, and there is none")
     return DropoutLayer(ctx.index, ctx.input_shape, o.probability)

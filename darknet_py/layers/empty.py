@@ -25,6 +25,7 @@ from .registry import register
 
 class EmptyLayer(DarknetLayer):
     kind = "empty"
+    elementwise = True
 
     def forward(self, x: Tensor, refs: List[Tensor]) -> Tensor:
         return x

@@ -103,6 +103,8 @@ class GaussianYoloLayer(DarknetLayer):
     alexeyab_layer_type = 29
     #: parse_gaussian_yolo knows cornersnms too (parse_yolo does not)
     NMS_KINDS = ("default", "greedynms", "diounms", "cornersnms")
+    ab_forward_zeroes_delta = True
+    elementwise = True
 
     def __init__(self, index: int, out_shape: Shape, opts: GaussianYoloOptions) -> None:
         super().__init__(index, out_shape)
@@ -137,6 +139,18 @@ class GaussianYoloLayer(DarknetLayer):
     def forward(self, x: Tensor, refs: List[Tensor]) -> Tensor:
         y = torch.where(self._logistic, logistic(x), x)
         return torch.where(self._xy, y * self.scale_x_y + self.xy_bias, y)
+
+    def input_channels(self, classes: int) -> int:
+        """Channels the layer before must give for ``classes`` classes: (classes+9)*len(mask)
+        (4 box means, 4 variances, objectness)."""
+        return len(self.mask) * (classes + 9)
+
+    # Darknet allocates l.cost: it counts in the network's mean cost
+    has_cost = True
+
+    def loss(self, output, truth, net_size, seen: int = 0):
+        raise ValueError(f"layer {self.index} [Gaussian_yolo]: its training loss "
+                         f"(gaussian_yolo_layer.c) is not implemented in darknet_py yet")
 
     def describe(self, in_shape: Shape) -> str:
         return ""

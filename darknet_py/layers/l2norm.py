@@ -24,6 +24,7 @@ from .registry import register
 
 class L2normLayer(DarknetLayer):
     kind = "l2norm"
+    elementwise = True
 
     def forward(self, x: Tensor, refs: List[Tensor]) -> Tensor:
         # the float sum in Darknet's channel order, then one sqrtf per pixel

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .base import BuildContext, DarknetLayer, Shape
-from .maxpool import PoolWindowOptions, window_output, window_padding
+from .maxpool import PoolWindowOptions, resize_window, window_output, window_padding
 from .registry import register
 
 
@@ -35,6 +35,7 @@ class LocalAvgpoolOptions(PoolWindowOptions):
 
 class LocalAvgpoolLayer(DarknetLayer):
     kind = "local_avgpool"
+    ab_forward_zeroes_delta = True
 
     def __init__(self, index: int, out_shape: Shape, opts: LocalAvgpoolOptions) -> None:
         super().__init__(index, out_shape)
@@ -48,6 +49,9 @@ class LocalAvgpoolLayer(DarknetLayer):
         inside = torch.ones(1, 1, x.shape[2], x.shape[3], dtype=x.dtype, device=x.device)
         count = F.avg_pool2d(F.pad(inside, self.pad), self.size, self.stride, divisor_override=1)
         return total / count
+
+    def resize(self, in_shape: Shape, ref_shapes) -> Shape:
+        return resize_window(self, self.opts, in_shape)
 
     def describe(self, in_shape: Shape) -> str:
         o = self.opts

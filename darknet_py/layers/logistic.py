@@ -23,6 +23,7 @@ from .registry import register
 
 class LogisticLayer(DarknetLayer):
     kind = "logistic"
+    elementwise = True
 
     def forward(self, x: Tensor, refs: List[Tensor]) -> Tensor:
         return logistic(x)

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..cfg.options import option
-from .base import BuildContext, DarknetLayer, Shape, check_shape, table_shape
+from .base import BuildContext, DarknetLayer, ResizeError, Shape, check_shape, table_shape
 from .registry import register
 
 FLT_MAX = 3.4028234663852886e38
@@ -59,6 +59,20 @@ def window_padding(o: PoolWindowOptions) -> Tuple[int, int, int, int]:
     return (before, o.padding - before, before, o.padding - before)
 
 
+def window_shape(o: PoolWindowOptions, i: Shape) -> Shape:
+    """Darknet's pooling output (c, (h+padding-size)/stride+1, (w+padding-size)/stride+1)."""
+    return Shape(i.c, (i.h + o.padding - o.size) // o.stride_y + 1,
+                 (i.w + o.padding - o.size) // o.stride_x + 1)
+
+
+def resize_window(layer: DarknetLayer, o: PoolWindowOptions, i: Shape) -> Shape:
+    """resize_maxpool_layer (and AlexeyAB's local_avgpool): the window arithmetic again."""
+    if i.w + o.padding < o.size or i.h + o.padding < o.size:
+        raise ResizeError(f"layer {layer.index} [{layer.kind}]: window {o.size} does not fit "
+                          f"the {i.w}x{i.h} input with padding {o.padding}")
+    return window_shape(o, i)
+
+
 def window_output(ctx: BuildContext, o: PoolWindowOptions) -> Shape:
     """Validate the window and return Darknet's output shape."""
     r = ctx.reader
@@ -69,9 +83,7 @@ def window_output(ctx: BuildContext, o: PoolWindowOptions) -> Shape:
     r.check(i.w + o.padding >= o.size and i.h + o.padding >= o.size,
             f"window {o.size} does not fit the {i.w}x{i.h} input with padding {o.padding}", "size")
     ctx.check_elements(i.c * (i.h + o.padding) * (i.w + o.padding), "padded input", "padding")
-    out = Shape(i.c, (i.h + o.padding - o.size) // o.stride_y + 1,
-                (i.w + o.padding - o.size) // o.stride_x + 1)
-    return check_shape(ctx, out)
+    return check_shape(ctx, window_shape(o, i))
 
 
 @dataclass
@@ -83,12 +95,18 @@ class MaxpoolOptions(PoolWindowOptions):
     maxpool_zero_nonmax: int = option(0)
 
 
-def _window_max(x: Tensor, dim: int, size: int, stride: int, count: int) -> Tensor:
-    """out[i] = max(x[i*stride : i*stride+size]) along ``dim``, for ``count`` windows."""
+def _window_max(x: Tensor, dim: int, size: int, stride: int) -> Tensor:
+    """out[i] = max(x[i*stride : i*stride+size]) along ``dim``, for the
+    ``(n - size) // stride + 1`` windows that fit in its ``n`` entries.
+
+    Offset ``k`` of every window is ``x[k : n-(size-1-k) : stride]``: an end relative
+    to the size, so nothing here fixes the input size (a traced or exported graph
+    takes any size).
+    """
     index = [slice(None)] * x.dim()
     out = None
     for k in range(size):
-        index[dim] = slice(k, k + stride * (count - 1) + 1, stride)
+        index[dim] = slice(k, -(size - 1 - k) or None, stride)
         view = x[tuple(index)]
         out = view.clone() if out is None else torch.maximum(out, view)
     return out
@@ -96,6 +114,7 @@ def _window_max(x: Tensor, dim: int, size: int, stride: int, count: int) -> Tens
 
 class MaxpoolLayer(DarknetLayer):
     kind = "maxpool"
+    ab_forward_zeroes_delta = True
 
     def __init__(self, index: int, out_shape: Shape, opts: MaxpoolOptions) -> None:
         super().__init__(index, out_shape)
@@ -112,14 +131,18 @@ class MaxpoolLayer(DarknetLayer):
             g, c = self.depth, x.shape[1]
             n = -(-c // g)
             x = F.pad(x, (0, 0, 0, 0, 0, n * g - c), value=-FLT_MAX)
-            return x.view(x.shape[0], n, g, x.shape[2], x.shape[3]).amax(dim=1)
+            return x.unflatten(1, (n, g)).amax(dim=1)
         if any(self.pad):
             x = F.pad(x, self.pad, value=-FLT_MAX)
         # a max over a size x size window is a max over rows of a max over columns: the same
         # values as F.max_pool2d (max is exact), several times faster on the CPU
-        h, w = self.out_shape.h, self.out_shape.w
-        return _window_max(_window_max(x, 3, self.size, self.stride[1], w),
-                           2, self.size, self.stride[0], h)
+        return _window_max(_window_max(x, 3, self.size, self.stride[1]),
+                           2, self.size, self.stride[0])
+
+    def resize(self, in_shape: Shape, ref_shapes) -> Shape:
+        if self.depth:
+            return Shape(self.depth, in_shape.h, in_shape.w)
+        return resize_window(self, self.opts, in_shape)
 
     def describe(self, in_shape: Shape) -> str:
         o = self.opts

@@ -40,6 +40,7 @@ class NormalizationOptions:
 
 class NormalizationLayer(DarknetLayer):
     kind = "normalization"
+    elementwise = True
 
     def __init__(self, index: int, out_shape: Shape, opts: NormalizationOptions) -> None:
         super().__init__(index, out_shape)

@@ -33,6 +33,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
+import numpy as np
+
 import torch
 from torch import Tensor
 
@@ -41,7 +43,7 @@ import numpy as np
 from ..cfg.options import option
 from ..postprocess import DetectionArrays
 from .activations import logistic
-from .base import BuildContext, DarknetLayer, Shape
+from .base import BuildContext, DarknetLayer, Shape, head_output
 from .registry import register
 from .yolo import correct_yolo_boxes
 
@@ -93,6 +95,8 @@ class RegionLayer(DarknetLayer):
     kind = "region"
     decodes = True
     alexeyab_layer_type = 27
+    ab_forward_zeroes_delta = True
+    elementwise = True
 
     def __init__(self, index: int, out_shape: Shape, opts: RegionOptions, dialect) -> None:
         super().__init__(index, out_shape)
@@ -125,6 +129,11 @@ class RegionLayer(DarknetLayer):
         return x.reshape(b, self.num, self.entry_count, h, w)
 
     def forward(self, x: Tensor, refs: List[Tensor]) -> Tensor:
+        # Darknet's backward adds l.delta (already in the input's layout) to the previous
+        # layer: the gradient passes to x untouched
+        return head_output(x, self._activate)
+
+    def _activate(self, x: Tensor) -> Tensor:
         v = self._anchor_major(x)
         n_e, c = self.entry_count, self.coords
         if self.cell_major:
@@ -161,6 +170,37 @@ class RegionLayer(DarknetLayer):
         v = out.reshape(b, h * w, self.num * self.entry_count).transpose(1, 2)
         v = v.reshape(b, self.num, self.entry_count, h, w)
         return torch.cat([logistic(v[:, :, :2]), v[:, :, 2:]], dim=2)
+
+    def input_channels(self, classes: int) -> int:
+        """Channels the layer before must give for ``classes`` classes: num*(coords+classes+1)."""
+        return self.num * (self.coords + classes + 1)
+
+    # -- training ----------------------------------------------------------------------
+    has_cost = True
+
+    def loss(self, output: Tensor, truth: Tensor, net_size: Tuple[int, int], seen: int = 0
+             ) -> Tuple[Tensor, Tensor]:
+        if self.cell_major:
+            return region_delta_alexeyab(self, output.detach(), truth, seen)
+        return region_delta_pjreddie(self, output.detach(), truth, seen)
+
+    def loss_reaches_input(self) -> bool:
+        # pjreddie's CPU backward_region_layer is commented out; AlexeyAB's adds l.delta
+        return self.cell_major
+
+    def input_delta(self, delta: Tensor, output: Tensor) -> Tensor:
+        """pjreddie's GPU backward_region_layer (its CPU one is empty): the logistic gradient
+        o*(1-o) on x, y and objectness (not with background), then add. AlexeyAB's deltas
+        already carry it."""
+        if self.cell_major:
+            return delta
+        b, _, h, w = delta.shape
+        d = delta.view(b, self.num, self.entry_count, h, w).clone()
+        o = output.detach().view_as(d)
+        entries = [0, 1] + ([] if self.background else [self.coords])
+        for e in entries:
+            d[:, :, e] = d[:, :, e] * ((1 - o[:, :, e]) * o[:, :, e])
+        return d.view_as(delta)
 
     def describe(self, in_shape: Shape) -> str:
         return ""
@@ -275,3 +315,275 @@ def build(ctx: BuildContext) -> RegionLayer:
             f"the previous layer has {i.c} channels but num={o.num} anchors x ({o.coords} coords "
             f"+ {o.classes} classes + 1) needs {expected}", "classes")
     return RegionLayer(ctx.index, i, o, ctx.dialect)
+
+
+# =====================================================================================
+# Training: pjreddie forward_region_layer (src/region_layer.c) in train mode
+# =====================================================================================
+#: region_layer.c reads at most 30 truths per image
+REGION_MAX_BOXES = 30
+
+
+def region_delta_pjreddie(layer: "RegionLayer", output: Tensor, truth: Tensor, seen: int
+                          ) -> Tuple[Tensor, Tensor]:
+    """pjreddie forward_region_layer (train): ``l.delta`` and ``*(l.cost)``, vectorised.
+
+    Objectness noobject_scale*(0 - o) (background: 1 - o), cleared when the best IoU with a
+    truth exceeds ``thresh``; while ``seen < 12800`` every box is pulled to its anchor at
+    the cell centre (scale .01); per truth (at most 30): the best anchor of its cell by
+    shape IoU (the anchors' own shapes with bias_match, else the predicted ones), box
+    deltas coord_scale*(2 - w*h), objectness object_scale*(1 - o) (rescore: iou - o;
+    background: 0 - o), classes class_scale*(onehot - o) (logistic classes keep earlier
+    truths' classes on the cell; softmax: the last truth's vector). The CPU backward of
+    this layer is empty in pjreddie, so this loss is reported but trains nothing.
+    """
+    from .yolo import box_iou, truth_rows, _f32
+    if layer.coords != 4:
+        raise ValueError(f"layer {layer.index} [region]: training with coords={layer.coords} "
+                         f"is not supported (only 4)")
+    if layer.opts.map is not None:
+        raise ValueError(f"layer {layer.index} [region]: map= is not supported in training")
+    o = layer.opts
+    bsz, _, h, w = output.shape
+    n, classes, k = layer.num, layer.classes, layer.entry_count
+    out = _f32(output).view(bsz, n, k, h, w)
+    dev = out.device
+    delta = torch.zeros_like(out)
+    anchors = torch.tensor(layer.anchors[:2 * n], dtype=torch.float32, device=dev).view(n, 2)
+    rows, valid = truth_rows(truth, REGION_MAX_BOXES, 5)
+    ii = torch.arange(w, dtype=torch.float32, device=dev).view(1, 1, 1, w)
+    jj = torch.arange(h, dtype=torch.float32, device=dev).view(1, 1, h, 1)
+    aw = anchors[:, 0].view(1, -1, 1, 1).double()
+    ah = anchors[:, 1].view(1, -1, 1, 1).double()
+    px = (ii + out[:, :, 0]) / w
+    py = (jj + out[:, :, 1]) / h
+    pw = _f32(torch.exp(out[:, :, 2].double()) * aw / w)
+    ph = _f32(torch.exp(out[:, :, 3].double()) * ah / h)
+    shp = (bsz, 1, 1, 1, -1)
+    iou = box_iou(px.unsqueeze(-1), py.unsqueeze(-1), pw.unsqueeze(-1), ph.unsqueeze(-1),
+                  rows[..., 0].view(shp), rows[..., 1].view(shp), rows[..., 2].view(shp),
+                  rows[..., 3].view(shp))
+    iou = torch.where(valid.view(shp), iou, torch.full_like(iou, -1.0))
+    best_iou = iou.max(dim=-1).values.clamp(min=0) if rows.shape[1] else torch.zeros_like(px)
+    obj = out[:, :, 4]
+    noobj = np.float32(o.noobject_scale)
+    obj_delta = noobj * ((1 - obj) if layer.background else (0 - obj))
+    obj_delta = torch.where(best_iou > o.thresh, torch.zeros_like(obj_delta), obj_delta)
+    delta[:, :, 4] = obj_delta
+    if seen < 12800:
+        # delta_region_box toward (cell centre, anchor) with scale .01
+        tx = (ii + np.float32(0.5)) / w
+        ty = (jj + np.float32(0.5)) / h
+        tw = anchors[:, 0].view(1, -1, 1, 1) / w
+        th = anchors[:, 1].view(1, -1, 1, 1) / h
+        s = np.float32(0.01)
+        delta[:, :, 0] = s * ((tx * w - ii) - out[:, :, 0])
+        delta[:, :, 1] = s * ((ty * h - jj) - out[:, :, 1])
+        delta[:, :, 2] = s * (_f32(torch.log((tw * w / anchors[:, 0].view(1, -1, 1, 1)).double()))
+                              - out[:, :, 2])
+        delta[:, :, 3] = s * (_f32(torch.log((th * h / anchors[:, 1].view(1, -1, 1, 1)).double()))
+                              - out[:, :, 3])
+    b_idx, t_idx = valid.nonzero(as_tuple=True)
+    if b_idx.numel():
+        sel = rows[b_idx, t_idx]
+        ci = (sel[:, 0] * w).to(torch.int64)
+        cj = (sel[:, 1] * h).to(torch.int64)
+        loc = cj * w + ci
+        ok = (loc >= 0) & (loc < h * w)
+        b_idx, t_idx, sel, ci, cj, loc = (v[ok] for v in (b_idx, t_idx, sel, ci, cj, loc))
+        cells = out.permute(0, 3, 4, 1, 2)[b_idx, cj, ci]  # (m, n, k)
+        if o.bias_match:
+            cw = (anchors[:, 0] / w).view(1, -1).expand(sel.shape[0], n)
+            chh = (anchors[:, 1] / h).view(1, -1).expand(sel.shape[0], n)
+        else:
+            cw = _f32(torch.exp(cells[:, :, 2].double()) * anchors[:, 0].double() / w)
+            chh = _f32(torch.exp(cells[:, :, 3].double()) * anchors[:, 1].double() / h)
+        zero = torch.zeros((), device=dev)
+        shape_iou = box_iou(zero, zero, cw, chh, zero, zero, sel[:, 2:3], sel[:, 3:4])
+        bmax = shape_iou.max(dim=1)
+        best_n = torch.where(bmax.values > 0, bmax.indices, torch.zeros_like(bmax.indices))
+        key = ((b_idx * n + best_n) * h + cj) * w + ci
+        order = b_idx * rows.shape[1] + t_idx
+        from .yolo import last_writer
+        win = last_writer(key, order, bsz * n * h * w)
+        view = out.permute(0, 1, 3, 4, 2)  # (B, n, H, W, k)
+        dview = delta.permute(0, 1, 3, 4, 2)
+        wb, wn, wj, wi, wt = b_idx[win], best_n[win], cj[win], ci[win], sel[win]
+        x = view[wb, wn, wj, wi]
+        scale = np.float32(o.coord_scale) * (2 - wt[:, 2] * wt[:, 3])
+        t0 = wt[:, 0] * w - wi.to(torch.float32)
+        t1 = wt[:, 1] * h - wj.to(torch.float32)
+        t2 = _f32(torch.log((wt[:, 2] * w / anchors[wn, 0]).double()))
+        t3 = _f32(torch.log((wt[:, 3] * h / anchors[wn, 1]).double()))
+        box = torch.stack([scale * (t0 - x[:, 0]), scale * (t1 - x[:, 1]),
+                           scale * (t2 - x[:, 2]), scale * (t3 - x[:, 3])], dim=1)
+        d = dview[wb, wn, wj, wi]
+        d[:, :4] = box
+        objs = np.float32(o.object_scale)
+        if layer.background:
+            d[:, 4] = objs * (0 - x[:, 4])
+        elif o.rescore:
+            pbx = (wi.to(torch.float32) + x[:, 0]) / w
+            pby = (wj.to(torch.float32) + x[:, 1]) / h
+            pbw = _f32(torch.exp(x[:, 2].double()) * anchors[wn, 0].double() / w)
+            pbh = _f32(torch.exp(x[:, 3].double()) * anchors[wn, 1].double() / h)
+            piou = box_iou(pbx, pby, pbw, pbh, wt[:, 0], wt[:, 1], wt[:, 2], wt[:, 3])
+            d[:, 4] = objs * (piou - x[:, 4])
+        else:
+            d[:, 4] = objs * (1 - x[:, 4])
+        cls_scale = np.float32(o.class_scale)
+        all_cls = sel[:, 4].to(torch.int64)
+        if int(all_cls.min()) < 0 or int(all_cls.max()) >= classes:
+            from ..errors import DataError
+            raise DataError(f"truth class outside 0..{classes - 1} of this [region] "
+                            f"(pjreddie's Darknet would write outside its delta)",
+                            layer=layer.index)
+        if layer.softmax:
+            # delta_region_class with tag=0: every truth writes the full vector, the last wins
+            target = torch.zeros(wb.shape[0], classes, device=dev)
+            target[torch.arange(wb.shape[0], device=dev), wt[:, 4].to(torch.int64)] = 1.0
+        else:
+            # logistic classes: the first truth writes the vector, later ones their class
+            tgt = torch.zeros(bsz, n, h, w, classes, device=dev)
+            tgt[b_idx, best_n, cj, ci, all_cls] = 1.0
+            target = tgt[wb, wn, wj, wi]
+        d[:, 5:5 + classes] = cls_scale * (target - x[:, 5:5 + classes])
+        dview[wb, wn, wj, wi] = d
+    delta = delta.view(bsz, n * k, h, w)
+    cost = (delta.double() ** 2).sum().to(torch.float32)
+    return delta, cost
+
+
+def region_delta_alexeyab(layer: "RegionLayer", output: Tensor, truth: Tensor, seen: int
+                          ) -> Tuple[Tensor, Tensor]:
+    """AlexeyAB forward_region_layer (train, CPU): ``l.delta`` (flattened back to the input's
+    layout, as Darknet does before its backward adds it) and ``*(l.cost)``.
+
+    On the cell-major output (x, y raw, objectness logistic, classes softmax or raw):
+    objectness noobject_scale*(0 - o)*o(1-o) (classfix=-1: best IoU - o), cleared when the
+    best IoU exceeds ``thresh`` (classfix>0 then also learns the best truth's class);
+    the seen < 12800 prefill; per truth (up to ``max``, classes >= classes skipped): the
+    best anchor of its cell, box deltas coord_scale*(t - logistic(x))*gradient for x, y
+    and coord_scale*(t - x) for w, h, objectness object_scale*(1 - o)*o(1-o) (rescore:
+    iou - o), the class vector (or focal loss); a later truth on the same cell and anchor
+    overwrites everything.
+    """
+    from .yolo import ab_box_iou, last_writer, truth_rows, _f32
+    o = layer.opts
+    if layer.coords != 4:
+        raise ValueError(f"layer {layer.index} [region]: training with coords={layer.coords} "
+                         f"is not supported (only 4)")
+    if o.map is not None:
+        raise ValueError(f"layer {layer.index} [region]: map= is not supported in training")
+    bsz, _, h, w = output.shape
+    n, classes, k = layer.num, layer.classes, layer.entry_count
+    hw = h * w
+    dev = output.device
+    v = _f32(output).reshape(bsz, hw, n, k)
+    delta = torch.zeros_like(v)
+    anchors = torch.tensor(layer.anchors[:2 * n], dtype=torch.float32, device=dev).view(n, 2)
+    rows, valid = truth_rows(truth, o.max, 5)
+    cls_all = rows[..., 4].to(torch.int64)
+    usable = valid & (cls_all < classes)
+    cell = torch.arange(hw, device=dev)
+    ci = (cell % w).to(torch.float32).view(1, hw, 1)
+    cj = (cell // w).to(torch.float32).view(1, hw, 1)
+    sx, sy = logistic(v[..., 0]), logistic(v[..., 1])
+    px, py = (ci + sx) / w, (cj + sy) / h
+    pw = _f32(torch.exp(v[..., 2].double()) * anchors[:, 0].double() / w)
+    ph = _f32(torch.exp(v[..., 3].double()) * anchors[:, 1].double() / h)
+    shp = (bsz, 1, 1, -1)
+    iou = ab_box_iou(px.unsqueeze(-1), py.unsqueeze(-1), pw.unsqueeze(-1), ph.unsqueeze(-1),
+                     rows[..., 0].view(shp), rows[..., 1].view(shp), rows[..., 2].view(shp),
+                     rows[..., 3].view(shp))
+    iou = torch.where(usable.view(shp), iou, torch.full_like(iou, -1.0))
+    best = iou.max(dim=-1)
+    best_iou = best.values.clamp(min=0)
+    best_t = torch.where(best.values > 0, best.indices, torch.zeros_like(best.indices))
+    obj = v[..., 4]
+    grad_obj = (1 - obj) * obj
+    noobj = np.float32(o.noobject_scale)
+    if o.classfix == -1:
+        obj_delta = noobj * ((best_iou - obj) * grad_obj)
+    else:
+        obj_delta = noobj * ((0 - obj) * grad_obj)
+        ignored = best_iou > o.thresh
+        obj_delta = torch.where(ignored, torch.zeros_like(obj_delta), obj_delta)
+        if o.classfix > 0 and bool(ignored.any()):
+            bi = torch.arange(bsz, device=dev).view(-1, 1, 1).expand_as(best_t)
+            bcls = cls_all[bi, best_t]
+            scale = np.float32(o.class_scale) * (obj if o.classfix == 2 else torch.ones_like(obj))
+            onehot = torch.nn.functional.one_hot(bcls, classes).to(torch.float32)
+            vec = _region_class_vec(v[..., 5:5 + classes], onehot, bcls, scale, o.focal_loss)
+            delta[..., 5:5 + classes] = torch.where(ignored.unsqueeze(-1), vec,
+                                                    delta[..., 5:5 + classes])
+    delta[..., 4] = obj_delta
+    if seen < 12800:
+        tx = (ci + np.float32(0.5)) / w
+        ty = (cj + np.float32(0.5)) / h
+        tw = anchors[:, 0] / w
+        th = anchors[:, 1] / h
+        s = np.float32(0.01)
+        delta[..., 0] = s * ((tx * w - ci) - sx) * ((1 - sx) * sx)
+        delta[..., 1] = s * ((ty * h - cj) - sy) * ((1 - sy) * sy)
+        delta[..., 2] = s * (_f32(torch.log((tw * w / anchors[:, 0]).double())) - v[..., 2])
+        delta[..., 3] = s * (_f32(torch.log((th * h / anchors[:, 1]).double())) - v[..., 3])
+    b_idx, t_idx = usable.nonzero(as_tuple=True)
+    if b_idx.numel():
+        sel = rows[b_idx, t_idx]
+        ti = (sel[:, 0] * w).to(torch.int64)
+        tj = (sel[:, 1] * h).to(torch.int64)
+        loc = tj * w + ti
+        ok = (loc >= 0) & (loc < hw)
+        b_idx, t_idx, sel, ti, tj, loc = (x[ok] for x in (b_idx, t_idx, sel, ti, tj, loc))
+        cellv = v[b_idx, loc]  # (m, n, k)
+        if o.bias_match:
+            cw = (anchors[:, 0] / w).view(1, -1).expand(sel.shape[0], n)
+            chh = (anchors[:, 1] / h).view(1, -1).expand(sel.shape[0], n)
+        else:
+            cw = _f32(torch.exp(cellv[:, :, 2].double()) * anchors[:, 0].double() / w)
+            chh = _f32(torch.exp(cellv[:, :, 3].double()) * anchors[:, 1].double() / h)
+        zero = torch.zeros((), device=dev)
+        shape_iou = ab_box_iou(zero, zero, cw, chh, zero, zero, sel[:, 2:3], sel[:, 3:4])
+        bmax = shape_iou.max(dim=1)
+        best_n = torch.where(bmax.values > 0, bmax.indices, torch.zeros_like(bmax.indices))
+        key = (b_idx * hw + loc) * n + best_n
+        win = last_writer(key, b_idx * rows.shape[1] + t_idx, bsz * hw * n)
+        wb, wl, wn, wt = b_idx[win], loc[win], best_n[win], sel[win]
+        wi, wj = ti[win].to(torch.float32), tj[win].to(torch.float32)
+        x = v[wb, wl, wn]
+        xs, ys = logistic(x[:, 0]), logistic(x[:, 1])
+        pbw = _f32(torch.exp(x[:, 2].double()) * anchors[wn, 0].double() / w)
+        pbh = _f32(torch.exp(x[:, 3].double()) * anchors[wn, 1].double() / h)
+        piou = ab_box_iou((wi + xs) / w, (wj + ys) / h, pbw, pbh,
+                          wt[:, 0], wt[:, 1], wt[:, 2], wt[:, 3])
+        cs = np.float32(o.coord_scale)
+        d = delta[wb, wl, wn]
+        d[:, 0] = cs * ((wt[:, 0] * w - wi) - xs) * ((1 - xs) * xs)
+        d[:, 1] = cs * ((wt[:, 1] * h - wj) - ys) * ((1 - ys) * ys)
+        d[:, 2] = cs * (_f32(torch.log((wt[:, 2] * w / anchors[wn, 0]).double())) - x[:, 2])
+        d[:, 3] = cs * (_f32(torch.log((wt[:, 3] * h / anchors[wn, 1]).double())) - x[:, 3])
+        ob = x[:, 4]
+        target = piou if o.rescore else torch.ones_like(ob)
+        d[:, 4] = np.float32(o.object_scale) * (target - ob) * ((1 - ob) * ob)
+        wc = wt[:, 4].to(torch.int64)
+        onehot = torch.nn.functional.one_hot(wc, classes).to(torch.float32)
+        d[:, 5:5 + classes] = _region_class_vec(x[:, 5:5 + classes], onehot, wc,
+                                                np.float32(o.class_scale), o.focal_loss)
+        delta[wb, wl, wn] = d
+    # flatten(l.delta, ..., 0): back to the input's [anchor][entry][cell] layout
+    delta = delta.permute(0, 2, 3, 1).reshape(bsz, n * k, h, w).contiguous()
+    cost = (delta.double() ** 2).sum().to(torch.float32)
+    return delta, cost
+
+
+def _region_class_vec(probs: Tensor, onehot: Tensor, cls: Tensor, scale, focal: int) -> Tensor:
+    """delta_region_class (AlexeyAB, no tree): scale*(onehot - p), times 0.5*focal gradient
+    of p[class] with focal_loss."""
+    scale_t = scale.unsqueeze(-1) if isinstance(scale, Tensor) else scale
+    vec = scale_t * (onehot - probs)
+    if focal:
+        pt = torch.gather(probs, -1, cls.unsqueeze(-1)).squeeze(-1) + np.float32(1e-15)
+        grad = -(1 - pt) * (2 * pt * pt.double().log().float() + pt - 1)
+        vec = vec * (np.float32(0.5) * grad).unsqueeze(-1)
+    return vec

@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 
 from ..cfg.options import option
-from .base import BuildContext, DarknetLayer, Shape, check_shape, table_shape
+from .base import BuildContext, DarknetLayer, ResizeError, Shape, check_shape, table_shape
 from .registry import register
 
 
@@ -56,9 +56,9 @@ class ReorgLayer(DarknetLayer):
         self.flat = bool(opts.extra)
 
     def forward(self, x: Tensor, refs: List[Tensor]) -> Tensor:
-        b = x.shape[0]
-        c, h, w = self.in_shape
+        b, c, h, w = x.shape
         s = self.stride
+        out_shape = self.resize(Shape(c, h, w), [])
         if self.flatten:
             # blas.c:flatten over (size=h*w, layers=c): [c][hw] <-> [hw][c]
             if self.reverse:
@@ -67,7 +67,7 @@ class ReorgLayer(DarknetLayer):
                 y = x.reshape(b, c, h * w).transpose(1, 2)
         elif self.extra:
             pad = x.new_zeros(b, self.extra)
-            return torch.cat([x.reshape(b, -1), pad], dim=1).view(b, *self.out_shape)
+            return torch.cat([x.reshape(b, -1), pad], dim=1).view(b, *out_shape)
         elif self.reverse:
             # reorg_cpu(forward=1): out_as(oc, h*s, w*s)[ch, j*s+dy, i*s+dx] = in[(dy*s+dx)*oc+ch, j, i]
             oc = c // (s * s)
@@ -76,7 +76,21 @@ class ReorgLayer(DarknetLayer):
             # reorg_cpu(forward=0): out[(dy*s+dx)*oc+ch, j, i] = in_as(oc, h*s, w*s)[ch, j*s+dy, i*s+dx]
             oc = c // (s * s)
             y = x.reshape(b, oc, h, s, w, s).permute(0, 3, 5, 1, 2, 4)
-        return y.reshape(b, *self.out_shape)
+        return y.reshape(b, *out_shape)
+
+    def resize(self, in_shape: Shape, ref_shapes) -> Shape:
+        """resize_reorg_layer: w*stride, h*stride, c/stride^2 (reverse) or the inverse."""
+        i, s = in_shape, self.stride
+        if self.extra:
+            if i != self.in_shape:
+                raise ResizeError(f"layer {self.index} [reorg] with extra= cannot be resized")
+            return Shape(i.numel + self.extra, 1, 1)
+        if self.reverse:
+            return Shape(i.c // (s * s), i.h * s, i.w * s)
+        if i.h % s or i.w % s:
+            raise ResizeError(f"layer {self.index} [reorg]: the {i.w}x{i.h} input is not "
+                              f"divisible by stride={s}")
+        return Shape(i.c * s * s, i.h // s, i.w // s)
 
     def describe(self, in_shape: Shape) -> str:
         if self.extra:

@@ -30,7 +30,7 @@ from typing import List
 from torch import Tensor
 
 from ..cfg.options import option
-from .base import BuildContext, DarknetLayer, Shape, check_shape
+from .base import BuildContext, DarknetLayer, ResizeError, Shape, check_shape
 from .registry import register
 
 
@@ -50,7 +50,7 @@ class Reorg3dLayer(DarknetLayer):
 
     def forward(self, x: Tensor, refs: List[Tensor]) -> Tensor:
         s = self.stride
-        C, H, W = self.out_shape
+        C, H, W = self.resize(Shape(*x.shape[1:]), [])
         b = x.shape[0]
         flat = x.reshape(b, -1)
         if not self.reverse:
@@ -61,6 +61,13 @@ class Reorg3dLayer(DarknetLayer):
         small = flat[:, :C * H * W].reshape(b, s, s, c, H, W)  # k = (dy*s+dx)*c + ch, j, i
         big = small.permute(0, 3, 4, 1, 5, 2)  # (ch, j, dy, i, dx) -> (c, H*s, W*s)
         return big.reshape(b, C, H, W)
+
+    def resize(self, in_shape: Shape, ref_shapes) -> Shape:
+        """AlexeyAB resize_reorg_layer: the build arithmetic on the new input."""
+        i, s = in_shape, self.stride
+        if self.reverse:
+            return Shape(i.c // (s * s), i.h * s, i.w * s)
+        return Shape(i.c * s * s, i.h // s, i.w // s)
 
     def describe(self, in_shape: Shape) -> str:
         return f"{'/' if not self.reverse else 'x'}{self.stride:>2}"

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from ..cfg.options import option
-from .base import BuildContext, DarknetLayer, Shape, check_shape
+from .base import BuildContext, DarknetLayer, ResizeError, Shape, check_shape
 from .registry import register
 
 
@@ -52,6 +52,17 @@ class RouteLayer(DarknetLayer):
                 parts.append(r[:, self.group_id * step:(self.group_id + 1) * step])
             refs = parts
         return refs[0] if len(refs) == 1 else torch.cat(refs, dim=1)
+
+    def resize(self, in_shape: Shape, ref_shapes) -> Shape:
+        """resize_route_layer: the routed layers' current shapes, which must agree in w x h."""
+        first = ref_shapes[0]
+        channels = 0
+        for ref, s in zip(self.refs, ref_shapes):
+            if (s.h, s.w) != (first.h, first.w):
+                raise ResizeError(f"layer {self.index} [route]: layer {ref} would be {s.w}x{s.h} "
+                                  f"but layer {self.refs[0]} {first.w}x{first.h}")
+            channels += s.c // self.groups
+        return Shape(channels, first.h, first.w)
 
     def describe(self, in_shape: Shape) -> str:
         text = " " + " ".join(str(i) for i in self.refs)

@@ -27,7 +27,7 @@ from torch import Tensor
 
 from ..cfg.options import option
 from . import activations
-from .base import BuildContext, DarknetLayer, Shape, check_shape
+from .base import BuildContext, DarknetLayer, ResizeError, Shape, check_shape
 from .registry import register
 
 #: activations ``activations.c:activate()`` has a case for (others give 0 on the CPU).
@@ -59,6 +59,13 @@ class SamLayer(DarknetLayer):
 
     def forward(self, x: Tensor, refs: List[Tensor]) -> Tensor:
         return self._act(x * refs[0])
+
+    def resize(self, in_shape: Shape, ref_shapes) -> Shape:
+        """resize_sam_layer: the output takes the input's size; the from-layer must agree."""
+        if ref_shapes[0] != in_shape:
+            raise ResizeError(f"layer {self.index} [sam]: layer {self.refs[0]} would be "
+                              f"{tuple(ref_shapes[0])} but the previous layer {tuple(in_shape)}")
+        return Shape(*in_shape)
 
     def describe(self, in_shape: Shape) -> str:
         return f" {self.refs[0]}"

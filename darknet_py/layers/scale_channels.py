@@ -27,7 +27,7 @@ from torch import Tensor
 
 from ..cfg.options import option
 from . import activations
-from .base import BuildContext, DarknetLayer, Shape, check_shape
+from .base import BuildContext, DarknetLayer, ResizeError, Shape, check_shape
 from .registry import register
 from .sam import check_activation
 
@@ -52,6 +52,16 @@ class ScaleChannelsLayer(DarknetLayer):
     def forward(self, x: Tensor, refs: List[Tensor]) -> Tensor:
         # x is (B, C, 1, 1) or, with scale_wh, (B, 1, H, W): broadcasting is the C indexing
         return self._act(refs[0] * x)
+
+    def resize(self, in_shape: Shape, ref_shapes) -> Shape:
+        """resize_scale_channels_layer: the from-layer's shape."""
+        s = ref_shapes[0]
+        ok = ((in_shape.c == 1 and (in_shape.h, in_shape.w) == (s.h, s.w)) if self.scale_wh
+              else ((in_shape.h, in_shape.w) == (1, 1) and in_shape.c == s.c))
+        if not ok:
+            raise ResizeError(f"layer {self.index} [scale_channels]: input {tuple(in_shape)} "
+                              f"cannot scale layer {self.refs[0]} of {tuple(s)}")
+        return Shape(*s)
 
     def describe(self, in_shape: Shape) -> str:
         return f" {self.refs[0]}" + (" wh" if self.scale_wh else "")

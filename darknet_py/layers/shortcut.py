@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from ..cfg.options import option
 from . import activations
-from .base import BuildContext, DarknetLayer, Shape, table_shape
+from .base import BuildContext, DarknetLayer, ResizeError, Shape, table_shape
 from .registry import register
 
 WEIGHTS_TYPES = {"none": 0, "per_feature": 1, "per_layer": 1, "per_channel": 2}
@@ -47,6 +47,7 @@ class ShortcutOptions:
 
 class ShortcutLayer(DarknetLayer):
     kind = "shortcut"
+    ab_forward_zeroes_delta = True
 
     def __init__(self, index: int, out_shape: Shape, refs: List[int], ref_shapes: List[Shape],
                  opts: ShortcutOptions, alexeyab: bool) -> None:
@@ -72,6 +73,9 @@ class ShortcutLayer(DarknetLayer):
         stride, sample = max(w1 // w2, 1), max(w2 // w1, 1)
         minc, minh, minw = min(c1, c2), min(h1, h2), min(w1, w2)
         src = add[:, :minc, ::stride, ::stride][:, :, :minh, :minw]
+        if sample == 1:  # every position of x is summed; only the channel counts differ
+            mixed = self.alpha * x[:, :minc] + self.beta * src
+            return torch.cat([mixed, x[:, minc:]], dim=1) if minc < c2 else mixed
         out = x.clone()
         view = out[:, :minc, ::sample, ::sample][:, :, :minh, :minw]
         out[:, :minc, ::sample, ::sample][:, :, :minh, :minw] = self.alpha * view + self.beta * src
@@ -93,6 +97,12 @@ class ShortcutLayer(DarknetLayer):
     def _alexeyab(self, x: Tensor, adds: List[Tensor]) -> Tensor:
         weights = self._input_weights() if self.weights is not None else None
         out = x * weights[0] if weights is not None else x
+        if all(add.shape == x.shape for add in adds):
+            # the usual case, without flattening: the same sums, and no size fixed in a
+            # traced/exported graph
+            for i, add in enumerate(adds):
+                out = out + (add * weights[i + 1] if weights is not None else add)
+            return out
         batch, n = x.shape[0], x[0].numel()
         flat = out.reshape(batch, n)
         for i, add in enumerate(adds):
@@ -109,6 +119,15 @@ class ShortcutLayer(DarknetLayer):
     def forward(self, x: Tensor, refs: List[Tensor]) -> Tensor:
         y = self._alexeyab(x, refs) if self.alexeyab else self._pjreddie(x, refs[0])
         return self._act(y)
+
+    def resize(self, in_shape: Shape, ref_shapes) -> Shape:
+        """resize_shortcut_layer: the output takes the input's w x h, and Darknet then reads
+        the from-layers as that size too (AlexeyAB asserts it; pjreddie assumes it)."""
+        for ref, s in zip(self.refs, ref_shapes):
+            if (s.h, s.w) != (in_shape.h, in_shape.w):
+                raise ResizeError(f"layer {self.index} [shortcut]: layer {ref} would be "
+                                  f"{s.w}x{s.h} but the previous layer {in_shape.w}x{in_shape.h}")
+        return Shape(*in_shape)
 
     def weight_tensors(self) -> List[Tensor]:
         return [] if self.weights is None else [self.weights]
@@ -143,6 +162,14 @@ def build(ctx: BuildContext) -> ShortcutLayer:
                 and (max(i.w // s.w, 1) == max(i.h // s.h, 1)),
                 f"layer {refs[0]} ({s.w}x{s.h}) and the previous layer ({i.w}x{i.h}) "
                 f"differ by a non-uniform scale", "from")
+    else:
+        i = ctx.input_shape
+        for ref, s in zip(refs, shapes):
+            # parse_shortcut: assert(params.w == l.out_w && params.h == l.out_h) (abort)
+            r.check((s.h, s.w) == (i.h, i.w),
+                    f"layer {ref} is {s.w}x{s.h} but the previous layer is {i.w}x{i.h}; "
+                    f"AlexeyAB's Darknet aborts unless they have the same width and height",
+                    "from")
     if o.weights_type != "none" and any(s != ctx.input_shape for s in shapes):
         raise r.error("weights_type needs the from-layers to have the output's shape", "weights_type")
     return ShortcutLayer(ctx.index, ctx.input_shape, refs, shapes, o, alexeyab)

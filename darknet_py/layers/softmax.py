@@ -35,6 +35,7 @@ class SoftmaxOptions:
 
 class SoftmaxLayer(DarknetLayer):
     kind = "softmax"
+    elementwise = True
 
     def __init__(self, index: int, out_shape: Shape, groups: int, temperature: float) -> None:
         super().__init__(index, out_shape)

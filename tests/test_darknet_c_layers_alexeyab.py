@@ -434,3 +434,21 @@ def test_maxpool_depth_is_alexeyab_only():
     assert tuple(model.layers[1].out_shape) == (4, 2, 3)
     with pytest.raises(CfgError, match=r"t\.cfg:12: out_channels"):
         net(cfg.replace("out_channels=2", "out_channels=0"))
+
+
+def test_batchnorm_section_stores_and_adds_biases(tmp_path):
+    # AlexeyAB's load_batchnorm_weights reads biases, scales, rolling_mean, rolling_variance
+    # (l.c each) and forward_batchnorm_layer adds the biases; pjreddie reads no biases.
+    # Found by the differential run against the real Darknet (tests/test_diff_darknet.py).
+    text = head(3, 2, 2) + "[batchnorm]\n"
+    ab, pj = net(text, "alexeyab"), net(text, "pjreddie")
+    assert ab.layers[0].weight_count() == 8 and pj.layers[0].weight_count() == 6
+    header = np.array([0, 2, 5], np.int32).tobytes() + np.zeros(1, np.uint64).tobytes()
+    body = np.array([1, 2, 3, 4, 0, 0, 1, 1], np.float32)  # biases, scales, means, variances
+    path = tmp_path / "bn.weights"
+    path.write_bytes(header + body.tobytes())
+    ab.load_weights(path)
+    x = torch.rand(1, 2, 2, 3)
+    want = torch.cat([(x[:, :1] / math.sqrt(1 + 1e-5)) * 3 + 1, (x[:, 1:] / math.sqrt(1 + 1e-5)) * 4 + 2], 1)
+    with torch.no_grad():
+        assert torch.allclose(ab.eval()(x), want, atol=1e-6)

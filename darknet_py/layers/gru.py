@@ -1,0 +1,94 @@
+"""``[gru]`` (``gru_layer.c``): Darknet's GRU, six inner linear [connected] layers.
+
+Steps are carved out of the batch as for [rnn] (see :mod:`darknet_py.layers.rnn`). Per step,
+as ``forward_gru_layer`` on the CPU (``u*`` read the input, ``w*`` the state; each is a
+connected layer with a linear activation and, with ``batch_normalize=1``, its own BN)::
+
+    z     = logistic(uz(x_i) + wz(state))
+    r     = logistic(ur(x_i) + wr(state))
+    h     = act(uh(x_i) + wh(r * state))       # act: logistic, or tanh with pjreddie's tanh=1
+    state = y_i = z * state + (1 - z) * h      # weighted_sum_cpu
+
+Darknet never zeroes a GRU's state (neither between inference calls nor when training), so
+it runs on from call to call here too (:meth:`GRULayer.reset_state` zeroes it). AlexeyAB's
+fork has no ``tanh=`` (its ``USET`` compile flag is off).
+
+.weights order (``parser.c:load_weights``): pjreddie ``wz, wr, wh, uz, ur, uh``; AlexeyAB
+``input_z, input_r, input_h, state_z, state_r, state_h`` (= ``uz, ur, uh, wz, wr, wh``).
+Darknet cannot resize a [gru].
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List
+
+import torch
+from torch import Tensor
+
+from ..cfg.options import option
+from .activations import get as activation
+from .base import BuildContext, Shape, check_shape
+from .registry import register
+from .rnn import Recurrent, connected
+
+
+@dataclass
+class GRUOptions:
+    output: int = option(1)
+    batch_normalize: int = option(0)
+    tanh: int = option(0, only="pjreddie")
+
+
+class GRULayer(Recurrent):
+    kind = "gru"
+    #: pjreddie creates (and prints) them in this order
+    created = ("uz", "wz", "ur", "wr", "uh", "wh")
+
+    def __init__(self, index: int, inputs: int, opts: GRUOptions, steps: int, dialect) -> None:
+        super().__init__(index, Shape(opts.output, 1, 1), steps)
+        self.flat = True
+        self.opts = opts
+        self.inputs = inputs
+        n, bn = opts.output, opts.batch_normalize
+        self.outputs = n
+        for name in self.created:
+            setattr(self, name, connected(index, inputs if name[0] == "u" else n, n, "linear", bn, dialect))
+        self.inner_names = (("uz", "ur", "uh", "wz", "wr", "wh") if dialect.name == "alexeyab"
+                            else ("wz", "wr", "wh", "uz", "ur", "uh"))
+        self._logistic = activation("logistic")
+        self._h_act = activation("tanh" if opts.tanh and dialect.name != "alexeyab" else "logistic")
+
+    def forward(self, x: Tensor, refs: List[Tensor]) -> Tensor:
+        k, xs = self.split_steps(x)
+        (state,) = self.initial_state(k, x, [self.outputs], keep_when_training=True)
+
+        def run(layer, inp: Tensor) -> Tensor:
+            return layer(inp, []).view(k, -1)
+
+        out = []
+        for i in range(self.steps):
+            z = self._logistic(run(self.uz, xs[i]) + run(self.wz, state))
+            r = self._logistic(run(self.ur, xs[i]) + run(self.wr, state))
+            h = self._h_act(run(self.uh, xs[i]) + run(self.wh, state * r))
+            state = z * state + (1 - z) * h
+            out.append(state.view(k, -1, 1, 1))
+        self.keep_state([state], keep_when_training=True)
+        return torch.cat(out, 0)
+
+    def table_line(self, in_shape: Shape) -> str:
+        return (f"GRU Layer: {self.inputs} inputs, {self.outputs} outputs\n" +
+                "\n".join("\t\t" + getattr(self, n).table_line(in_shape) for n in self.created))
+
+
+@register("gru", options=GRUOptions)
+def build(ctx: BuildContext) -> GRULayer:
+    r = ctx.reader
+    o = r.read(GRUOptions)
+    r.check(o.output > 0, f"output must be > 0, got {o.output}", "output")
+    steps = ctx.net.time_steps
+    r.check(steps > 0, f"[net] time_steps must be > 0, got {steps}")
+    inputs = ctx.input_shape.numel
+    r.check(inputs > 0, f"the previous layer has no outputs ({inputs})")
+    ctx.check_weights(3 * (inputs + o.output) * o.output, "output")
+    check_shape(ctx, Shape(o.output, 1, 1))
+    return GRULayer(ctx.index, inputs, o, steps, ctx.dialect)

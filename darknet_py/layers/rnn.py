@@ -1,0 +1,179 @@
+"""``[rnn]`` (``rnn_layer.c``): Darknet's vanilla recurrent layer, three inner [connected] layers.
+
+Time steps are carved out of the batch: the network's ``time_steps`` (``[net]``) is the
+layer's ``steps``, and a forward over ``B = steps * k`` rows runs ``steps`` steps of ``k``
+sequences each, step ``i`` reading rows ``i*k .. i*k+k-1`` (Darknet's ``net.input +
+i*inputs*batch``). Per step, as ``forward_rnn_layer`` on the CPU::
+
+    a     = input_layer(x_i)              # connected inputs -> hidden (its BN, activation)
+    s     = self_layer(state)             # connected hidden -> hidden
+    state = (shortcut ? state : 0) + a + s
+    y_i   = output_layer(state)           # connected hidden -> outputs
+
+pjreddie's fork has ``hidden = output`` (it does not read ``hidden=``); AlexeyAB's reads
+``hidden=`` and ``logistic=`` (1: the self layer uses logistic, 2: loggy, instead of
+``activation``). In inference Darknet keeps ``l.state`` from one forward call to the next
+(the state starts at zero); a training forward starts from zero. This module does the same:
+:meth:`RNNLayer.reset_state` zeroes it, and a forward whose ``k`` differs from the kept
+state's starts from zero (Darknet's buffer is sized for the cfg's batch).
+
+.weights order (``parser.c:load_weights``, both forks): the input, self and output layers,
+each as ``load_connected_weights`` (biases, weights, then BN scales/mean/variance).
+Darknet's ``resize_network`` has no case for [rnn]; it cannot be resized.
+
+    >>> import torch
+    >>> from darknet_py.cfg import parse_cfg
+    >>> from darknet_py.model import Darknet
+    >>> net = Darknet(parse_cfg("[net]\\ninputs=1\\ntime_steps=2\\n"
+    ...                         "[rnn]\\noutput=1\\nactivation=linear\\n"))
+    >>> rnn = net.layers[0]
+    >>> for inner, w in ((rnn.input_layer, 2.0), (rnn.self_layer, 0.5), (rnn.output_layer, 3.0)):
+    ...     _ = inner.weight.data.fill_(w)
+    >>> net(torch.tensor([[1.0], [10.0]])).flatten().tolist()   # states 2, 20+1 -> y 6, 63
+    [6.0, 63.0]
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Optional
+
+import torch
+from torch import Tensor
+
+from ..cfg.options import option
+from . import activations
+from .base import BuildContext, DarknetLayer, Shape, check_shape
+from .connected import ConnectedLayer, ConnectedOptions
+from .registry import register
+
+
+@dataclass
+class RNNOptions:
+    output: int = option(1)
+    hidden: int = option(1, only="alexeyab")
+    activation: str = option("logistic", choices=activations.names)
+    batch_normalize: int = option(0)
+    logistic: int = option(0, only="alexeyab", doc="1: self layer logistic, 2: loggy")
+    shortcut: int = option(0)
+
+
+class Recurrent(DarknetLayer):
+    """What the recurrent layers share: steps carved out of the batch, the kept state,
+    the inner layers' .weights order and the transposed-weights flag."""
+
+    #: the inner layers in .weights order (names of attributes)
+    inner_names: "tuple[str, ...]" = ()
+
+    def __init__(self, index: int, out_shape: Shape, steps: int) -> None:
+        super().__init__(index, out_shape)
+        self.steps = steps
+        self._state: "Optional[List[Tensor]]" = None
+
+    def inner(self) -> List[DarknetLayer]:
+        return [getattr(self, n) for n in self.inner_names]
+
+    def reset_state(self) -> None:
+        """Zero the state Darknet keeps between inference calls."""
+        self._state = None
+
+    def split_steps(self, x: Tensor) -> "tuple[int, Tensor]":
+        b = x.shape[0]
+        if b % self.steps:
+            raise ValueError(f"layer {self.index} [{self.kind}]: a batch of {b} is not a multiple "
+                             f"of time_steps={self.steps} (Darknet carves the steps out of the batch)")
+        k = b // self.steps
+        return k, x.reshape(self.steps, k, -1)
+
+    def initial_state(self, k: int, like: Tensor, sizes: "List[int]",
+                      keep_when_training: bool = False) -> List[Tensor]:
+        """The kept state, or zeros: when training (unless the layer keeps its state then too,
+        as Darknet's GRU/LSTM do), at the first call, or when ``k`` or the device changed."""
+        kept = self._state
+        if ((self.training and not keep_when_training) or kept is None
+                or kept[0].shape[0] != k or kept[0].device != like.device
+                or kept[0].dtype != like.dtype):
+            return [like.new_zeros(k, n) for n in sizes]
+        return kept
+
+    def keep_state(self, state: List[Tensor], keep_when_training: bool = False) -> None:
+        # [rnn]: a training forward does not move Darknet's l.state (it advances a copy of
+        # the pointer over a zeroed buffer), so the next inference starts from zero
+        if self.training and not keep_when_training:
+            self._state = None
+        else:
+            self._state = [s.detach() for s in state]
+
+    @property
+    def transposed_weights(self) -> bool:
+        return any(getattr(l, "transposed_weights", False) for l in self.inner())
+
+    @transposed_weights.setter
+    def transposed_weights(self, value: bool) -> None:
+        for l in self.inner():
+            l.transposed_weights = value
+
+    def weight_tensors(self) -> List[Tensor]:
+        tensors: List[Tensor] = []
+        for l in self.inner():
+            tensors += l.weight_tensors()
+        return tensors
+
+    def flops(self, in_shape: Shape) -> float:
+        return sum(l.flops(in_shape) for l in self.inner())
+
+
+def connected(index: int, inputs: int, outputs: int, activation: str, bn: int, dialect) -> ConnectedLayer:
+    return ConnectedLayer(index, inputs, ConnectedOptions(output=outputs, activation=activation,
+                                                          batch_normalize=bn), dialect)
+
+
+class RNNLayer(Recurrent):
+    kind = "rnn"
+    inner_names = ("input_layer", "self_layer", "output_layer")
+
+    def __init__(self, index: int, inputs: int, hidden: int, opts: RNNOptions, steps: int,
+                 self_activation: str, dialect) -> None:
+        super().__init__(index, Shape(opts.output, 1, 1), steps)
+        self.flat = True
+        self.opts = opts
+        self.inputs, self.hidden, self.outputs = inputs, hidden, opts.output
+        bn = opts.batch_normalize
+        self.input_layer = connected(index, inputs, hidden, opts.activation, bn, dialect)
+        self.self_layer = connected(index, hidden, hidden, self_activation, bn, dialect)
+        self.output_layer = connected(index, hidden, opts.output, opts.activation, bn, dialect)
+
+    def forward(self, x: Tensor, refs: List[Tensor]) -> Tensor:
+        k, xs = self.split_steps(x)
+        (state,) = self.initial_state(k, x, [self.hidden])
+        out = []
+        for i in range(self.steps):
+            a = self.input_layer(xs[i], []).view(k, -1)
+            s = self.self_layer(state, []).view(k, -1)
+            state = (state + a if self.opts.shortcut else a) + s
+            out.append(self.output_layer(state, []))
+        self.keep_state([state])
+        return torch.cat(out, 0)
+
+    def table_line(self, in_shape: Shape) -> str:
+        return (f"RNN Layer: {self.inputs} inputs, {self.outputs} outputs\n" +
+                "\n".join("\t\t" + l.table_line(in_shape) for l in self.inner()))
+
+
+@register("rnn", options=RNNOptions)
+def build(ctx: BuildContext) -> RNNLayer:
+    r = ctx.reader
+    o = r.read(RNNOptions)
+    alexeyab = ctx.dialect.name == "alexeyab"
+    r.check(o.output > 0, f"output must be > 0, got {o.output}", "output")
+    hidden = o.hidden if alexeyab else o.output
+    r.check(hidden > 0, f"hidden must be > 0, got {hidden}", "hidden")
+    steps = ctx.net.time_steps
+    r.check(steps > 0, f"[net] time_steps must be > 0, got {steps}")
+    inputs = ctx.input_shape.numel
+    r.check(inputs > 0, f"the previous layer has no outputs ({inputs})")
+    ctx.check_weights(inputs * hidden + hidden * hidden + hidden * o.output, "output")
+    check_shape(ctx, Shape(o.output, 1, 1))
+    self_act = o.activation
+    if alexeyab and o.logistic in (1, 2):
+        self_act = "loggy" if o.logistic == 2 else "logistic"
+    return RNNLayer(ctx.index, inputs, hidden, o, steps, self_act, ctx.dialect)

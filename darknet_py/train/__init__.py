@@ -1,0 +1,1 @@
+"""Training as Darknet's ``detector train``: data, schedule, optimizer, checkpoints, the loop."""

@@ -1,0 +1,188 @@
+"""Darknet's ``train_network(net, d)`` on one batch: forward, loss, backward, update.
+
+    state = TrainState.from_model(model)
+    loss = train_network(model, state, X, y)   # X (B,C,H,W) in [0,1], y (B, rows, 5|6)
+
+``X`` holds ``n`` mini-batches of ``batch/subdivisions`` images (``n`` = subdivisions for
+one Darknet iteration); each is one ``train_network_datum``: ``seen += mini-batch``, a
+train-mode forward (batch statistics in BN), every cost layer's deltas (``layer.loss``),
+the backward of those deltas (PyTorch's autograd with Darknet's own batchnorm backward),
+gradients summed over the mini-batches like Darknet's ``*_updates``. The update
+(:func:`~darknet_py.train.optimizer.update_network`) runs when
+``(seen/mini_batch) % subdivisions == 0`` (pjreddie) or once after all mini-batches
+(AlexeyAB), at ``get_current_rate``. The return value is what Darknet's train_network
+returns: the sum over mini-batches of ``*net->cost`` (the mean of the cost layers'
+``*(l.cost)``) divided by the number of images.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional
+
+import torch
+from torch import Tensor
+
+from ..errors import CfgError
+from .optimizer import update_network
+from .schedule import current_batch, current_rate
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..model import Darknet
+
+
+@dataclass
+class TrainState:
+    """What Darknet keeps between train_network calls besides the weights."""
+
+    #: ``*net->seen``: images trained on (written into .weights headers)
+    seen: int = 0
+    #: updates done (AlexeyAB's ``*net->cur_iteration``; pjreddie's ``*net->t``)
+    iteration: int = 0
+    #: Darknet's ``*_updates`` momentum buffers, by parameter name
+    updates: Dict[str, Tensor] = field(default_factory=dict)
+    #: learning rate of the last update
+    rate: float = 0.0
+    #: ``*(l.cost)`` of each cost layer in the last mini-batch, by layer index
+    costs: Dict[int, float] = field(default_factory=dict)
+    #: ``*net->cost`` of each mini-batch of the last call
+    net_costs: List[float] = field(default_factory=list)
+    #: called with the model right before each update (the trainer averages gradients
+    #: over processes here); not part of the saved state
+    before_update: Optional[Callable[["Darknet"], None]] = None
+
+    @property
+    def momentum(self) -> Dict[str, Tensor]:
+        """The momentum buffers (Darknet's ``*_updates``): an alias of :attr:`updates`."""
+        return self.updates
+
+    @classmethod
+    def from_model(cls, model: "Darknet") -> "TrainState":
+        """Start where a loaded .weights file left off (its header's ``seen``)."""
+        return cls(seen=int(model.seen))
+
+    def state_dict(self) -> dict:
+        return {"seen": self.seen, "iteration": self.iteration, "rate": self.rate,
+                "updates": {k: v.detach().clone() for k, v in self.updates.items()}}
+
+    def load_state_dict(self, data: dict) -> None:
+        self.seen = int(data["seen"])
+        self.iteration = int(data["iteration"])
+        self.rate = float(data.get("rate", 0.0))
+        self.updates = {k: v.clone() for k, v in data.get("updates", {}).items()}
+
+
+def mini_batch(model: "Darknet") -> int:
+    """net->batch after parse_network_cfg: batch / subdivisions (at least 1)."""
+    return model.net.mini_batch
+
+
+def cost_layers(model: "Darknet") -> List[int]:
+    return [i for i, layer in enumerate(model.layers) if layer.has_cost]
+
+
+def forward_backward(model: "Darknet", X: Tensor, y: Tensor, seen: int = 0) -> Dict[int, float]:
+    """train_network_datum's forward_network + backward_network on one mini-batch:
+    returns ``*(l.cost)`` per cost layer; gradients accumulate in ``p.grad``."""
+    indices = cost_layers(model)
+    if not indices:
+        raise ValueError(f"{model.source}: no layer has a loss ([yolo], [region], ...); "
+                         f"nothing to train")
+    outs = model.outputs_of(X, indices)
+    net_size = (X.shape[3], X.shape[2])
+    surrogate: Optional[Tensor] = None
+    costs: Dict[int, float] = {}
+    for index, out in zip(indices, outs):
+        layer = model.layers[index]
+        delta, cost = layer.loss(out, y, net_size, seen=seen)
+        costs[index] = float(cost)
+        if model.cpu_backward_quirks and not layer.loss_reaches_input():
+            continue
+        delta = layer.input_delta(delta, out)
+        # d(surrogate)/d(out) = -delta: Darknet's delta is the negative gradient
+        term = -(delta.to(out.dtype) * out).sum()
+        surrogate = term if surrogate is None else surrogate + term
+    if surrogate is not None and surrogate.requires_grad:
+        surrogate.backward()
+    stop = [i for i, c in enumerate(model.common) if c.stopbackward]
+    if stop:
+        # backward_network: `if (l.stopbackward) break;` -- that layer and every one before it
+        # get no gradient
+        for layer in model.layers[:max(stop) + 1]:
+            for p in layer.parameters():
+                p.grad = None
+    return costs
+
+
+#: per-layer keys whose training effect darknet_py does not reproduce (refused, not ignored)
+_UNSUPPORTED_LAYER_KEYS = ("onlyforward", "dont_update", "burnin_update", "train_only_bn")
+
+
+def check_trainable(model: "Darknet") -> None:
+    """Refuse cfg settings whose training behaviour is not implemented, naming them."""
+    net = model.net
+    if net.adam:
+        raise CfgError("adam=1: the CPU Darknet of either fork has no Adam update (only its "
+                       "CUDA build); darknet_py does not guess it", file=model.source,
+                       line=model.sections[0].line, key="adam")
+    for key in ("ema_alpha", "equidistant_point", "badlabels_rejection_percentage",
+                "num_sigmas_reject_badlabels", "adversarial_lr"):
+        if getattr(net, key, 0):
+            raise CfgError(f"{key}= is not implemented in darknet_py's training",
+                           file=model.source, line=model.sections[0].line, key=key)
+    for index, (sec, common) in enumerate(zip(model.sections[1:], model.common)):
+        for key in _UNSUPPORTED_LAYER_KEYS:
+            if getattr(common, key, 0):
+                raise CfgError(f"{key}= is not implemented in darknet_py's training",
+                               file=sec.file, line=sec.line, layer=index, key=key)
+
+
+def train_network(model: "Darknet", state: TrainState, X: Tensor, y: Tensor) -> float:
+    """Darknet's train_network on ``X`` (B,C,H,W floats in [0,1]) and truths ``y``
+    (B, rows, 5 pjreddie | 6 AlexeyAB: x,y,w,h,class[,track] relative; a zero row ends an
+    image's list). Returns Darknet's reported loss."""
+    net = model.net
+    check_trainable(model)
+    mini = mini_batch(model)
+    if X.dim() != 4 or X.shape[0] % mini:
+        raise ValueError(f"X must be (B, C, H, W) with B a multiple of the mini-batch "
+                         f"batch/subdivisions = {mini}, got {tuple(X.shape)}")
+    if y.dim() != 3 or y.shape[0] != X.shape[0]:
+        raise ValueError(f"y must be (B, rows, fields) with B = {X.shape[0]}, got "
+                         f"{tuple(y.shape)}")
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.train()
+    n = X.shape[0] // mini
+    total = 0.0
+    state.net_costs = []
+    per_call = model.dialect.update_per_call
+    try:
+        for i in range(n):
+            xb = X[i * mini:(i + 1) * mini].to(device)
+            yb = y[i * mini:(i + 1) * mini].to(device)
+            state.seen += mini
+            costs = forward_backward(model, xb, yb, seen=state.seen)
+            state.costs = costs
+            net_cost = float(torch.tensor(sum(costs.values()), dtype=torch.float32)
+                             / len(costs))
+            state.net_costs.append(net_cost)
+            total += net_cost
+            if not per_call and (state.seen // mini) % net.subdivisions == 0:
+                _update(model, state)
+        if per_call:
+            _update(model, state)
+    finally:
+        model.train(was_training)
+    major, minor, revision, _ = model.header
+    model.header = (major, minor, revision, state.seen)
+    return float(torch.tensor(total, dtype=torch.float32) / (n * mini))
+
+
+def _update(model: "Darknet", state: TrainState) -> None:
+    if state.before_update is not None:
+        state.before_update(model)
+    net = model.net
+    batch_num = current_batch(state.seen, mini_batch(model), net.subdivisions)
+    state.rate = current_rate(net, batch_num, model.dialect)
+    state.iteration += 1
+    update_network(model, state, state.rate, mini_batch(model) * net.subdivisions)
