@@ -44,6 +44,8 @@ TESTED = {
     ("alexeyab", "yolov4.cfg"): "tests/test_detect_alexeyab.py (slow)",
     ("alexeyab", "Gaussian_yolov3_BDD.cfg"): "tests/test_detect_alexeyab.py (256x256)",
     ("pjreddie", "yolov1-tiny.cfg"): "tests/test_detect_alexeyab.py (AlexeyAB's build)",
+    ("pjreddie", "rnn.cfg"): "tests/test_recurrent_darknet.py",
+    ("pjreddie", "gru.cfg"): "tests/test_recurrent_darknet.py",
 }
 
 START, END = "<!-- coverage:start -->", "<!-- coverage:end -->"
