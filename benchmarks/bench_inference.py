@@ -1,27 +1,40 @@
-"""CPU inference speed against OpenCV's Darknet importer and a conv-only PyTorch floor.
+"""CPU inference: darknet_py against OpenCV 4.x, pytorchyolo and the conv-only floor.
 
-    pip install 'opencv-python-headless<5'     # OpenCV 5 removed its Darknet importer
-    python benchmarks/bench_inference.py [--cfg cfg/yolov3-tiny.cfg] [--size 416] [--threads 2]
+    pip install -e '.[bench]'                     # opencv-python-headless<5
+    pip install pytorchyolo --no-deps             # optional third row (needs tqdm)
+    python benchmarks/bench_inference.py [--models yolov3-tiny,yolov3,yolov4-tiny]
+        [--batches 1,8] [--size 416] [--threads 2] [--rounds 15]
 
-All three run the same cfg and the same random weights (darknet_py saves them,
-OpenCV reads that .weights file), on one 1x3xSIZExSIZE input, best of N:
+Every contender runs the same cfg and the same weights (official yolov3-tiny
+weights when cached, else random ones darknet_py saves), on the same input, all
+*interleaved* in one run: each round calls every contender once, so a busy
+machine slows them alike. Reports the median and the best per contender, and the
+ratios of darknet_py to each (medians; best in brackets):
 
-* darknet_py: ``model(x)`` under ``torch.no_grad()`` (Darknet's numerics: BN,
-  activations and maxpool as separate passes in Darknet's order);
+* darknet_py: ``model(x)`` under ``torch.no_grad()`` (the fast path,
+  :mod:`darknet_py.fast`), and the plain path for reference;
 * OpenCV 4.x: ``cv2.dnn.readNetFromDarknet`` + ``forward`` of the [yolo] outputs;
-* floor: only the network's convolutions (``F.conv2d`` on inputs of each conv's
-  shape), i.e. what no PyTorch implementation of this cfg can beat.
+* pytorchyolo (eriklindernoren/PyTorch-YOLOv3): ``Darknet(cfg)`` +
+  ``load_darknet_weights``, eval mode (it imports torchvision and imgaug for
+  training and data only: both are stubbed here);
+* floor: the network's convolutions alone (``F.conv2d`` with each conv's weights
+  and bias on an input of its shape), NCHW and channels_last, the faster counted.
 
-Prints seconds per image and the ratios darknet_py/OpenCV and darknet_py/floor.
-Time it on a quiet machine: a second busy process can slow 2-thread torch 10x.
+A baseline that is not installed (or cannot run a cfg) is skipped with a message.
+Not a test: timings move with the machine's load; compare ratios from one run.
+On a shared machine, ``--threads 1 --clock cpu`` counts the CPU time each
+contender used, which other processes disturb far less than wall time.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import platform
+import statistics
 import sys
 import tempfile
 import time
+import types
 import warnings
 
 import numpy as np
@@ -31,76 +44,164 @@ import torch.nn.functional as F
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from darknet_py import Darknet, read_cfg  # noqa: E402
+from darknet_py import Darknet, fast, read_cfg  # noqa: E402
+from darknet_py.cfg import write_cfg  # noqa: E402
+
+CFGS = {
+    "yolov3-tiny": os.path.join(ROOT, "cfg", "yolov3-tiny.cfg"),
+    "yolov3": os.path.join(ROOT, "cfg", "yolov3.cfg"),
+    # AlexeyAB's cfg (not shipped here): from the reference data, or pass --cfg-dir
+    "yolov4-tiny": os.path.join(ROOT, "..", "shared", "reference", "cfg", "alexeyab",
+                                "yolov4-tiny.cfg"),
+}
 
 
-def best_of(fn, repeat: int) -> float:
-    fn()
-    best = float("inf")
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
+def _stub_modules() -> None:
+    """pytorchyolo imports torchvision and imgaug at module level, for training/data only."""
+    for name in ("torchvision", "torchvision.ops", "torchvision.transforms", "imgaug",
+                 "imgaug.augmenters", "imgaug.augmentables", "imgaug.augmentables.bbs",
+                 "terminaltables"):
+        if name not in sys.modules:
+            try:
+                __import__(name)
+            except ImportError:
+                sys.modules[name] = types.ModuleType(name)
+
+
+def _pytorchyolo(cfg_path: str, weights_path: str):
+    _stub_modules()
+    from pytorchyolo.models import Darknet as YoloDarknet
+    net = YoloDarknet(cfg_path)
+    net.load_darknet_weights(weights_path)
+    return net.eval()
+
+
+def _opencv(cfg_path: str, weights_path: str, threads: int):
+    import cv2
+    if not hasattr(cv2.dnn, "readNetFromDarknet"):
+        raise RuntimeError(f"OpenCV {cv2.__version__} has no Darknet importer (needs 4.x)")
+    cv2.setNumThreads(threads)
+    net = cv2.dnn.readNetFromDarknet(cfg_path, weights_path)
+    net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
+    net.setPreferableTarget(cv2.dnn.DNN_TARGET_CPU)
+    return net, net.getUnconnectedOutLayersNames(), cv2.__version__
+
+
+def _floor(model: Darknet, x: torch.Tensor):
+    """Per conv: (layer, an input of its shape) in NCHW and in channels_last."""
+    with torch.no_grad(), fast.plain():
+        outs = model.layer_outputs(x)
+    convs = [(l, outs[l.index - 1] if l.index else x)
+             for l in model.layers if l.kind == "convolutional"]
+
+    def run(pairs):
+        for l, i in pairs:
+            F.conv2d(i, l.weight, l.bias, l.stride, l.padding, l.dilation, l.groups)
+    cl = [(l, i.contiguous(memory_format=torch.channels_last)) for l, i in convs]
+    return (lambda: run(convs)), (lambda: run(cl))
+
+
+def bench(name: str, cfg_path: str, batch: int, args, tmp: str) -> None:
+    sections = read_cfg(cfg_path)
+    for key, value in (("width", args.size), ("height", args.size), ("batch", batch),
+                       ("subdivisions", 1)):
+        sections[0].set(key, value)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = Darknet(sections, warn_unused=False)
+    cfg_out = os.path.join(tmp, f"{name}.cfg")
+    weights = os.path.join(tmp, f"{name}.weights")
+    write_cfg(sections, cfg_out)
+    official = os.path.expanduser(f"~/.cache/darknet_py/{name}.weights")
+    if os.path.isfile(official) and args.size == 416:
+        model.load_weights(official)
+        source = "official weights"
+    else:
+        source = "random weights"
+    model.save_weights(weights)
+    model.eval()
+    x = torch.rand(batch, 3, args.size, args.size)
+    contenders = {}
+    with torch.no_grad():
+        contenders["darknet_py"] = lambda: model(x)
+
+        def plain():
+            with fast.plain():
+                model(x)
+        contenders["darknet_py plain"] = plain
+        nchw, cl = _floor(model, x)
+        contenders["floor NCHW"] = nchw
+        contenders["floor channels_last"] = cl
+    skipped = []
+    try:
+        net, names, version = _opencv(cfg_out, weights, args.threads)
+        blob = x.numpy()
+
+        def run_cv():
+            net.setInput(blob)
+            return net.forward(names)
+        contenders[f"OpenCV {version}"] = run_cv
+    except Exception as exc:  # not installed, or cannot read the cfg
+        skipped.append(f"OpenCV: skipped ({type(exc).__name__}: {exc})".splitlines()[0])
+    try:
+        yolo = _pytorchyolo(cfg_out, weights)
+        contenders["pytorchyolo"] = lambda: yolo(x)
+    except Exception as exc:
+        skipped.append(f"pytorchyolo: skipped ({type(exc).__name__}: {exc})".splitlines()[0])
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
+    times = {k: [] for k in contenders}
+    with torch.no_grad():
+        for fn in contenders.values():  # warm-up (folding, allocator, oneDNN primitives)
+            fn()
+        for _ in range(args.rounds):
+            for key, fn in contenders.items():
+                t = clock()
+                fn()
+                times[key].append(clock() - t)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    best = {k: min(v) for k, v in times.items()}
+    floor_key = min(("floor NCHW", "floor channels_last"), key=med.get)
+    floor_best = min(best["floor NCHW"], best["floor channels_last"])
+    print(f"\n{name} at {args.size}x{args.size}, batch {batch}, {args.threads} threads, "
+          f"{source}, {args.rounds} interleaved rounds, {args.clock} time")
+    ours_m, ours_b = med["darknet_py"], best["darknet_py"]
+    for key in contenders:
+        line = f"  {key:<22} median {med[key] * 1000:8.1f} ms  best {best[key] * 1000:8.1f} ms"
+        if key != "darknet_py":
+            line += (f"   darknet_py/this = {ours_m / med[key]:.2f} "
+                     f"[{ours_b / best[key]:.2f}]")
+        print(line)
+    print(f"  darknet_py / faster floor ({floor_key}) = {ours_m / med[floor_key]:.2f} "
+          f"[best/best {ours_b / floor_best:.2f}]")
+    for line in skipped:
+        print("  " + line)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--cfg", default=os.path.join(ROOT, "cfg", "yolov3-tiny.cfg"))
+    parser.add_argument("--models", default="yolov3-tiny,yolov3,yolov4-tiny")
+    parser.add_argument("--batches", default="1,8")
     parser.add_argument("--size", type=int, default=416)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeat", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                        help="cpu: process CPU time, steadier on a shared machine (use with "
+                             "--threads 1: with more, idle threads' spinning counts too)")
+    parser.add_argument("--cfg-dir", help="folder holding <model>.cfg for models not in cfg/")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-
-    sections = read_cfg(args.cfg)
-    sections[0].set("width", args.size)
-    sections[0].set("height", args.size)
-    sections[0].set("batch", 1)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model = Darknet(sections)
-    x = torch.rand(1, 3, args.size, args.size)
-
-    with torch.no_grad():
-        ours = best_of(lambda: model(x), args.repeat)
-        convs = [(layer, torch.rand(1, layer.weight.shape[1] * layer.groups,
-                                    *model.layers[layer.index - 1].out_shape[1:])
-                  if layer.index else x)
-                 for layer in model.layers if layer.kind == "convolutional"]
-        floor = best_of(lambda: [F.conv2d(i, l.weight, l.bias, l.stride, l.padding, l.dilation,
-                                          l.groups) for l, i in convs], args.repeat)
-    print(f"{os.path.basename(args.cfg)} at {args.size}x{args.size}, batch 1, "
-          f"{args.threads} threads")
-    print(f"darknet_py          : {ours * 1000:8.1f} ms")
-    print(f"conv-only floor     : {floor * 1000:8.1f} ms   darknet_py/floor  = {ours / floor:.2f}")
-    try:
-        import cv2
-    except ImportError:
-        print("OpenCV              : not installed (pip install 'opencv-python-headless<5')")
-        return
-    if not hasattr(cv2.dnn, "readNetFromDarknet"):
-        print(f"OpenCV {cv2.__version__}: no Darknet importer (needs OpenCV 4.x)")
-        return
-    cv2.setNumThreads(args.threads)
+    print(f"machine: {platform.machine()} {os.cpu_count()} cpus, python "
+          f"{platform.python_version()}, torch {torch.__version__}, numpy {np.__version__}, "
+          f"load average {os.getloadavg()[0]:.1f}")
     with tempfile.TemporaryDirectory() as tmp:
-        cfg_path, weights_path = os.path.join(tmp, "net.cfg"), os.path.join(tmp, "net.weights")
-        from darknet_py.cfg import write_cfg
-        write_cfg(sections, cfg_path)
-        model.save_weights(weights_path)
-        net = cv2.dnn.readNetFromDarknet(cfg_path, weights_path)
-    net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
-    net.setPreferableTarget(cv2.dnn.DNN_TARGET_CPU)
-    blob = x.numpy()
-    names = net.getUnconnectedOutLayersNames()
-
-    def run_cv():
-        net.setInput(blob)
-        return net.forward(names)
-    theirs = best_of(run_cv, args.repeat)
-    print(f"OpenCV {cv2.__version__:<12} : {theirs * 1000:8.1f} ms   darknet_py/OpenCV = "
-          f"{ours / theirs:.2f}")
+        for name in args.models.split(","):
+            path = os.path.join(args.cfg_dir, f"{name}.cfg") if args.cfg_dir else CFGS.get(name)
+            if not path or not os.path.isfile(path):
+                print(f"\n{name}: skipped (no cfg at {path}; pass --cfg-dir)")
+                continue
+            for batch in (int(b) for b in args.batches.split(",")):
+                bench(name, path, batch, args, tmp)
 
 
 if __name__ == "__main__":

@@ -9,8 +9,12 @@ decay). Prints the best time per step and its parts (forward, loss, backward, up
 timed separately. ``--fast-sums`` sets ``batchnorm.SEQUENTIAL_SUMS = False`` (PyTorch's
 reductions instead of Darknet's sequential float sums: faster, ~1e-5 from Darknet).
 
-When pip ``pytorchyolo`` is installed, its YOLOv3-tiny step (model, compute_loss,
-backward, SGD step) on the same batch runs as the baseline in the same process.
+When pip ``pytorchyolo`` is installed (the ``bench`` extra), its step (its model of the
+same cfg, compute_loss, backward, SGD step with momentum and decay) on the same batch
+runs as the baseline in the same process, interleaved with ours (``--pairs`` pairs, one
+step each in turn, same threads): the medians and the median ratio are printed, as the
+machine's load changes during a run. Its torchvision/imgaug imports (NMS, seeding; not
+used here) get empty stand-ins when those packages are missing.
 """
 from __future__ import annotations
 
@@ -62,6 +66,8 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--fast-sums", action="store_true")
+    ap.add_argument("--pairs", type=int, default=7,
+                    help="interleaved darknet_py/pytorchyolo step pairs for the ratio")
     args = ap.parse_args()
     batchnorm.SEQUENTIAL_SUMS = not args.fast_sums
     sections = read_cfg(args.cfg)
@@ -114,15 +120,16 @@ def main() -> None:
     print(f"  train step {t_step:.3f} s  = {args.batch / t_step:.1f} images/s")
     print(f"  forward (no grad) {t_fwd:.3f} s, [yolo] losses {t_loss * 1000:.1f} ms, "
           f"forward+loss+backward {t_fb:.3f} s, update {t_upd * 1000:.1f} ms")
-    try:
-        from pytorchyolo.models import load_model  # type: ignore
-        from pytorchyolo.utils.loss import compute_loss  # type: ignore
-    except Exception as exc:  # noqa: BLE001
-        print(f"pytorchyolo baseline skipped: {exc.__class__.__name__}: {exc} "
-              f"(pip install pytorchyolo)")
+    pytorchyolo = import_pytorchyolo()
+    if isinstance(pytorchyolo, str):
+        print(f"pytorchyolo baseline skipped: {pytorchyolo} (pip install pytorchyolo, the "
+              f"`bench` extra)")
         return
-    theirs = load_model(args.cfg).to(args.device).train()
-    opt = torch.optim.SGD(theirs.parameters(), lr=1e-4, momentum=0.9)
+    load_model, compute_loss = pytorchyolo
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = load_model(args.cfg).to(args.device).train()
+    opt = torch.optim.SGD(theirs.parameters(), lr=1e-4, momentum=0.9, weight_decay=5e-4)
     rows = []
     for b in range(args.batch):
         for t in range(y.shape[1]):
@@ -139,9 +146,43 @@ def main() -> None:
         opt.step()
         sync()
 
-    t_theirs = best(their_step, args.repeat)
-    print(f"pytorchyolo step {t_theirs:.3f} s; darknet_py/pytorchyolo = {t_step / t_theirs:.2f}")
+    # interleaved: one of ours, one of theirs, repeated, so both see the same machine load
+    their_step()
+    ours, their = [], []
+    for _ in range(args.pairs):
+        for fn, times in ((step, ours), (their_step, their)):
+            t = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t)
+    ratios = [a / b for a, b in zip(ours, their)]
+    print(f"interleaved, {args.pairs} pairs, same cfg/batch/{torch.get_num_threads()} threads: "
+          f"darknet_py step median {np.median(ours):.3f} s (min {min(ours):.3f}), pytorchyolo "
+          f"step median {np.median(their):.3f} s (min {min(their):.3f})")
+    print(f"darknet_py/pytorchyolo step time: median of pair ratios {np.median(ratios):.2f} "
+          f"(ratio of medians {np.median(ours) / np.median(their):.2f}; below 1 = darknet_py "
+          f"faster)")
 
+
+def import_pytorchyolo():
+    """(load_model, compute_loss) of pip ``pytorchyolo``, or why not.
+
+    Only its model and loss are used; its utils import torchvision (NMS) and imgaug
+    (seeding), which cannot sit beside this torch, so empty stand-ins are put in
+    ``sys.modules`` for those two when they are missing (nothing of them is called here).
+    """
+    import importlib.util
+    import types
+    if importlib.util.find_spec("pytorchyolo") is None:
+        return "pytorchyolo is not installed"
+    for name in ("torchvision", "imgaug"):
+        if name not in sys.modules and importlib.util.find_spec(name) is None:
+            sys.modules[name] = types.ModuleType(name)
+    try:
+        from pytorchyolo.models import load_model  # type: ignore
+        from pytorchyolo.utils.loss import compute_loss  # type: ignore
+    except Exception as exc:  # noqa: BLE001
+        return f"{exc.__class__.__name__}: {exc}"
+    return load_model, compute_loss
 
 if __name__ == "__main__":
     main()

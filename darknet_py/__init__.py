@@ -8,15 +8,34 @@
 """
 from __future__ import annotations
 
+import importlib
 import os
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from .cfg import read_cfg
 from .dialect import ALEXEYAB, PJREDDIE, Dialect, get_dialect
 from .errors import CfgError, CfgWarning, DarknetError, DataError, WeightsError
 from .limits import Limits
-from .model import Darknet, detect_dialect
 from . import zoo
+
+if TYPE_CHECKING:  # pragma: no cover
+    from . import fast
+    from .model import Darknet, detect_dialect
+
+#: imported on first use, so that ``import darknet_py`` (and ``darknet-py --help``)
+#: does not pay for ``import torch``
+_LAZY = {"Darknet": ("model", "Darknet"), "detect_dialect": ("model", "detect_dialect"),
+         "fast": ("fast", None)}
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module, attr = _LAZY[name]
+    value = importlib.import_module(f".{module}", __name__)
+    value = value if attr is None else getattr(value, attr)
+    globals()[name] = value
+    return value
 
 __version__ = "0.1.0"
 
@@ -34,6 +53,7 @@ def load(cfg: "os.PathLike[str] | str", weights: "os.PathLike[str] | str | None"
     they are fetched once and verified (:mod:`darknet_py.zoo`); an official partial
     file sets ``upto`` itself.
     """
+    from .model import Darknet, detect_dialect
     from .weights import read_header
     if weights is not None:
         if upto is None:
@@ -45,11 +65,19 @@ def load(cfg: "os.PathLike[str] | str", weights: "os.PathLike[str] | str | None"
         if found is None and weights is not None:
             found = ALEXEYAB if read_header(weights).revision > 0 else PJREDDIE
         dialect = found or PJREDDIE
-    model = Darknet(sections, dialect, warn_unused=warn_unused, limits=limits)
-    if weights is not None:
-        model.load_weights(weights, upto=upto)
+    if weights is None:
+        return Darknet(sections, dialect, warn_unused=warn_unused, limits=limits)
+    from .layers.base import uninitialised
+    from .weights import load_weights, uncovered_layers
+    # no random init that the file overwrites: parameters stay torch.empty (untouched
+    # memory) until the load rebinds them to the file's floats, read once
+    with uninitialised():
+        model = Darknet(sections, dialect, warn_unused=warn_unused, limits=limits)
+    for index in uncovered_layers(model, upto):
+        model.layers[index].reset_parameters()
+    load_weights(model, weights, upto=upto)
     return model
 
 
 __all__ = ["ALEXEYAB", "CfgError", "CfgWarning", "Darknet", "DarknetError", "DataError",
-           "Dialect", "PJREDDIE", "WeightsError", "get_dialect", "load", "read_cfg", "zoo"]
+           "Dialect", "PJREDDIE", "WeightsError", "fast", "get_dialect", "load", "read_cfg", "zoo"]

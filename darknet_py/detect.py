@@ -25,8 +25,10 @@ The dialect of the model decides every step (``--dialect`` on the command line).
 """
 from __future__ import annotations
 
+import collections
 import os
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
@@ -462,12 +464,39 @@ def _label(image: ImageLike, i: int) -> Optional[str]:
     return getattr(image, "filename", None) or None
 
 
+def _ahead(fn: Callable, items: Iterable, workers: int, depth: int) -> Iterable[Tuple[object, Future]]:
+    """(item, future of fn(item)) in order, with up to ``depth`` items started ahead in
+    ``workers`` threads (image decoding overlaps the forward pass: Pillow, numpy and
+    torch release the GIL). ``workers`` 0: one at a time in the caller's thread."""
+    if workers <= 0:
+        for item in items:
+            future: Future = Future()
+            try:
+                future.set_result(fn(item))
+            except Exception as exc:  # handed to the caller in order, as with threads
+                future.set_exception(exc)
+            yield item, future
+        return
+    pending: "collections.deque[Tuple[object, Future]]" = collections.deque()
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="darknet_py-decode") as pool:
+        try:
+            for item in items:
+                pending.append((item, pool.submit(fn, item)))
+                if len(pending) > depth:
+                    yield pending.popleft()
+            while pending:
+                yield pending.popleft()
+        finally:
+            for _, future in pending:
+                future.cancel()
+
+
 def run_detector(model, images: Iterable[ImageLike], *, thresh: Optional[float] = None,
                  nms: float = 0.45,
                  hier_thresh: float = 0.5, names: "Sequence[str] | str | None" = None,
                  batch_size: int = 8, letterbox: Optional[bool] = None, exif: bool = False,
                  on_error: Optional[Callable[[Exception, ImageLike], None]] = None,
-                 decoder=None) -> Iterable[ImageResult]:
+                 decoder=None, workers: int = 2) -> Iterable[ImageResult]:
     """Darknet's ``test_detector`` over many images, ``batch_size`` at a time (a generator).
 
     Each image: load_image_color, letterbox_image (AlexeyAB dialect: plain
@@ -482,6 +511,9 @@ def run_detector(model, images: Iterable[ImageLike], *, thresh: Optional[float] 
     decodes image files with its own stb_image (see :func:`darknet_py.image.decode_image`).
     AlexeyAB's ``detector test`` also folds batchnorm into the convolutions after
     loading; ``model.fuse_batchnorm()`` first gives its exact numbers (the CLI does).
+    ``workers`` threads decode and letterbox the next images while the network
+    runs (0: all in this thread, reading ``images`` only as results are
+    consumed, as an interactive prompt needs).
     """
     heads = _detection_heads(model)
     classes = heads[0].classes
@@ -518,11 +550,15 @@ def run_detector(model, images: Iterable[ImageLike], *, thresh: Optional[float] 
                               share, order)
         batch.clear()
 
-    for i, image in enumerate(images):
+    def load(image: ImageLike) -> Tuple[np.ndarray, np.ndarray]:
+        im = as_image(image, exif=exif, decoder=decoder)
+        return im, prepare(im, model.width, model.height, letter, _label(image, 0))
+
+    depth = max(1, batch_size) + max(0, workers)
+    for i, (image, future) in enumerate(_ahead(load, images, workers, depth)):
         source = _label(image, i)
         try:
-            im = as_image(image, exif=exif, decoder=decoder)
-            x = prepare(im, model.width, model.height, letter, source)
+            im, x = future.result()
         except DataError as exc:
             if on_error is None:
                 raise

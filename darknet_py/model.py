@@ -29,6 +29,7 @@ from .cfg.options import OptionReader, dialect_keys
 from .cfg.reader import Section, read_cfg
 from .dialect import ALEXEYAB, PJREDDIE, Dialect, get_dialect
 from .errors import CfgError, CfgWarning
+from . import fast as _fast
 from . import limits as _limits
 from .layers import activations
 from .layers.base import (BuildContext, CommonOptions, DarknetLayer, ResizeError, Shape,
@@ -112,6 +113,12 @@ class Darknet(nn.Module):
 
     #: let CUDA use TF32 for speed (outputs then drift ~1e-3 from Darknet); off by default.
     allow_tf32: bool = False
+    #: take the inference fast path in eval mode without gradients (:mod:`darknet_py.fast`);
+    #: False forces the plain path, as does ``with darknet_py.fast.plain():``.
+    fast: bool = True
+    #: memory layout of the fast path: "auto" (channels-last for CPU batches > 1),
+    #: None (the input's) or a torch.memory_format
+    fast_layout: "Optional[torch.memory_format | str]" = "auto"
     #: train like Darknet's CPU build: (1) a [convolutional] whose backward overwrites its
     #: input's delta (AlexeyAB: all; pjreddie: 1x1) drops the gradient routes/shortcuts sent
     #: to that input; (2) AlexeyAB only: layers its forward_network does not clear
@@ -361,13 +368,21 @@ class Darknet(nn.Module):
         kept: List[Tensor] = []
         shapes = (self.shapes_for(x.shape[3], x.shape[2]) if self.input_shape.h > 1 or x.shape[2] > 1
                   else [l.out_shape for l in self.layers])
-        out = final = x
+        fast = _fast.enabled(self)
+        if fast:
+            x = _fast.prepare(self, x)
+        out = final = first = x
         last = len(self.layers) - 1 if upto is None else upto
         output_index = self.output_index if upto is None else upto
+        reuse = False  # may layer i overwrite x (the previous output)? never the caller's input
         for i, layer in enumerate(self.layers):
             if i > last:
                 break
-            out = layer(x, [saved[r] for r in layer.refs])
+            refs = [saved[r] for r in layer.refs]
+            if fast:  # eval, no gradients: nothing below applies (no requires_grad)
+                out = layer.infer(x, refs, reuse)
+            else:
+                out = layer(x, refs)
             cut = (self.cpu_backward_quirks and out.requires_grad and i + 1 < len(self.layers)
                    and self.layers[i + 1].overwrites_input_delta())
             if (self.cpu_backward_quirks and out.requires_grad and not cut
@@ -391,9 +406,13 @@ class Darknet(nn.Module):
             for r in layer.refs:
                 if self._last_use[r] == i:
                     saved.pop(r, None)
+            # overwriting out in layer i+1 is safe only if no one else holds its memory
+            reuse = (fast and not keep_all and i not in self._last_use and i not in self.heads
+                     and i != output_index and (wanted is None or i not in wanted)
+                     and _fast.owns(out, first, kept, saved.values()))
         if not keep_all and wanted is None and (not self.heads or upto is not None):
             kept.append(final)
-        return kept
+        return _fast.finish(kept) if fast else kept
 
     def forward(self, x: Tensor) -> Union[Tensor, List[Tensor]]:
         """Outputs of the detection heads (a list) if there are any, else the network's

@@ -218,16 +218,24 @@ def check_weights(model: "Darknet", path: "os.PathLike[str] | str",
 
 def load_weights(model: "Darknet", path: "os.PathLike[str] | str",
                  upto: Optional[int] = None) -> Header:
-    """Load ``path`` into ``model`` (layers ``0..upto-1`` when ``upto`` is given).
+    """Load ``path`` into ``model`` (layers ``0..upto-1`` when given).
 
     The whole file must match the network exactly (with ``upto``, it may be
     longer). On any error no parameter is modified.
+
+    The body is read once (one ``readinto``) into one float32 buffer; every CPU
+    float32 parameter or buffer is then rebound to its slice of it (no copy), the
+    others (another device or dtype, a transposed view) get a copy. So the load
+    adds the file's size to the process once, and a model built with
+    :func:`darknet_py.layers.base.uninitialised` holds no other copy.
     """
     source = os.fspath(path)
     try:
         with open(source, "rb") as handle:
             header, needed = _check_file(model, handle, source, upto)
             handle.seek(header.nbytes)
+            # numpy's allocator asks for transparent huge pages: 5x faster than torch.empty
+            # here, where every 4 KiB page would fault once on first write
             body = np.empty(needed, dtype="<f4")
             if handle.readinto(memoryview(body).cast("B")) != needed * 4:
                 raise WeightsError("file changed while reading", file=source)
@@ -237,15 +245,32 @@ def load_weights(model: "Darknet", path: "os.PathLike[str] | str",
         body = body.astype("=f4")
     flat = torch.from_numpy(body)
     _mark_transposed(model, header)
+    owned = {id(t) for t in model.parameters()} | {id(t) for t in model.buffers()}
     offset = 0
     with torch.no_grad():
         for _, tensors in _layer_tensors(model, upto):
             for t in tensors:
                 n = t.numel()
-                t.copy_(flat[offset:offset + n].view_as(t))
+                src = flat[offset:offset + n].view(t.shape)
+                if (id(t) in owned and t.dtype == torch.float32 and t.device.type == "cpu"
+                        and t.layout == torch.strided):
+                    t.data = src
+                else:
+                    t.copy_(src)
                 offset += n
     model.header = header.as_tuple()
     return header
+
+
+def uncovered_layers(model: "Darknet", upto: Optional[int] = None) -> List[int]:
+    """Layers holding a parameter or persistent buffer that a load with ``upto`` does
+    not fill (past ``upto``, ``dontload``, ``dontloadscales``)."""
+    filled = set()
+    for _, tensors in _layer_tensors(model, upto):
+        for t in tensors:
+            filled.add(id(t if t._base is None else t._base))
+    return [i for i, layer in enumerate(model.layers)
+            if any(id(t) not in filled for t in layer.state_dict(keep_vars=True).values())]
 
 
 def _mark_transposed(model: "Darknet", header: Header) -> None:

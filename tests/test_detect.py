@@ -344,6 +344,23 @@ def test_batched_equals_one_at_a_time(reference, models):
         np.testing.assert_allclose(a, b, atol=1e-5)
 
 
+def test_decode_workers_change_nothing_but_timing(reference, models, tmp_path):
+    model = models["tiny-official-dog-416x256"]
+    (tmp_path / "junk.png").write_text("not an image")
+    images = [reference / "images" / "dog.jpg", tmp_path / "junk.png",
+              reference / "images" / "person.jpg"]
+    runs = {}
+    for workers in (0, 2):
+        failed = []
+        results = list(run_detector(model, images, thresh=0.1, batch_size=1, workers=workers,
+                                    on_error=lambda exc, image: failed.append(image)))
+        runs[workers] = [(r.source, r.dets.to_array()) for r in results]
+        assert failed == [tmp_path / "junk.png"]
+    assert [s for s, _ in runs[0]] == [s for s, _ in runs[2]] == [str(images[0]), str(images[2])]
+    for (_, a), (_, b) in zip(runs[0], runs[2]):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_portrait_and_landscape_networks(reference, pj_cases, tiny_weights, tmp_path):
     """Unseen network sizes and images: the pipeline is the same code, and Darknet's geometry
     (letterbox into a portrait network, correct_yolo_boxes back) keeps boxes in place."""

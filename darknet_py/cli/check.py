@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import argparse
 import warnings
-from typing import List, Optional
-
-import torch
+from typing import TYPE_CHECKING, List, Optional
 
 from .. import limits as _limits
 from .. import zoo
@@ -26,8 +24,9 @@ from ..cfg import read_cfg
 from ..cfg.net import NET_SECTIONS
 from ..dialect import ALEXEYAB, PJREDDIE
 from ..errors import CfgWarning
-from ..model import Darknet, detect_dialect
-from ..weights import check_weights, read_header
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..model import Darknet
 
 
 def check(cfg: str, weights: Optional[str] = None, *, width: Optional[int] = None,
@@ -39,6 +38,10 @@ def check(cfg: str, weights: Optional[str] = None, *, width: Optional[int] = Non
             upto = zoo.default_upto(weights)
         weights = zoo.resolve(weights)
     sections = read_cfg(cfg)
+    import torch  # after reading the cfg: a missing or broken file needs no torch
+
+    from ..model import Darknet, detect_dialect
+    from ..weights import check_weights, read_header
     first = sections[0]
     if first.kind in NET_SECTIONS:
         if width is not None:

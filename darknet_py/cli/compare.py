@@ -6,7 +6,8 @@ on a seeded random input; random init from ``--seed`` without WEIGHTS) into a
 temporary case folder, then compares it.
 
 Each layer passes within max(--tolerance, k x its noise floor) (see darknet_py.compare);
-``--strict`` keeps the fixed tolerance alone.
+``--strict`` keeps the fixed tolerance alone. ``--plain`` runs darknet_py's plain path
+(Darknet's operation order) instead of the inference fast path (darknet_py.fast).
 """
 from __future__ import annotations
 
@@ -14,8 +15,12 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from .. import compare
 from ..errors import BridgeError
+
+#: darknet_py.compare's DEFAULT_TOLERANCE and FLOOR_FACTOR, without importing torch for
+#: --help (tests/test_startup.py checks that they agree)
+DEFAULT_TOLERANCE = 1e-4
+FLOOR_FACTOR = 5.0
 
 
 def _dump_live(args: argparse.Namespace, folder: Path) -> Path:
@@ -35,6 +40,7 @@ def _dump_live(args: argparse.Namespace, folder: Path) -> Path:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from .. import compare
     with tempfile.TemporaryDirectory(prefix="dpy-compare-") as tmp:
         if args.darknet:
             case = _dump_live(args, Path(tmp))
@@ -44,6 +50,7 @@ def _run(args: argparse.Namespace) -> int:
             case = args.case[0]
         report = compare.compare_case(case, weights=args.weights, tolerance=args.tolerance,
                                       device=args.device or "cpu", strict=args.strict,
+                                      fast=not args.plain,
                                       dialect=None if args.dialect == "auto" else args.dialect)
     for line in report.lines():
         print(line)
@@ -63,13 +70,16 @@ def register(sub) -> None:
                                             "(default 1)")
     p.add_argument("--weights", help="weights file or official name (default: the one "
                                      "case.json names)")
-    p.add_argument("--tolerance", type=float, default=compare.DEFAULT_TOLERANCE,
+    p.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE,
                    help="error relative to each layer's max |value| that always passes "
                         "(default %(default)g)")
     p.add_argument("--strict", action="store_true",
                    help="hold every layer to --tolerance alone; by default a layer may also be "
-                        f"{compare.FLOOR_FACTOR:g}x darknet_py's own float32-vs-float64 distance "
+                        f"{FLOOR_FACTOR:g}x darknet_py's own float32-vs-float64 distance "
                         "(its noise floor) away from Darknet")
     p.add_argument("--dialect", choices=("auto", "pjreddie", "alexeyab"), default="auto",
                    help="read the cfg as this fork does (default: the fork that made the case)")
+    p.add_argument("--plain", action="store_true",
+                   help="run the plain path (Darknet's operation order, no batchnorm folding) "
+                        "instead of the inference fast path")
     p.set_defaults(func=_run)

@@ -19,12 +19,12 @@ from typing import Dict, Iterable, Iterator, Optional, Sequence
 
 from .. import zoo
 from ..errors import DataError
-from ..image import is_image_name
 from ..io import atomic_write
 
 
 def expand_inputs(items: Sequence[str]) -> Iterator[str]:
     """Image paths from files, folders (sorted, non-recursive) and .txt list files."""
+    from ..image import is_image_name  # numpy: not for --help
     for item in items:
         path = Path(item)
         if path.is_dir():
@@ -210,7 +210,8 @@ def run_test(data: Optional[str], cfg: str, weights: str, images: Sequence[str],
         for result in run_detector(model, inputs, thresh=thresh, nms=args.nms,
                                    hier_thresh=args.hier, names=names, batch_size=batch,
                                    letterbox=True if args.letter_box else None, exif=args.exif,
-                                   on_error=on_error, decoder=_decoder(args)):
+                                   on_error=on_error, decoder=_decoder(args),
+                                   workers=0 if count is None else 2):
             if alexeyab:
                 for layer in listed:
                     say(f" Detection layer: {layer.index} - type = {layer.alexeyab_layer_type} ")

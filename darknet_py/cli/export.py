@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import argparse
 
-from .. import load
-from ..export import FORMATS, export
+#: darknet_py.export.FORMATS, without importing torch for --help (tests/test_startup.py
+#: checks that they agree)
+FORMATS = ("onnx", "torchscript", "weights", "cfg")
 
 
 def _run(args: argparse.Namespace) -> int:
+    from .. import load
+    from ..export import export
     from .detect import resolve_weights
     weights = resolve_weights(args.weights) if args.weights else None
     model = load(args.cfg, weights, dialect=args.dialect, warn_unused=False)

@@ -247,12 +247,15 @@ def dump_case(build: "DarknetBuild | PathLike", cfg: PathLike, weights: Optional
               hier_thresh: float = 0.5, nms: float = 0.45, letterbox: bool = False,
               names: Optional[Sequence[str]] = None, iterations: int = 3,
               X: Optional[ArrayLike] = None, y: Optional[ArrayLike] = None,
-              timeout: float = harness.DEFAULT_TIMEOUT_S) -> Path:
+              save_every: int = 1, timeout: float = harness.DEFAULT_TIMEOUT_S) -> Path:
     """Run the real Darknet of ``build`` on ``cfg`` and write a case folder to ``out_dir``.
 
     ``seed`` (default 1) seeds the random init when there are no ``weights``;
     ``input_seed`` (default ``seed + 1``) seeds a random input / train batch when
-    none is given. Returns the folder.
+    none is given. In train mode ``X`` may be a stack of batches (N, B, C, H, W) with
+    ``y`` (N, B, boxes, per_box): iteration k trains on batch (k-1) % N. ``save_every``
+    keeps ``weights_iter{k}.weights`` only for k multiple of it (and the last). Returns
+    the folder.
     """
     if mode not in MODES:
         raise BridgeError(f"unknown mode {mode!r}: expected one of {', '.join(MODES)}")
@@ -317,10 +320,14 @@ def dump_case(build: "DarknetBuild | PathLike", cfg: PathLike, weights: Optional
                             hier_thresh=hier_thresh, nms=nms)
         else:
             per_box = 6 if build.fork == "alexeyab" else 5
+            nb = 1
             if X is not None:
                 xs = np.ascontiguousarray(_array(X, "X"), dtype=np.float32)
+                if xs.ndim == 5:  # a stack of batches, one per iteration (cycled)
+                    nb, xs = xs.shape[0], xs.reshape((-1,) + xs.shape[2:])
                 rows = xs.shape[0] if xs.ndim == 4 else xs.size // max(info.inputs, 1)
-                if xs.size != rows * info.inputs:
+                rows //= nb
+                if xs.size != nb * rows * info.inputs:
                     raise DataError(f"X must be (B, {', '.join(map(str, chw))})")
             else:
                 rows = info.batch * info.subdivisions
@@ -332,18 +339,28 @@ def dump_case(build: "DarknetBuild | PathLike", cfg: PathLike, weights: Optional
             else:
                 ys = random_boxes(np.random.RandomState(input_seed + 1), rows,
                                   info.truths // per_box, per_box, info.classes)
-            if ys.size != rows * info.truths:
-                raise DataError(f"y must be (B, {info.truths // per_box}, {per_box}) for this cfg "
-                                f"(net truths {info.truths}), got {ys.shape}")
-            ys = ys.reshape(rows, info.truths // per_box, per_box)
+            if ys.size != nb * rows * info.truths:
+                lead = f"{nb}, " if nb > 1 else ""
+                raise DataError(f"y must be ({lead}B, {info.truths // per_box}, {per_box}) for this "
+                                f"cfg (net truths {info.truths}), got {ys.shape}")
+            stack = (nb,) if nb > 1 else ()
+            ys = ys.reshape(stack + (rows, info.truths // per_box, per_box))
             if rows % info.batch:
                 raise DataError(f"{rows} images is not a multiple of the mini-batch {info.batch}")
-            np.save(stage / "X.npy", xs.reshape((rows,) + chw))
+            if int(save_every) < 1:
+                raise BridgeError(f"save_every must be a positive count, got {save_every}")
+            np.save(stage / "X.npy", xs.reshape(stack + (rows,) + chw))
             np.save(stage / "y.npy", ys)
             xs.astype("<f4").tofile(work / "X.f32")
             ys.astype("<f4").tofile(work / "y.f32")
             args += ["-i", work / "X.f32", "-y", work / "y.f32", "-r", rows, "-k", int(iterations)]
-            files += [_npy_entry(stage, "X.npy", layout="BCHW, [0,1]"),
+            if nb > 1:
+                args += ["-b", nb]
+                manifest["batches"] = nb
+            if int(save_every) != 1:
+                args += ["-e", int(save_every)]
+                manifest["save_every"] = int(save_every)
+            files += [_npy_entry(stage, "X.npy", layout=("N x " if nb > 1 else "") + "BCHW, [0,1]"),
                       _npy_entry(stage, "y.npy", layout=f"B x {info.truths // per_box} x {per_box}: "
                                  "x,y,w,h (relative, center), class_id" +
                                  (", track_id" if per_box == 6 else ""))]
@@ -402,7 +419,8 @@ def dump_case(build: "DarknetBuild | PathLike", cfg: PathLike, weights: Optional
             for i, _ in facts.extra.get("cost", []):
                 for part in ("output", "delta"):
                     files.append(_npy_entry(stage, f"iter1_yolo_{part}_{int(i):03d}.npy", layer=int(i)))
-            files += [{"file": f"weights_iter{k}.weights"} for k in range(1, int(iterations) + 1)]
+            files += [{"file": f"weights_iter{k}.weights"} for k in range(1, int(iterations) + 1)
+                      if k % int(save_every) == 0 or k == int(iterations)]
         if weights_p is None:
             files.append({"file": manifest["weights"].split(" ")[0],
                           "description": "darknet weights file written by save_weights() after init"})

@@ -7,7 +7,7 @@
  *   dpy_harness info    CFG OUT
  *   dpy_harness forward CFG OUT (-w WEIGHTS | -s SEED) -i INPUT.f32
  *   dpy_harness detect  CFG OUT (-w WEIGHTS | -s SEED) -m IMAGE -n NAMES [-t THRESH]... [-H HIER] [-N NMS] [-l]
- *   dpy_harness train   CFG OUT (-w WEIGHTS | -s SEED) -i X.f32 -y Y.f32 -r ROWS -k K
+ *   dpy_harness train   CFG OUT (-w WEIGHTS | -s SEED) -i X.f32 -y Y.f32 -r ROWS -k K [-b NB] [-e E]
  *   dpy_harness sequence CFG OUT (-w WEIGHTS | -s SEED) -i X.f32 -k CALLS
  *   dpy_harness decode  IMAGE OUT.npy
  *
@@ -500,13 +500,15 @@ static void detect(network *net, char *image_path, char *names_path, float *thre
 }
 
 /* -- train: K train_network calls on one data batch --------------------------------------- */
-static void train(network *net, int seed, char *x_path, char *y_path, int rows, int iterations)
+static void train(network *net, int seed, char *x_path, char *y_path, int rows, int iterations,
+                  int nbatches, int save_every)
 {
     int i, it, shape[4];
     if (rows <= 0 || rows % net->batch) die("rows must be a multiple of the mini-batch", 0);
-    float *X = read_f32(x_path, (size_t)rows * net->inputs);
+    /* nbatches data batches of rows images, stacked; iteration it trains on batch (it-1) % nbatches */
+    float *X = read_f32(x_path, (size_t)nbatches * rows * net->inputs);
     int truths = net_truths(net);
-    float *Y = read_f32(y_path, (size_t)rows * truths);
+    float *Y = read_f32(y_path, (size_t)nbatches * rows * truths);
     data d = {0};
     d.X.rows = d.y.rows = rows;
     d.X.cols = net->inputs;
@@ -520,6 +522,11 @@ static void train(network *net, int seed, char *x_path, char *y_path, int rows, 
     srand(seed + 12345);
     for (it = 1; it <= iterations; ++it) {
         char name[64];
+        size_t first = (size_t)((it - 1) % nbatches) * rows;
+        for (i = 0; i < rows; ++i) {
+            d.X.vals[i] = X + (first + i) * net->inputs;
+            d.y.vals[i] = Y + (first + i) * truths;
+        }
         float rate_before = net_rate(net);
         float loss = net_train(net, d);
         fprintf(facts, "train %d %.9g %.9g %.9g %llu %.9g\n", it, loss, rate_before, net_rate(net),
@@ -536,6 +543,7 @@ static void train(network *net, int seed, char *x_path, char *y_path, int rows, 
                 fprintf(facts, "cost %d %.9g\n", i, l.cost ? *l.cost : NAN);
             }
         }
+        if (it % save_every && it != iterations) continue;
         snprintf(name, sizeof name, "weights_iter%d.weights", it);
         net_save(net, name);
     }
@@ -562,7 +570,7 @@ int main(int argc, char **argv)
     }
     out_dir = argv[3];
     char *weights = 0, *input = 0, *image_path = 0, *names = 0, *y_path = 0;
-    int seed = 0, rows = 0, iterations = 1, letter = 0, nthresh = 0, i;
+    int seed = 0, rows = 0, iterations = 1, nbatches = 1, save_every = 1, letter = 0, nthresh = 0, i;
     float thresholds[32], hier = .5f, nms = .45f;
     for (i = 4; i < argc; ++i) {
         char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : 0;
@@ -577,6 +585,8 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "-y")) y_path = v;
         else if (!strcmp(a, "-r")) rows = atoi(v);
         else if (!strcmp(a, "-k")) iterations = atoi(v);
+        else if (!strcmp(a, "-b")) nbatches = atoi(v);
+        else if (!strcmp(a, "-e")) save_every = atoi(v);
         else if (!strcmp(a, "-H")) hier = atof(v);
         else if (!strcmp(a, "-N")) nms = atof(v);
         else if (!strcmp(a, "-t") && nthresh < 32) thresholds[nthresh++] = atof(v);
@@ -626,7 +636,8 @@ int main(int argc, char **argv)
         if (!input || !y_path) die("train needs -i X -y Y -r ROWS", 0);
         network *net = load_or_init(cfg, weights, seed, 0);
         net_facts(net);
-        train(net, seed, input, y_path, rows, iterations);
+        if (nbatches < 1 || save_every < 1) die("-b and -e take a positive count", 0);
+        train(net, seed, input, y_path, rows, iterations, nbatches, save_every);
     } else {
         die("unknown mode", mode);
     }

@@ -22,30 +22,11 @@ import numpy as np
 
 from ..errors import DataError
 
-_DIRS = [("/images/train2017/", "/labels/train2017/"), ("/images/val2017/", "/labels/val2017/"),
-         ("/JPEGImages/", "/labels/"),
-         ("\\images\\train2017\\", "\\labels\\train2017\\"),
-         ("\\images\\val2017\\", "\\labels\\val2017\\"),
-         ("\\images\\train2014\\", "\\labels\\train2014\\"),
-         ("\\images\\val2014\\", "\\labels\\val2014\\"),
-         ("/images/train2014/", "/labels/train2014/"), ("/images/val2014/", "/labels/val2014/"),
-         ("\\JPEGImages\\", "\\labels\\")]
-_EXTS = (".jpg", ".JPG", ".jpeg", ".JPEG", ".png", ".PNG", ".bmp", ".BMP", ".ppm", ".PPM",
-         ".tiff", ".TIFF")
-
-
 def label_path(image: str) -> str:
-    """The label file Darknet reads for ``image`` (see the module doc)."""
-    out = image
-    for old, new in _DIRS:
-        i = out.find(old)  # find_replace: the first occurrence
-        if i >= 0:
-            out = out[:i] + new + out[i + len(old):]
-    out = out.strip()
-    for ext in _EXTS:
-        if out.endswith(ext):  # find_replace_extension: only at the end
-            out = out[:-len(ext)] + ".txt"
-    return out
+    """The label file AlexeyAB's evaluation reads for ``image`` (see the module doc); the rule
+    lives with the training data, :func:`darknet_py.train.data.label_path`."""
+    from ..train.data import label_path as fork_label_path
+    return fork_label_path(image, "alexeyab")
 
 
 def read_list(path: "os.PathLike[str] | str", what: str = "image list") -> List[str]:

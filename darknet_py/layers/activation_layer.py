@@ -33,10 +33,10 @@ class ActivationLayer(DarknetLayer):
     kind = "activation"
     elementwise = True
 
-    def __init__(self, index: int, out_shape: Shape, activation: str) -> None:
+    def __init__(self, index: int, out_shape: Shape, activation: str, dialect=None) -> None:
         super().__init__(index, out_shape)
         self.activation = activation
-        self._act = activations.get(activation)
+        self._act = activations.get(activation, dialect)
 
     def forward(self, x: Tensor, refs: List[Tensor]) -> Tensor:
         return self._act(x.clone())
@@ -53,4 +53,4 @@ class ActivationLayer(DarknetLayer):
 def build(ctx: BuildContext) -> ActivationLayer:
     r = ctx.reader
     o = r.read(ActivationOptions)
-    return ActivationLayer(ctx.index, ctx.input_shape, o.activation)
+    return ActivationLayer(ctx.index, ctx.input_shape, o.activation, ctx.dialect)

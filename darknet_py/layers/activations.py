@@ -157,13 +157,49 @@ def normalize_channels_softmax_maxval(x: Tensor) -> Tensor:
     return e / (0.0001 + e.sum(dim=1, keepdim=True))
 
 
+#: in-place forms (same operations, same order, so the same values) for the inference
+#: fast path; an activation missing here is applied out of place.
+_INPLACE: Dict[str, ActivationFn] = {
+    "linear": lambda x: x,
+    "logistic": lambda x: x.neg_().exp_().add_(1.0).reciprocal_(),
+    "relu": torch.relu_,
+    "leaky": lambda x: F.leaky_relu_(x, 0.1),
+    "revleaky": lambda x: F.leaky_relu_(x, 0.1),
+    "tanh": torch.tanh_,
+}
+
+
+def activate_(x: Tensor, name: str, dialect: "object | None" = None) -> Tensor:
+    """``activate(x, name)`` (as ``dialect`` computes it, when given), overwriting ``x`` where
+    an in-place form exists (``x`` must be the caller's alone and need no gradient)."""
+    if dialect is not None and name in _DIALECT_ACTIVATIONS.get(str(dialect), {}):
+        return get(name, dialect)(x)
+    fn = _INPLACE.get(name)
+    return fn(x) if fn is not None else _ACTIVATIONS[name](x)
+
+
 def names() -> list:
     """Every activation name darknet_py knows."""
     return sorted(_ACTIVATIONS)
 
 
-def get(name: str) -> ActivationFn:
-    """The activation called ``name``; KeyError for names Darknet does not know."""
+def _tanh_alexeyab(x: Tensor) -> Tensor:
+    # AlexeyAB's activations.h tanh_activate: 2/(1+expf(-2x)) - 1 in float, which cancels for
+    # tiny |x| (1e-4: ~1e-3 relative); pjreddie's (exp(2x)-1)/(exp(2x)+1) in double is exact
+    return 2.0 / (1.0 + torch.exp(-2.0 * x)) - 1.0
+
+
+#: per-dialect formulas that differ from the shared one
+_DIALECT_ACTIVATIONS: Dict[str, Dict[str, ActivationFn]] = {"alexeyab": {"tanh": _tanh_alexeyab}}
+
+
+def get(name: str, dialect: "object | None" = None) -> ActivationFn:
+    """The activation called ``name`` (as ``dialect`` computes it, when given); KeyError for
+    names Darknet does not know."""
+    if dialect is not None:
+        fn = _DIALECT_ACTIVATIONS.get(str(dialect), {}).get(name)
+        if fn is not None:
+            return fn
     return _ACTIVATIONS[name]
 
 

@@ -8,6 +8,8 @@ order in which a ``.weights`` file stores them (``weight_tensors``).
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, List, NamedTuple, Optional, Sequence
 
@@ -115,6 +117,12 @@ class DarknetLayer(nn.Module):
     def forward(self, x: Tensor, refs: List[Tensor]) -> Tensor:  # pragma: no cover
         raise NotImplementedError
 
+    def infer(self, x: Tensor, refs: List[Tensor], reuse: bool) -> Tensor:
+        """Inference fast path (eval mode, no gradients; see :mod:`darknet_py.fast`): the
+        output of :meth:`forward` up to float rounding. ``reuse``: ``x`` is nobody else's
+        and may be overwritten. The default is :meth:`forward` itself."""
+        return self.forward(x, refs)
+
     def resize(self, in_shape: Shape, ref_shapes: Sequence[Shape]) -> Shape:
         """Darknet's ``resize_*_layer``: this layer's output shape for input ``in_shape``
         (and the current shapes of the layers in ``self.refs``), by Darknet's arithmetic.
@@ -134,6 +142,9 @@ class DarknetLayer(nn.Module):
     def weight_tensors(self) -> List[Tensor]:
         """Parameters/buffers in the order a .weights file stores them (none by default)."""
         return []
+
+    def reset_parameters(self) -> None:
+        """Give every parameter and persistent buffer Darknet's initial value (none by default)."""
 
     # -- training ---------------------------------------------------------------------
     #: Darknet allocates ``l.cost`` for this layer: it counts in ``calc_network_cost``'s mean
@@ -288,7 +299,36 @@ def check_shape(ctx: BuildContext, shape: Shape) -> Shape:
 
 
 def empty_param(*shape: int) -> nn.Parameter:
-    return nn.Parameter(torch.zeros(*shape))
+    return nn.Parameter(filled(*shape))
+
+
+_INITIALISE = contextvars.ContextVar("darknet_py_initialise", default=True)
+
+
+@contextlib.contextmanager
+def uninitialised():
+    """Build layers whose parameters are left as ``torch.empty`` (no fill, no random init).
+
+    For a ``.weights`` load that overwrites them: untouched memory costs no time and
+    no resident pages. Whoever builds this way must give every parameter a value
+    (:meth:`DarknetLayer.reset_parameters` for the ones the file does not hold).
+    """
+    token = _INITIALISE.set(False)
+    try:
+        yield
+    finally:
+        _INITIALISE.reset(token)
+
+
+def initialising() -> bool:
+    """False inside :func:`uninitialised`."""
+    return _INITIALISE.get()
+
+
+def filled(*shape: int, value: float = 0.0) -> Tensor:
+    """A float tensor of ``shape`` holding ``value``; left empty inside :func:`uninitialised`."""
+    t = torch.empty(*shape)
+    return t.fill_(value) if _INITIALISE.get() else t
 
 
 @dataclass

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from ..dialect import Dialect
-from .base import BuildContext, DarknetLayer, Shape
+from .base import BuildContext, DarknetLayer, Shape, filled
 from .registry import register
 
 
@@ -130,9 +130,16 @@ class BatchNorm(nn.Module):
     def __init__(self, channels: int, dialect: Dialect) -> None:
         super().__init__()
         self.dialect = dialect
-        self.scales = nn.Parameter(torch.ones(channels))
-        self.register_buffer("rolling_mean", torch.zeros(channels))
-        self.register_buffer("rolling_variance", torch.ones(channels))
+        self.scales = nn.Parameter(filled(channels, value=1.0))
+        self.register_buffer("rolling_mean", filled(channels))
+        self.register_buffer("rolling_variance", filled(channels, value=1.0))
+
+    def reset_parameters(self) -> None:
+        """Neutral: scales 1, rolling mean 0, rolling variance 1."""
+        with torch.no_grad():
+            self.scales.fill_(1.0)
+            self.rolling_mean.zero_()
+            self.rolling_variance.fill_(1.0)
 
     def forward(self, x: Tensor, bias: "Tensor | None" = None) -> Tensor:
         """scales * normalize(x) (+ ``bias``, the owning layer's, added after as Darknet's
@@ -148,14 +155,26 @@ class BatchNorm(nn.Module):
         out = normalize(x, mean, var, self.dialect) * _c(self.scales)
         return out + _c(bias) if bias is not None else out
 
+    def std(self) -> Tensor:
+        """The divisor of inference BN, with the dialect's epsilon placement."""
+        if self.dialect.bn_eps_inside_sqrt:
+            return torch.sqrt(self.rolling_variance + self.dialect.bn_eps)
+        return torch.sqrt(self.rolling_variance) + self.dialect.bn_eps
+
     def inference_(self, x: Tensor) -> Tensor:
         """Inference BN *in place* on a tensor nobody else holds (no autograd): the same
         operations in the same order as :meth:`forward`, without three temporaries."""
-        if self.dialect.bn_eps_inside_sqrt:
-            std = torch.sqrt(self.rolling_variance + self.dialect.bn_eps)
-        else:
-            std = torch.sqrt(self.rolling_variance) + self.dialect.bn_eps
-        return x.sub_(_c(self.rolling_mean)).div_(_c(std)).mul_(_c(self.scales))
+        return x.sub_(_c(self.rolling_mean)).div_(_c(self.std())).mul_(_c(self.scales))
+
+    def fold(self, weight: Tensor, bias: Tensor) -> "tuple[Tensor, Tensor]":
+        """(weight, bias) of a layer followed by this BN and then + bias, as one affine map:
+        ``weight * s`` and ``bias - mean * s`` with ``s = scales / std`` per output channel
+        (dimension 0 of ``weight``), computed in float64 and rounded once."""
+        s = self.scales.double() / self.std().double()
+        shape = (-1,) + (1,) * (weight.dim() - 1)
+        w = (weight.double() * s.view(shape)).to(weight.dtype).contiguous()
+        b = (bias.double() - self.rolling_mean.double() * s).to(bias.dtype)
+        return w, b
 
     def weight_tensors(self) -> List[Tensor]:
         return [self.scales, self.rolling_mean, self.rolling_variance]
@@ -184,6 +203,9 @@ class BatchnormLayer(DarknetLayer):
 
     def weight_tensors(self) -> List[Tensor]:
         return ([self.bias] if self.saves_bias else []) + self.bn.weight_tensors()
+
+    def reset_parameters(self) -> None:
+        self.bn.reset_parameters()
 
     def table_line(self, in_shape: Shape) -> str:
         return f"Batch Normalization Layer: {in_shape.w} x {in_shape.h} x {in_shape.c} image"

@@ -34,7 +34,7 @@ from torch import Tensor, nn
 
 from ..cfg.options import option
 from . import activations
-from .base import BuildContext, DarknetLayer, Shape, check_shape
+from .base import BuildContext, DarknetLayer, Shape, check_shape, filled, initialising
 from .batchnorm import BatchNorm
 from .registry import register
 
@@ -57,21 +57,24 @@ class ConnectedLayer(DarknetLayer):
         self.inputs = inputs
         self.outputs = opts.output
         self.activation = opts.activation
-        self._act = activations.get(opts.activation)
-        self.weight = nn.Parameter(torch.zeros(opts.output, inputs))
-        self.bias = nn.Parameter(torch.zeros(opts.output))
+        self._act = activations.get(opts.activation, dialect)
+        self.weight = nn.Parameter(filled(opts.output, inputs))
+        self.bias = nn.Parameter(filled(opts.output))
         self.bn = BatchNorm(opts.output, dialect) if opts.batch_normalize else None
         #: Darknet's per-layer ``dontloadscales``: the .weights file lacks this layer's BN values.
         self.dontloadscales = False
         #: set by the .weights loader: the file stores W as [inputs][outputs] (major/minor > 1000)
         self.transposed_weights = False
-        self.reset_parameters()
+        if initialising():
+            self.reset_parameters()
 
     def reset_parameters(self) -> None:
         """Darknet's init: weights ~ sqrt(2/inputs) * U(-1, 1), biases 0."""
         with torch.no_grad():
             self.weight.uniform_(-1.0, 1.0).mul_((2.0 / self.inputs) ** 0.5)
             self.bias.zero_()
+        if self.bn is not None:
+            self.bn.reset_parameters()
 
     def forward(self, x: Tensor, refs: List[Tensor]) -> Tensor:
         b = x.shape[0]

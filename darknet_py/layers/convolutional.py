@@ -27,7 +27,8 @@ from torch import Tensor, nn
 
 from ..cfg.options import option
 from . import activations
-from .base import BuildContext, DarknetLayer, ResizeError, Shape, check_shape, table_shape
+from .base import (BuildContext, DarknetLayer, ResizeError, Shape, check_shape, filled,
+                   initialising, table_shape)
 from .batchnorm import BatchNorm
 from .registry import register
 
@@ -104,6 +105,17 @@ def xnor_binarize(weight: Tensor, x: Tensor) -> "tuple[Tensor, Tensor]":
     return binary_w, binary_x
 
 
+#: oneDNN's convolution with the bias and an activation fused as post-ops (what
+#: torch.compile's CPU backend emits); None where this build of torch lacks it
+try:
+    _CONV_POINTWISE = torch.ops.mkldnn._convolution_pointwise.default
+except (AttributeError, RuntimeError):  # pragma: no cover
+    _CONV_POINTWISE = None
+#: activations oneDNN applies in the same pass, with Darknet's constants
+_FUSED_ACTIVATIONS = {"linear": ("none", []), "leaky": ("leaky_relu", [0.1]),
+                      "revleaky": ("leaky_relu", [0.1]), "relu": ("relu", [])}
+
+
 def _out_size(size_in: int, pad: int, size: int, stride: int) -> int:
     return (size_in + 2 * pad - size) // stride + 1
 
@@ -118,10 +130,10 @@ class ConvolutionalLayer(DarknetLayer):
         super().__init__(index, out_shape)
         self.opts = opts
         self.activation = opts.activation
-        self._act = activations.get(opts.activation)
+        self._act = activations.get(opts.activation, dialect)
         n, c, k = opts.filters, in_shape.c, opts.size
-        self.weight = nn.Parameter(torch.zeros(n, c // opts.groups, k, k))
-        self.bias = nn.Parameter(torch.zeros(n))
+        self.weight = nn.Parameter(filled(n, c // opts.groups, k, k))
+        self.bias = nn.Parameter(filled(n))
         self.bn = BatchNorm(n, dialect) if opts.batch_normalize else None
         self.dialect_name = dialect.name
         self.stride = (opts.stride_y, opts.stride_x)
@@ -135,7 +147,9 @@ class ConvolutionalLayer(DarknetLayer):
         self.flat_1x1 = False
         #: pjreddie's xnor=1: binarized weights and input (see :func:`xnor_binarize`)
         self.xnor = bool(opts.xnor)
-        self.reset_parameters()
+        self._folded: "tuple | None" = None  # (key, weight, bias) of fold()
+        if initialising():
+            self.reset_parameters()
 
     def reset_parameters(self) -> None:
         """Darknet's init: weights ~ sqrt(2/(size*size*c/groups)) * N(0,1); BN neutral."""
@@ -143,20 +157,24 @@ class ConvolutionalLayer(DarknetLayer):
         with torch.no_grad():
             self.weight.normal_(0.0, (2.0 / fan_in) ** 0.5)
             self.bias.zero_()
+        if self.bn is not None:
+            self.bn.reset_parameters()
+
+    def _flat_input(self, x: Tensor) -> Tensor:
+        """gemm reads each group's c/groups x (h*w) input block as c/groups rows of
+        out_h*out_w values: a flat prefix of it, no stride, no padding (``flat_1x1``)."""
+        b, c = x.shape[0], x.shape[1]
+        g = self.groups
+        oh = _out_size(x.shape[2], self.padding, self.weight.shape[2], self.stride[0])
+        ow = _out_size(x.shape[3], self.padding, self.weight.shape[3], self.stride[1])
+        return x.reshape(b, g, -1)[:, :, :(c // g) * oh * ow].reshape(b, c, oh, ow)
 
     def conv(self, x: Tensor, bias: "Tensor | None" = None) -> Tensor:
         weight = self.weight
         if self.xnor:
             weight, x = xnor_binarize(weight, x)
         if self.flat_1x1:
-            # gemm reads each group's c/groups x (h*w) input block as c/groups rows of
-            # out_h*out_w values: a flat prefix of it, no stride, no padding
-            b, c = x.shape[0], x.shape[1]
-            g = self.groups
-            oh = _out_size(x.shape[2], self.padding, self.weight.shape[2], self.stride[0])
-            ow = _out_size(x.shape[3], self.padding, self.weight.shape[3], self.stride[1])
-            x = x.reshape(b, g, -1)[:, :, :(c // g) * oh * ow].reshape(b, c, oh, ow)
-            return F.conv2d(x, weight, bias, 1, 0, 1, self.groups)
+            return F.conv2d(self._flat_input(x), weight, bias, 1, 0, 1, self.groups)
         return F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, self.groups)
 
     def forward(self, x: Tensor, refs: List[Tensor]) -> Tensor:
@@ -186,6 +204,40 @@ class ConvolutionalLayer(DarknetLayer):
             factor = (scale / root).view(-1, 1, 1, 1)
             self.weight.copy_((self.weight.detach().double() * factor).to(self.weight.dtype))
         self.bn = None
+    def fold(self) -> "tuple[Tensor, Tensor]":
+        """(weight, bias) with the inference batchnorm folded in (:meth:`BatchNorm.fold`);
+        cached until a parameter changes (storage or version)."""
+        sources = [self.weight, self.bias] + (self.bn.weight_tensors() if self.bn else [])
+        key = tuple((t.data_ptr(), t._version, t.dtype, t.device) for t in sources)
+        if self._folded is None or self._folded[0] != key:
+            with torch.no_grad():
+                if self.bn is None:
+                    w, b = self.weight.detach(), self.bias.detach()
+                else:
+                    w, b = self.bn.fold(self.weight.detach(), self.bias.detach())
+            self._folded = (key, w, b)
+        return self._folded[1], self._folded[2]
+
+    def infer(self, x: Tensor, refs: List[Tensor], reuse: bool) -> Tensor:
+        if self.xnor:  # binarized weights and input: the plain path's arithmetic
+            return self.forward(x, refs)
+        w, b = self.fold()
+        stride, padding, dilation = self.stride, self.padding, self.dilation
+        if self.flat_1x1:  # the same flat read as conv(), then a plain 1x1 convolution
+            x = self._flat_input(x)
+            stride, padding, dilation = (1, 1), 0, 1
+        fused = _FUSED_ACTIVATIONS.get(self.activation)
+        if (fused is not None and _CONV_POINTWISE is not None and x.device.type == "cpu"
+                and x.dtype == torch.float32 and torch.backends.mkldnn.is_available()
+                and torch.backends.mkldnn.enabled):
+            # one oneDNN pass: conv + bias + activation (1x1 convolutions also skip
+            # aten's slower non-oneDNN kernel)
+            p, d = [padding] * 2, [dilation] * 2
+            return _CONV_POINTWISE(x, w, b, p, list(stride), d, self.groups, fused[0],
+                                   fused[1], None)
+        y = F.conv2d(x, w, b, stride, padding, dilation, self.groups)
+        return activations.activate_(y, self.activation, self.dialect_name)
+
     def overwrites_input_delta(self) -> bool:
         """backward_convolutional_layer (CPU) writes net.delta: AlexeyAB's col2im_cpu_ext
         zeroes it first; pjreddie's 1x1 case is a gemm with beta=0 into it."""

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from ..cfg.options import option
 from . import activations
-from .base import BuildContext, DarknetLayer, Shape, check_shape, table_shape
+from .base import BuildContext, DarknetLayer, Shape, check_shape, filled, initialising, table_shape
 from .batchnorm import BatchNorm
 from .registry import register
 
@@ -64,18 +64,21 @@ class DeconvolutionalLayer(DarknetLayer):
         self.activation = opts.activation
         self._act = activations.get(opts.activation)
         n, c, k = opts.filters, in_shape.c, opts.size
-        self.weight = nn.Parameter(torch.zeros(c, n, k, k))
-        self.bias = nn.Parameter(torch.zeros(n))
+        self.weight = nn.Parameter(filled(c, n, k, k))
+        self.bias = nn.Parameter(filled(n))
         self.bn = BatchNorm(n, dialect) if opts.batch_normalize else None
         #: Darknet's per-layer ``dontloadscales``: the .weights file lacks this layer's BN values.
         self.dontloadscales = False
-        self.reset_parameters()
+        if initialising():
+            self.reset_parameters()
 
     def reset_parameters(self) -> None:
         """Darknet's init: weights ~ 0.02 * N(0, 1), biases 0."""
         with torch.no_grad():
             self.weight.normal_(0.0, 0.02)
             self.bias.zero_()
+        if self.bn is not None:
+            self.bn.reset_parameters()
 
     def forward(self, x: Tensor, refs: List[Tensor]) -> Tensor:
         # the full scatter, then col2im's crop of `padding` on every side

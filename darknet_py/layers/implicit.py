@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from ..cfg.options import option
-from .base import BuildContext, DarknetLayer, Shape, check_shape
+from .base import BuildContext, DarknetLayer, Shape, check_shape, initialising
 from .registry import register
 
 
@@ -42,9 +42,14 @@ class ImplicitLayer(DarknetLayer):
     def __init__(self, index: int, out_shape: Shape, mean: float, std: float) -> None:
         super().__init__(index, out_shape)
         self.weight = nn.Parameter(torch.empty(*out_shape))
-        spread = abs(std)  # utils.c:rand_uniform swaps reversed bounds
+        self.mean, self.std = mean, std
+        if initialising():
+            self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        spread = abs(self.std)  # utils.c:rand_uniform swaps reversed bounds
         with torch.no_grad():
-            self.weight.uniform_(-spread, spread).add_(mean)
+            self.weight.uniform_(-spread, spread).add_(self.mean)
 
     def forward(self, x: Tensor, refs: List[Tensor]) -> Tensor:
         return self.weight.unsqueeze(0).repeat(x.shape[0], 1, 1, 1)  # own memory per call

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from ..cfg.options import option
 from . import activations
-from .base import BuildContext, DarknetLayer, Shape, check_shape
+from .base import BuildContext, DarknetLayer, Shape, check_shape, filled, initialising
 from .registry import register
 
 
@@ -57,19 +57,21 @@ class LocalLayer(DarknetLayer):
     kind = "local"
     channels_key = "filters"
 
-    def __init__(self, index: int, in_shape: Shape, out_shape: Shape, opts: LocalOptions) -> None:
+    def __init__(self, index: int, in_shape: Shape, out_shape: Shape, opts: LocalOptions,
+                 dialect=None) -> None:
         super().__init__(index, out_shape)
         self.opts = opts
         self.size = opts.size
         self.stride = opts.stride
         self.pad = opts.pad
         self.activation = opts.activation
-        self._act = activations.get(opts.activation)
+        self._act = activations.get(opts.activation, dialect)
         locations = out_shape.h * out_shape.w
         k = in_shape.c * opts.size * opts.size
-        self.weight = nn.Parameter(torch.zeros(locations, opts.filters, k))
-        self.bias = nn.Parameter(torch.zeros(opts.filters, out_shape.h, out_shape.w))
-        self.reset_parameters()
+        self.weight = nn.Parameter(filled(locations, opts.filters, k))
+        self.bias = nn.Parameter(filled(opts.filters, out_shape.h, out_shape.w))
+        if initialising():
+            self.reset_parameters()
 
     def reset_parameters(self) -> None:
         """Darknet's init: weights ~ sqrt(2/(size*size*c)) * U(-1, 1), biases 0."""
@@ -120,4 +122,4 @@ def build(ctx: BuildContext) -> LocalLayer:
             f"(local_out_height) but im2col makes {cols_w}x{cols_h} columns; Darknet would "
             f"read past its buffers (use pad=0, or pad=(size-1)/2 with an odd size)", "pad")
     ctx.check_weights(out.h * out.w * o.filters * i.c * o.size * o.size, "filters")
-    return LocalLayer(ctx.index, i, out, o)
+    return LocalLayer(ctx.index, i, out, o, ctx.dialect)

@@ -104,11 +104,17 @@ def _window_max(x: Tensor, dim: int, size: int, stride: int) -> Tensor:
     takes any size).
     """
     index = [slice(None)] * x.dim()
-    out = None
+    views = []
     for k in range(size):
         index[dim] = slice(k, -(size - 1 - k) or None, stride)
-        view = x[tuple(index)]
-        out = view.clone() if out is None else torch.maximum(out, view)
+        views.append(x[tuple(index)])
+    if size == 1:
+        return views[0].clone()
+    out = torch.maximum(views[0], views[1])
+    # the rest in place where nothing records it (autograd, tracing): one temporary, not size-1
+    inplace = not (x.requires_grad and torch.is_grad_enabled()) and not torch.jit.is_tracing()
+    for view in views[2:]:
+        out = torch.maximum(out, view, out=out) if inplace else torch.maximum(out, view)
     return out
 
 
@@ -132,12 +138,22 @@ class MaxpoolLayer(DarknetLayer):
             n = -(-c // g)
             x = F.pad(x, (0, 0, 0, 0, 0, n * g - c), value=-FLT_MAX)
             return x.unflatten(1, (n, g)).amax(dim=1)
-        if any(self.pad):
+        left, right, top, bottom = self.pad
+        sy, sx = self.stride
+        k, h, w = self.size, x.shape[2], x.shape[3]
+        # padding on the right/bottom that no window reaches (size 2 / stride 2 on an even
+        # size, the usual case) is skipped: the pad is a full copy. The window counts come
+        # from the input's size, as with the padding; a traced graph always pads (any size).
+        reached = (torch.jit.is_tracing() or left or top or h < k or w < k
+                   or (h - k) // sy != (h + top + bottom - k) // sy
+                   or (w - k) // sx != (w + left + right - k) // sx)
+        if reached and any(self.pad):
             x = F.pad(x, self.pad, value=-FLT_MAX)
         # a max over a size x size window is a max over rows of a max over columns: the same
         # values as F.max_pool2d (max is exact), several times faster on the CPU
-        return _window_max(_window_max(x, 3, self.size, self.stride[1]),
-                           2, self.size, self.stride[0])
+        # rows first: its views read whole rows, and the column pass then sees half the data
+        return _window_max(_window_max(x, 2, self.size, self.stride[0]),
+                           3, self.size, self.stride[1])
 
     def resize(self, in_shape: Shape, ref_shapes) -> Shape:
         if self.depth:

@@ -55,7 +55,7 @@ class SamLayer(DarknetLayer):
     def __init__(self, index: int, out_shape: Shape, ref: int, activation: str) -> None:
         super().__init__(index, out_shape, [ref])
         self.activation = activation
-        self._act = activations.get(activation)
+        self._act = activations.get(activation, "alexeyab")
 
     def forward(self, x: Tensor, refs: List[Tensor]) -> Tensor:
         return self._act(x * refs[0])

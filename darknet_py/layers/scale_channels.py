@@ -47,7 +47,7 @@ class ScaleChannelsLayer(DarknetLayer):
         super().__init__(index, out_shape, [ref])
         self.scale_wh = scale_wh
         self.activation = activation
-        self._act = activations.get(activation)
+        self._act = activations.get(activation, "alexeyab")
 
     def forward(self, x: Tensor, refs: List[Tensor]) -> Tensor:
         # x is (B, C, 1, 1) or, with scale_wh, (B, 1, H, W): broadcasting is the C indexing

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from ..cfg.options import option
 from . import activations
-from .base import BuildContext, DarknetLayer, ResizeError, Shape, table_shape
+from .base import BuildContext, DarknetLayer, ResizeError, Shape, filled, table_shape
 from .registry import register
 
 WEIGHTS_TYPES = {"none": 0, "per_feature": 1, "per_layer": 1, "per_channel": 2}
@@ -53,7 +53,7 @@ class ShortcutLayer(DarknetLayer):
                  opts: ShortcutOptions, alexeyab: bool) -> None:
         super().__init__(index, out_shape, refs)
         self.activation = opts.activation
-        self._act = activations.get(opts.activation)
+        self._act = activations.get(opts.activation, "alexeyab" if alexeyab else "pjreddie")
         self.alpha, self.beta = opts.alpha, opts.beta
         self.alexeyab = alexeyab
         self.ref_shapes = [Shape(*s) for s in ref_shapes]
@@ -61,7 +61,7 @@ class ShortcutLayer(DarknetLayer):
         self.normalization = NORMALIZATIONS[opts.weights_normalization]
         n_inputs = len(refs) + 1
         per = {0: 0, 1: 1, 2: out_shape.c}[self.weights_type]
-        self.weights = nn.Parameter(torch.ones(n_inputs * per)) if per else None
+        self.weights = nn.Parameter(filled(n_inputs * per, value=1.0)) if per else None
 
     # -- pjreddie -------------------------------------------------------------
     def _pjreddie(self, x: Tensor, add: Tensor) -> Tensor:
@@ -120,6 +120,16 @@ class ShortcutLayer(DarknetLayer):
         y = self._alexeyab(x, refs) if self.alexeyab else self._pjreddie(x, refs[0])
         return self._act(y)
 
+    def infer(self, x: Tensor, refs: List[Tensor], reuse: bool) -> Tensor:
+        # unweighted sum of same-shaped inputs: add into x when x is ours to overwrite
+        if (reuse and self.weights is None and (self.alexeyab or self.alpha == self.beta == 1.0)
+                and all(r.shape == x.shape for r in refs)):
+            for r in refs:
+                x = x.add_(r)
+            return activations.activate_(x, self.activation,
+                                         "alexeyab" if self.alexeyab else "pjreddie")
+        return self.forward(x, refs)
+
     def resize(self, in_shape: Shape, ref_shapes) -> Shape:
         """resize_shortcut_layer: the output takes the input's w x h, and Darknet then reads
         the from-layers as that size too (AlexeyAB asserts it; pjreddie assumes it)."""
@@ -131,6 +141,11 @@ class ShortcutLayer(DarknetLayer):
 
     def weight_tensors(self) -> List[Tensor]:
         return [] if self.weights is None else [self.weights]
+
+    def reset_parameters(self) -> None:
+        if self.weights is not None:
+            with torch.no_grad():
+                self.weights.fill_(1.0)
 
     def describe(self, in_shape: Shape) -> str:
         return " " + " ".join(str(i) for i in self.refs)

@@ -1,0 +1,82 @@
+"""load(cfg, weights) without waste: no random init, one read, parameters are views of it.
+
+Against the plain path (build with Darknet's init, then load_weights): the same
+parameters bit for bit, and every parameter the file does not hold (past ``upto``,
+``dontload``, ``dontloadscales``) gets Darknet's initial value, not uninitialised memory.
+"""
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+import torch
+
+import darknet_py
+from darknet_py import Darknet
+from darknet_py.cfg import parse_cfg
+from darknet_py.layers.base import uninitialised
+from darknet_py.weights import uncovered_layers
+
+CFG = ("[net]\nwidth=8\nheight=8\nchannels=3\n"
+       "[convolutional]\nbatch_normalize=1\nfilters=4\nsize=3\npad=1\nactivation=leaky\n"
+       "[maxpool]\nsize=2\nstride=2\n"
+       "[convolutional]\nbatch_normalize=1\nfilters=2\nsize=1\nactivation=linear\n"
+       "[connected]\noutput=3\nactivation=linear\n")
+# conv0: 4 + 12 + 108; conv2: 2 + 6 + 8; connected: 3 + 3*32
+COUNTS = [124, 16, 99]
+
+
+def write(path, floats: int, major: int = 0, minor: int = 2) -> np.ndarray:
+    body = np.random.RandomState(1).uniform(0.1, 1.0, floats).astype("<f4")  # variances > 0
+    fmt = "<iiiQ" if major < 1000 else "<iiiI"  # parser.c: 'seen' is 32 bits then
+    path.write_bytes(struct.pack(fmt, major, minor, 0, 7) + body.tobytes())
+    return body
+
+
+def test_load_equals_build_then_load_weights(tmp_path):
+    (tmp_path / "n.cfg").write_text(CFG)
+    write(tmp_path / "n.weights", sum(COUNTS))
+    fast = darknet_py.load(tmp_path / "n.cfg", tmp_path / "n.weights")
+    plain = Darknet(parse_cfg(CFG))
+    plain.load_weights(tmp_path / "n.weights")
+    a, b = fast.state_dict(), plain.state_dict()
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    # no second copy: every CPU float32 tensor is a view of the one buffer that was read
+    storages = {t.untyped_storage().data_ptr() for t in fast.state_dict().values()}
+    assert len(storages) == 1
+    x = torch.rand(2, 3, 8, 8)
+    assert torch.equal(fast(x), plain(x))
+
+
+def test_transposed_connected_weights_are_copied(tmp_path):
+    (tmp_path / "n.cfg").write_text(CFG)
+    write(tmp_path / "n.weights", sum(COUNTS), major=1001)
+    fast = darknet_py.load(tmp_path / "n.cfg", tmp_path / "n.weights")
+    plain = Darknet(parse_cfg(CFG))
+    plain.load_weights(tmp_path / "n.weights")
+    assert torch.equal(fast.layers[3].weight, plain.layers[3].weight)
+
+
+def test_what_the_file_lacks_gets_darknets_init(tmp_path):
+    cfg = CFG.replace("[convolutional]\nbatch_normalize=1\nfilters=2",
+                      "[convolutional]\ndontloadscales=1\nbatch_normalize=1\nfilters=2")
+    (tmp_path / "n.cfg").write_text(cfg)
+    write(tmp_path / "n.weights", COUNTS[0] + COUNTS[1] - 6)
+    model = darknet_py.load(tmp_path / "n.cfg", tmp_path / "n.weights", upto=3)
+    bn = model.layers[2].bn
+    assert torch.equal(bn.scales, torch.ones(2))
+    assert torch.equal(bn.rolling_mean, torch.zeros(2))
+    assert torch.equal(bn.rolling_variance, torch.ones(2))
+    fc = model.layers[3]
+    assert torch.equal(fc.bias, torch.zeros(3))
+    bound = (2.0 / 32) ** 0.5
+    assert fc.weight.abs().max() <= bound and fc.weight.abs().sum() > 0
+
+
+def test_uncovered_layers():
+    with uninitialised():
+        model = Darknet(parse_cfg(CFG))
+    assert uncovered_layers(model) == []
+    assert uncovered_layers(model, upto=1) == [2, 3]
