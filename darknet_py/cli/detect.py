@@ -128,7 +128,8 @@ def _progress(total: Optional[int]):
     if not total or total < 2:
         return None
     from tqdm import tqdm
-    bar = tqdm(total=total, unit="img", file=sys.stderr, disable=None, leave=False)
+    bar = tqdm(total=total, unit="img", file=sys.stderr, disable=None, leave=False,
+               mininterval=0)  # every image drawn: fast runs still show N/N
     if bar.disable:
         bar.close()
         return None
