@@ -320,11 +320,13 @@ def layer_outputs64(model: Darknet, x: torch.Tensor) -> List[torch.Tensor]:
 def compare_case(folder: "os.PathLike[str] | str", weights: "os.PathLike[str] | str | None" = None,
                  tolerance: float = DEFAULT_TOLERANCE, device: "str | torch.device" = "cpu",
                  layers: Optional[Sequence[int]] = None, strict: bool = False,
-                 floor_factor: float = FLOOR_FACTOR, fast: bool = True) -> CompareReport:
+                 floor_factor: float = FLOOR_FACTOR, fast: bool = True,
+                 dialect: Optional[str] = None) -> CompareReport:
     """Run the case's cfg/weights/input and compare with every dumped layer.
 
     Each layer is held to ``max(tolerance, floor_factor * floor)`` (see the module doc);
     ``strict=True`` holds it to ``tolerance`` alone (the floor is still measured and printed).
+    ``dialect``: read the cfg as this fork does (default: the fork that made the case).
     ``fast=False`` runs the plain path (Darknet's operation order) instead of the
     inference fast path (:mod:`darknet_py.fast`); the float64 twin takes the same path.
     Train-mode cases always run the plain path (training has no fast path).
@@ -343,7 +345,8 @@ def compare_case(folder: "os.PathLike[str] | str", weights: "os.PathLike[str] | 
         raise DataError(f"weights {case.weights_name!r} not found next to the case; "
                         f"pass --weights", file=case.folder)
     from . import load
-    model = load(case.cfg, path, dialect=case.dialect, warn_unused=False).to(device).eval()
+    model = load(case.cfg, path, dialect=dialect or case.dialect,
+                 warn_unused=False).to(device).eval()
     model.fast = fast
     x = torch.from_numpy(_load_npy(case.folder / "input.npy")).to(device)
     if x.dim() == 1:  # the flat input of a [net] inputs= cfg: one row

@@ -1,31 +1,24 @@
-"""Detection end to end, as Darknet's ``detector test`` does it.
+"""Detection end to end, as each fork's ``detector test`` does it.
 
 One function per Darknet step, in the order ``detector.c:test_detector`` runs
 them:
 
-1. ``load_image_color`` + ``letterbox_image`` -> :func:`prepare` (see
-   :mod:`darknet_py.image`);
+1. ``load_image_color`` + ``letterbox_image`` (AlexeyAB: ``resize_image`` unless
+   ``-letter_box``) -> :func:`prepare` (see :mod:`darknet_py.image`);
 2. ``network_predict`` -> the model's ``forward``;
-3. ``get_network_boxes`` (``yolo_layer.c:get_yolo_detections`` and
-   ``correct_yolo_boxes`` per ``[yolo]`` layer; ``region_layer.c:get_region_detections``
-   and ``correct_region_boxes`` per ``[region]`` layer (YOLOv2), AlexeyAB's
-   ``custom_get_region_detections`` for its dialect) -> :func:`get_network_boxes`;
-4. ``box.c:do_nms_sort`` -> :func:`do_nms_sort` (per class, not class-agnostic);
-5. ``image.c:draw_detections`` -> :func:`detection_lines` (the printed
-   ``name: 57%`` lines) and :func:`draw_detections` (the annotated image).
+3. ``get_network_boxes``: each detection head decodes its own output
+   (``get_detections`` in its layer module: :mod:`darknet_py.layers.yolo`,
+   :mod:`darknet_py.layers.region`, ...) -> :func:`get_network_boxes`;
+4. NMS (:mod:`darknet_py.postprocess`): ``do_nms_sort``; AlexeyAB's
+   ``diounms_sort`` when its last head asks for an ``nms_kind`` (:func:`nms_of`);
+5. the printed lines: pjreddie's ``image.c:draw_detections`` (``name: 57%``,
+   :func:`to_detections`), AlexeyAB's ``draw_detections_v3`` (sorted by left
+   edge, best class first, optional ``-ext_output`` box: :func:`to_detections_v3`,
+   :func:`line_v3`); :func:`draw_detections` draws the annotated image.
 
 :func:`detect` chains them for a batch of images and returns typed
 :class:`Detection` records; ``Darknet.detect`` is the same thing as a method.
-
-A network's heads are all ``[yolo]`` or all ``[region]`` (mixing them, or
-``[detection]``/``[Gaussian_yolo]`` heads, is a :class:`CfgError`). A ``[region]``
-layer gives a detection for every cell and anchor (objectness 0 below thresh in
-pjreddie's; 1 for all in AlexeyAB's, whose layout and indexing differ), where a
-``[yolo]`` layer gives only the cells above thresh.
-
-``hier_thresh`` is accepted everywhere Darknet takes it; it only matters for
-``[region]`` layers with a softmax tree (YOLO9000), which darknet_py does not
-build, so it changes nothing -- exactly as in Darknet for the other layers.
+The dialect of the model decides every step (``--dialect`` on the command line).
 
     >>> DetectionArrays.empty(3).probs.shape
     (0, 3)
@@ -46,6 +39,9 @@ from torch import Tensor
 
 from .errors import CfgError, DataError
 from .image import ImageLike, as_image, letterbox_image, letterbox_size, resize_image
+from .layers.region import get_region_detections
+from .layers.yolo import correct_yolo_boxes
+from .postprocess import DetectionArrays, box_diou, box_iou, diounms_sort, do_nms_sort, nms_sort
 
 _F32 = np.float32
 
@@ -150,42 +146,6 @@ def resolve_names(names: "Sequence[str] | os.PathLike[str] | str | None",
     return list(found)
 
 
-# -- arrays as Darknet's detection struct ----------------------------------------------
-@dataclass
-class DetectionArrays:
-    """Darknet's ``detection`` array for one image, as numpy arrays (float32).
-
-    ``boxes`` (N, 4): x, y, w, h -- centre and size relative to the original
-    image; ``objectness`` (N,); ``probs`` (N, classes): objectness*class_prob
-    where > thresh, else 0 (NMS zeroes suppressed ones).
-    """
-    boxes: np.ndarray
-    objectness: np.ndarray
-    probs: np.ndarray
-
-    @classmethod
-    def empty(cls, classes: int) -> "DetectionArrays":
-        return cls(np.zeros((0, 4), _F32), np.zeros((0,), _F32), np.zeros((0, classes), _F32))
-
-    def __len__(self) -> int:
-        return int(self.boxes.shape[0])
-
-    def take(self, index: np.ndarray) -> "DetectionArrays":
-        return DetectionArrays(self.boxes[index], self.objectness[index], self.probs[index])
-
-    def to_array(self) -> np.ndarray:
-        """(N, 4+1+classes): Darknet's reference layout (x, y, w, h, objectness, probs)."""
-        return np.concatenate([self.boxes, self.objectness[:, None], self.probs], axis=1)
-
-    @classmethod
-    def concat(cls, parts: Sequence["DetectionArrays"], classes: int) -> "DetectionArrays":
-        if not parts:
-            return cls.empty(classes)
-        return cls(np.concatenate([p.boxes for p in parts]),
-                   np.concatenate([p.objectness for p in parts]),
-                   np.concatenate([p.probs for p in parts]))
-
-
 @dataclass(frozen=True)
 class Detection:
     """One printed line of Darknet's ``draw_detections``: a box and one class above thresh.
@@ -226,8 +186,11 @@ def _percent(prob: float) -> float:
 
 # -- step 1: the network input ----------------------------------------------------------
 def default_letterbox(model) -> bool:
-    """pjreddie's ``detector test`` letterboxes; AlexeyAB's resizes unless ``-letter_box``."""
-    return getattr(getattr(model, "dialect", None), "name", "pjreddie") != "alexeyab"
+    """pjreddie's ``detector test`` letterboxes; AlexeyAB's resizes unless ``-letter_box``
+    or ``letter_box=1`` in [net] (``if (net.letter_box) letter_box = 1``)."""
+    if model.dialect.name != "alexeyab":
+        return True
+    return bool(model.net.letter_box)
 
 
 def prepare(image: np.ndarray, net_w: int, net_h: int, letterbox: bool = True,
@@ -251,163 +214,27 @@ def prepare(image: np.ndarray, net_w: int, net_h: int, letterbox: bool = True,
 
 # -- step 3: get_network_boxes ----------------------------------------------------------
 def _detection_heads(model) -> List:
-    """The layers :func:`get_network_boxes` decodes: all [yolo] or all [region], same classes."""
-    from .layers.region import RegionLayer
-    from .layers.yolo import YoloLayer
+    """The layers :func:`get_network_boxes` decodes (``fill_network_boxes``: every
+    [yolo], [region], [Gaussian_yolo] and [detection] layer, in order), same classes."""
     heads = [model.layers[i] for i in model.heads]
     if not heads:
-        raise CfgError("the network has no detection layer ([yolo] or [region]) to decode",
-                       file=model.source)
+        raise CfgError("the network has no detection layer ([yolo], [region], [Gaussian_yolo] "
+                       "or [detection]) to decode", file=model.source)
     for head in heads:
-        if not isinstance(head, (YoloLayer, RegionLayer)):
-            raise CfgError(f"detection decodes [yolo] and [region] layers only; layer "
-                           f"{head.index} is [{head.kind}]", file=model.source)
-    kinds = sorted({h.kind for h in heads})
-    if len(kinds) > 1:
-        raise CfgError("the network mixes [yolo] and [region] detection layers; darknet_py "
-                       "decodes one kind per network", file=model.source)
+        if not head.decodes:
+            raise CfgError(f"layer {head.index} [{head.kind}] cannot be decoded by darknet_py",
+                           file=model.source)
     if len({h.classes for h in heads}) != 1:
-        raise CfgError(f"[{kinds[0]}] layers with different numbers of classes",
-                       file=model.source)
+        raise CfgError(f"detection layers with different numbers of classes "
+                       f"({sorted({h.classes for h in heads})})", file=model.source)
     return heads
-
-
-def correct_yolo_boxes(boxes: Tensor, im_w: int, im_h: int, net_w: int, net_h: int,
-                       letterbox: bool = True) -> Tensor:
-    """``yolo_layer.c:correct_yolo_boxes`` (relative=1): boxes on the letterboxed input ->
-    boxes relative to the original image. Darknet's float/double mix, kept.
-
-    >>> b = torch.tensor([[0.5, 0.5, 0.5, 0.375]])
-    >>> correct_yolo_boxes(b, 768, 576, 416, 416).tolist()
-    [[0.5, 0.5, 0.5, 0.5]]
-    """
-    if letterbox:
-        new_w, new_h = letterbox_size(im_w, im_h, net_w, net_h)
-    else:
-        new_w, new_h = net_w, net_h
-    rw = float(_F32(new_w) / _F32(net_w))  # (float)new_w/netw, used in double
-    rh = float(_F32(new_h) / _F32(net_h))
-    ox = (net_w - new_w) / 2.0 / net_w  # (netw - new_w)/2./netw, double
-    oy = (net_h - new_h) / 2.0 / net_h
-    sw = float(_F32(net_w) / _F32(new_w)) if new_w else float("inf")  # (float)netw/new_w
-    sh = float(_F32(net_h) / _F32(new_h)) if new_h else float("inf")
-    d = boxes.double()
-    x = ((d[:, 0] - ox) / rw).float()
-    y = ((d[:, 1] - oy) / rh).float()
-    return torch.stack([x, y, boxes[:, 2] * sw, boxes[:, 3] * sh], dim=1)
 
 
 def get_yolo_detections(output: Tensor, layer, im_w: int, im_h: int, net_w: int, net_h: int,
                         thresh: float, letterbox: bool = True) -> DetectionArrays:
-    """``yolo_layer.c:get_yolo_detections`` for one image's (A*(5+C), H, W) [yolo] output.
-
-    Rows in Darknet's fill order (cell ``row*W+col``, then anchor). A cell/anchor
-    is kept when objectness > thresh; x = (col + x)/W, y = (row + y)/H (float32);
-    w = exp(tw)*anchor_w/net_w in double (AlexeyAB ``new_coords``: tw*tw*4*anchor_w/net_w
-    in float32); prob = objectness*class_prob if > thresh else 0.
-    """
-    n_anchors, classes = len(layer.mask), layer.classes
-    _, lh, lw = output.shape
-    p = output.reshape(n_anchors, 5 + classes, lh * lw).permute(2, 0, 1)
-    p = p.reshape(lh * lw * n_anchors, 5 + classes).float()
-    t = float(_F32(thresh))
-    keep = torch.nonzero(p[:, 4] > t).squeeze(1)
-    if keep.numel() == 0:
-        return DetectionArrays.empty(classes)
-    p = p[keep]
-    cell, anchor = keep // n_anchors, keep % n_anchors
-    row, col = cell // lw, cell % lw
-    anchors = torch.tensor(np.asarray(layer.anchors_wh, dtype=_F32))[anchor]
-    x = (col.float() + p[:, 0]) / float(lw)
-    y = (row.float() + p[:, 1]) / float(lh)
-    if getattr(layer, "new_coords", False):
-        w = p[:, 2] * p[:, 2] * 4.0 * anchors[:, 0] / float(net_w)
-        h = p[:, 3] * p[:, 3] * 4.0 * anchors[:, 1] / float(net_h)
-    else:
-        w = (torch.exp(p[:, 2].double()) * anchors[:, 0].double() / net_w).float()
-        h = (torch.exp(p[:, 3].double()) * anchors[:, 1].double() / net_h).float()
-    boxes = correct_yolo_boxes(torch.stack([x, y, w, h], dim=1), im_w, im_h, net_w, net_h,
-                               letterbox)
-    objectness = p[:, 4]
-    probs = objectness[:, None] * p[:, 5:]
-    probs = torch.where(probs > t, probs, torch.zeros((), dtype=probs.dtype))
-    return DetectionArrays(boxes.numpy().astype(_F32), objectness.numpy().copy(),
-                           probs.numpy().astype(_F32))
-
-
-def _region_rows(output: Tensor, layer) -> Tuple[Tensor, ...]:
-    """One image's [region] output as Darknet's detection rows, in its fill order.
-
-    Returns (col, row, anchor, x, y, tw, th, scale, class_probs) per row; x, y activated.
-    pjreddie (``get_region_detections``): row ``n*H*W + cell`` (anchor-major), entries
-    read from the planar ``l.output`` (``entry_index``): objectness at ``coords`` (1 with
-    ``background``), class j at ``coords+1+j``. AlexeyAB (``get_region_boxes``, called by
-    ``custom_get_region_detections``): row ``cell*num + n`` (cell-major), record
-    ``row*(classes+5)`` of its transposed buffer -- x, y, w, h, objectness, classes,
-    whatever ``coords`` is -- with the logistic on x, y applied here.
-    """
-    from .layers.activations import logistic
-    _, lh, lw = output.shape
-    num, classes, cells = layer.num, layer.classes, lh * lw
-    if getattr(layer, "cell_major", False):
-        stride = classes + 5
-        flat = output.reshape(-1).float()
-        index = torch.arange(cells * num)
-        rec = flat[(index * stride)[:, None] + torch.arange(stride)[None, :]]
-        cell, anchor = index // num, index % num
-        tx, ty = logistic(rec[:, 0]), logistic(rec[:, 1])
-        scale, cls = rec[:, 4], rec[:, 5:]
-    else:
-        coords = layer.coords
-        p = output.reshape(num, layer.entry_count, cells).permute(0, 2, 1)
-        p = p.reshape(num * cells, layer.entry_count).float()
-        index = torch.arange(num * cells)
-        anchor, cell = index // cells, index % cells
-        tx, ty = p[:, 0], p[:, 1]
-        scale = torch.ones(num * cells) if layer.background else p[:, coords]
-        cls = p[:, coords + 1:coords + 1 + classes]
-        rec = p
-    return cell % lw, cell // lw, anchor, tx, ty, rec[:, 2], rec[:, 3], scale, cls
-
-
-def get_region_detections(output: Tensor, layer, im_w: int, im_h: int, net_w: int, net_h: int,
-                          thresh: float, letterbox: bool = True) -> DetectionArrays:
-    """Darknet's detections of one image's (num*(coords+classes+1), H, W) [region] output
-    (the layer's ``l.output``): H*W*num rows, every cell and anchor, in Darknet's order.
-
-    x = (col + x)/W, y = (row + y)/H (float32); w = exp(tw)*anchor_w/W, h = exp(th)*anchor_h/H
-    (double, anchors in grid cells); then the letterbox correction (``correct_region_boxes``
-    is ``correct_yolo_boxes``' arithmetic). pjreddie (``get_region_detections``): objectness
-    = scale if scale > thresh else 0, prob = scale*class_prob where > thresh and objectness
-    != 0. AlexeyAB (``custom_get_region_detections``): objectness = 1 for every row, prob =
-    scale*class_prob where > thresh (scale = 0 below .5 with ``classfix=-1``), and its own
-    record layout (see :func:`_region_rows`). ``[region]`` with a softmax tree (YOLO9000) is
-    not built, so ``hier_thresh`` never matters.
-    """
-    output = output.detach().cpu()
-    _, lh, lw = output.shape
-    col, row, anchor, tx, ty, tw, th, scale, cls = _region_rows(output, layer)
-    t = float(_F32(thresh))
-    anchors = torch.tensor(np.asarray(layer.anchors_wh, dtype=_F32)).double()[anchor]
-    x = (col.float() + tx) / float(lw)
-    y = (row.float() + ty) / float(lh)
-    w = (torch.exp(tw.double()) * anchors[:, 0] / lw).float()
-    h = (torch.exp(th.double()) * anchors[:, 1] / lh).float()
-    boxes = correct_yolo_boxes(torch.stack([x, y, w, h], dim=1), im_w, im_h, net_w, net_h,
-                               letterbox)
-    zero = torch.zeros((), dtype=torch.float32)
-    if getattr(layer, "cell_major", False):
-        if getattr(getattr(layer, "opts", None), "classfix", 0) == -1:
-            scale = torch.where(scale < 0.5, zero, scale)
-        objectness = torch.ones_like(scale)
-        probs = scale[:, None] * cls
-        probs = torch.where(probs > t, probs, zero)
-    else:
-        objectness = torch.where(scale > t, scale, zero)
-        probs = scale[:, None] * cls
-        probs = torch.where((probs > t) & (objectness != 0)[:, None], probs, zero)
-    return DetectionArrays(boxes.numpy().astype(_F32), objectness.numpy().astype(_F32),
-                           probs.numpy().astype(_F32))
+    """``yolo_layer.c:get_yolo_detections``: :meth:`YoloLayer.get_detections
+    <darknet_py.layers.yolo.YoloLayer.get_detections>` (kept for callers of this name)."""
+    return layer.get_detections(output, im_w, im_h, net_w, net_h, thresh, 0.5, letterbox)
 
 
 def get_network_boxes(model, outputs: Sequence[Tensor], im_w: int, im_h: int, thresh: float,
@@ -415,174 +242,32 @@ def get_network_boxes(model, outputs: Sequence[Tensor], im_w: int, im_h: int, th
     """``network.c:get_network_boxes`` (relative=1) for one image.
 
     ``outputs`` are the model's head outputs for this image, (C, H, W) each, in
-    layer order; detections are concatenated in that order ([yolo]: the cells
-    above thresh, :func:`get_yolo_detections`; [region]: every cell and anchor,
-    :func:`get_region_detections`). ``hier_thresh`` only matters for softmax-tree
-    [region] layers, which are not supported, and is ignored, as in Darknet for
-    the others.
+    layer order; each head decodes its own (``get_detections`` in its layer
+    module: [yolo] the cells above thresh, [region] and [detection] every cell
+    and anchor, ...) and the detections are concatenated in layer order.
+    ``hier_thresh`` only matters for [region] layers with a softmax tree.
     """
     heads = _detection_heads(model)
-    decode = get_region_detections if heads[0].kind == "region" else get_yolo_detections
-    parts = [decode(out, head, im_w, im_h, model.width, model.height, thresh, letterbox)
+    parts = [head.get_detections(out, im_w, im_h, model.width, model.height, thresh,
+                                 hier_thresh, letterbox)
              for out, head in zip(outputs, heads)]
     return DetectionArrays.concat(parts, heads[0].classes)
 
 
-# -- step 4: do_nms_sort ----------------------------------------------------------------
-def box_iou(a: Tensor, b: Tensor) -> Tensor:
-    """``box.c:box_iou`` in float32, broadcasting (..., 4) x, y, w, h boxes.
-
-    >>> box_iou(torch.tensor([0.5, 0.5, 0.2, 0.2]), torch.tensor([0.6, 0.5, 0.2, 0.2]))
-    tensor(0.3333)
-    """
-    def overlap(x1: Tensor, w1: Tensor, x2: Tensor, w2: Tensor) -> Tensor:
-        left = torch.maximum(x1 - w1 / 2, x2 - w2 / 2)
-        right = torch.minimum(x1 + w1 / 2, x2 + w2 / 2)
-        return right - left
-
-    iw = overlap(a[..., 0], a[..., 2], b[..., 0], b[..., 2])
-    ih = overlap(a[..., 1], a[..., 3], b[..., 1], b[..., 3])
-    inter = torch.where((iw < 0) | (ih < 0), torch.zeros((), dtype=iw.dtype), iw * ih)
-    union = a[..., 2] * a[..., 3] + b[..., 2] * b[..., 3] - inter
-    return inter / union
+def nms_of(model) -> Tuple[str, float]:
+    """(nms_kind, beta_nms) of the NMS the model's dialect runs in ``detector test``:
+    pjreddie always ``do_nms_sort``; AlexeyAB the ``nms_kind`` of its last [yolo],
+    [Gaussian_yolo] or [region] layer (else of the last layer)."""
+    if model.dialect.name != "alexeyab":
+        return "default", 0.6
+    listed = [model.layers[i] for i in model.heads if model.layers[i].alexeyab_layer_type]
+    last = listed[-1] if listed else model.layers[-1]
+    return last.nms_kind, last.beta_nms
 
 
-def _objectness_to_end(objectness: np.ndarray) -> np.ndarray:
-    """The permutation do_nms_sort's first loop makes: dets with objectness 0 swapped to the end."""
-    order = np.arange(objectness.shape[0])
-    zero = objectness == 0
-    if not zero.any():
-        return order
-    k = len(order) - 1
-    i = 0
-    while i <= k:
-        if zero[order[i]]:
-            order[i], order[k] = order[k], order[i]
-            k -= 1
-        else:
-            i += 1
-    return order
-
-
-#: up to this many candidate boxes, do_nms_sort computes their IoU > nms matrix once
-#: (shared by every class: IoU does not depend on the class); above it, rows on demand
-NMS_FULL = 6144
-
-
-def _overlaps(boxes: Tensor, nms: float, rows: int = 512, iou=None) -> np.ndarray:
-    """(N, N) bool: box_iou > nms for every pair, computed ``rows`` rows at a time."""
-    iou = box_iou if iou is None else iou
-    n = boxes.shape[0]
-    out = np.empty((n, n), dtype=bool)
-    for start in range(0, n, rows):
-        block = iou(boxes[start:start + rows, None, :], boxes[None, :, :]) > nms
-        out[start:start + rows] = block.numpy()
-    return out
-
-
-def _greedy(order: np.ndarray, over: Callable[[int, np.ndarray], np.ndarray]) -> np.ndarray:
-    """Positions of ``order`` that greedy NMS suppresses: walking ``order``, each box still
-    alive zeroes every later one it overlaps. ``over(i, js)`` -> bool IoU > nms for box i
-    against boxes js. One vectorized step per surviving box."""
-    m = order.size
-    alive = np.ones(m, dtype=bool)
-    i = 0
-    while i < m - 1:
-        step = int(np.argmax(alive[i:]))
-        if not alive[i + step]:
-            break
-        i += step
-        if i >= m - 1:
-            break
-        alive[i + 1:] &= ~over(int(order[i]), order[i + 1:])
-        i += 1
-    return ~alive
-
-
-def box_diou(a: Tensor, b: Tensor, beta: float = 0.6) -> Tensor:
-    """AlexeyAB's ``box.c:box_diou`` (beta 0.6; ``box_diounms`` with its beta): IoU minus
-    (centre distance^2 / enclosing diagonal^2)^beta, float32 with the pow in double;
-    the IoU alone where the enclosing box is a point.
-
-    >>> a, b = torch.tensor([0.5, 0.5, 0.2, 0.2]), torch.tensor([0.6, 0.5, 0.2, 0.2])
-    >>> round(float(box_iou(a, b)), 4), round(float(box_diou(a, b)), 4)  # 1/3 - (0.01/0.13)^0.6
-    (0.3333, 0.1187)
-    """
-    def lo(x: Tensor, w: Tensor) -> Tensor:
-        return x - w / 2
-
-    def hi(x: Tensor, w: Tensor) -> Tensor:
-        return x + w / 2
-    top = torch.minimum(lo(a[..., 1], a[..., 3]), lo(b[..., 1], b[..., 3]))
-    bot = torch.maximum(hi(a[..., 1], a[..., 3]), hi(b[..., 1], b[..., 3]))
-    left = torch.minimum(lo(a[..., 0], a[..., 2]), lo(b[..., 0], b[..., 2]))
-    right = torch.maximum(hi(a[..., 0], a[..., 2]), hi(b[..., 0], b[..., 2]))
-    w, h = right - left, bot - top
-    c = w * w + h * h
-    iou = box_iou(a, b)
-    dx, dy = a[..., 0] - b[..., 0], a[..., 1] - b[..., 1]
-    d = dx * dx + dy * dy
-    u = torch.pow((d / c).double(), float(_F32(beta))).float()
-    return torch.where(c == 0, iou, iou - u)
-
-
-#: AlexeyAB's [yolo] ``nms_kind`` -> the overlap its ``diounms_sort`` compares with nms
-#: (``default`` is ``do_nms_sort``: box_iou; ``greedynms``: box_diou; ``diounms``:
-#: box_diounms with the layer's ``beta_nms``)
-def nms_overlap(nms_kind: str = "default", beta_nms: float = 0.6):
-    if nms_kind == "greedynms":
-        return box_diou
-    if nms_kind == "diounms":
-        return lambda a, b: box_diou(a, b, beta_nms)
-    return box_iou
-
-
-def do_nms_sort(dets: DetectionArrays, nms: float,
-                overlap=None) -> Tuple[DetectionArrays, np.ndarray]:
-    """``box.c:do_nms_sort``: per-class greedy NMS, returning (dets, order).
-
-    Darknet first swaps detections with objectness 0 to the end (and leaves them
-    out), then for each class k sorts all detections by prob[k] (descending,
-    glibc's stable merge sort) and, walking that order, zeroes prob[k] of every
-    later detection whose IoU with a detection still having prob[k] > 0 is
-    > nms. The array is left in the order of the last class's sort; ``order[i]``
-    is the input row of output row i. IoUs are computed in torch (float32, as
-    ``box_iou``), once per pair of candidate boxes.
-    """
-    n, classes = dets.probs.shape
-    order = _objectness_to_end(dets.objectness)
-    total = int((dets.objectness != 0).sum())
-    order = order[:total]
-    work = dets.take(order)
-    probs = work.probs.copy()
-    perm = np.arange(total)
-    candidates: List[np.ndarray] = []
-    for k in range(classes):  # the chain of stable sorts fixes each class's order
-        perm = perm[np.argsort(-probs[perm, k], kind="stable")]
-        count = int((probs[perm, k] > 0).sum())
-        candidates.append(perm[:count])
-    busy = [k for k in range(classes) if candidates[k].size > 1]
-    if busy:
-        nms32 = float(_F32(nms))
-        used = np.unique(np.concatenate([candidates[k] for k in busy]))
-        boxes = torch.from_numpy(np.ascontiguousarray(work.boxes[used]))
-        where = np.full(total, -1, dtype=np.int64)
-        where[used] = np.arange(used.size)
-        if used.size <= NMS_FULL:
-            table = _overlaps(boxes, nms32, iou=overlap)
-
-            def over(i: int, js: np.ndarray) -> np.ndarray:
-                return table[i, js]
-        else:
-            def over(i: int, js: np.ndarray) -> np.ndarray:
-                return ((overlap or box_iou)(boxes[i], boxes[torch.from_numpy(js)])
-                        > nms32).numpy()
-        for k in busy:
-            local = where[candidates[k]]
-            gone = _greedy(local, over)
-            probs[candidates[k][gone], k] = 0
-    out = DetectionArrays(work.boxes[perm], work.objectness[perm], probs[perm])
-    return out, order[perm]
+def default_thresh(model) -> float:
+    """``detector test``'s ``-thresh`` default: pjreddie .5, AlexeyAB .25."""
+    return 0.25 if model.dialect.name == "alexeyab" else 0.5
 
 
 # -- step 5: draw_detections ------------------------------------------------------------
@@ -601,6 +286,85 @@ def to_detections(dets: DetectionArrays, names: Sequence[str], thresh: float, im
                              x2=(x + w / 2) * im_w, y2=(y + h / 2) * im_h,
                              index=r, image=image))
     return out
+
+
+def to_detections_v3(dets: DetectionArrays, names: Sequence[str], thresh: float, im_w: int,
+                     im_h: int, image: Optional[str] = None) -> List[Detection]:
+    """The lines AlexeyAB's ``image.c:draw_detections_v3`` prints, as :class:`Detection`.
+
+    ``get_actual_detections``: each det whose best class (the first with the
+    largest prob > thresh whose name does not start with ``dont_show``) exists;
+    those sorted by their left edge ``x - w/2`` (float32; glibc's stable merge
+    sort); per det the best class first, then every other class with prob >
+    thresh in class order.
+    """
+    t = _F32(thresh)
+    shown = np.array([not n.startswith("dont_show") for n in names[:dets.probs.shape[1]]],
+                     dtype=bool)
+    above = (dets.probs > t) & shown[None, :]
+    masked = np.where(above, dets.probs, -np.inf)
+    rows = np.nonzero(above.any(axis=1))[0]
+    best = np.argmax(masked[rows], axis=1)
+    lefts = dets.boxes[rows, 0] - dets.boxes[rows, 2] / _F32(2)
+    order = np.argsort(lefts, kind="stable")
+    out = []
+    for r, b in zip(rows[order].tolist(), best[order].tolist()):
+        x, y, w, h = (float(v) for v in dets.boxes[r])
+        others = [c for c in np.nonzero(dets.probs[r] > t)[0].tolist() if c != b]
+        for c in [b] + others:
+            out.append(Detection(class_id=c, name=names[c], prob=float(dets.probs[r, c]),
+                                 objectness=float(dets.objectness[r]), x=x, y=y, w=w, h=h,
+                                 x1=(x - w / 2) * im_w, y1=(y - h / 2) * im_h,
+                                 x2=(x + w / 2) * im_w, y2=(y + h / 2) * im_h,
+                                 index=r, image=image))
+    return out
+
+
+def _c_round(v: np.float32) -> float:
+    """C's ``round`` (half away from zero) of a float, as a double."""
+    d = float(v)
+    return float(np.copysign(np.floor(abs(d) + 0.5), d)) if abs(d) < 2 ** 52 else d
+
+
+def line_v3(det: Detection, im_w: int, im_h: int, ext_output: bool = False) -> str:
+    """One line of AlexeyAB's ``draw_detections_v3``: ``name: NN%`` and with
+    ``-ext_output`` a tab and ``(left_x: %4.0f   top_y: %4.0f   width: %4.0f
+    height: %4.0f)`` of ``round`` of the float32 pixel box.
+
+    >>> d = Detection(0, "dog", 0.806, 0.9, 0.33, 0.64, 0.34, 0.52, 0, 0, 0, 0)
+    >>> print(line_v3(d, 768, 576, True).replace(chr(9), " TAB "))
+    dog: 81% TAB (left_x:  123   top_y:  219   width:  261   height:  300)
+    """
+    text = f"{det.name}: {_percent(det.prob):.0f}%"
+    if not ext_output:
+        return text
+    x, y, w, h = (_F32(v) for v in (det.x, det.y, det.w, det.h))
+    fw, fh = _F32(im_w), _F32(im_h)
+    left = _c_round((x - w / _F32(2)) * fw)
+    top = _c_round((y - h / _F32(2)) * fh)
+    return (text + f"\t(left_x: {left:4.0f}   top_y: {top:4.0f}   width: "
+            f"{_c_round(w * fw):4.0f}   height: {_c_round(h * fh):4.0f})")
+
+
+def detection_to_json(dets: DetectionArrays, names: Sequence[str], frame_id: int,
+                      filename: Optional[str]) -> str:
+    """AlexeyAB's ``network.c:detection_to_json`` text for one image (what its
+    ``detector test -out FILE`` writes per image): every prob > 0.005 whose name
+    does not start with ``dont_show``, in array and class order, ``%f`` numbers."""
+    head = f'{{\n "frame_id":{frame_id}, \n'
+    if filename is not None:
+        head += f' "filename":"{filename}", \n'
+    head += ' "objects": [ \n'
+    items = []
+    t = _F32(0.005)
+    for r in range(len(dets)):
+        for c in range(dets.probs.shape[1]):
+            if dets.probs[r, c] > t and not names[c].startswith("dont_show"):
+                x, y, w, h = (float(v) for v in dets.boxes[r])
+                items.append(f'  {{"class_id":{c}, "name":"{names[c]}", "relative_coordinates":'
+                             f'{{"center_x":{x:f}, "center_y":{y:f}, "width":{w:f}, '
+                             f'"height":{h:f}}}, "confidence":{float(dets.probs[r, c]):f}}}')
+    return head + ", \n".join(items) + "\n ] \n}"
 
 
 def detection_lines(dets: DetectionArrays, names: Sequence[str], thresh: float) -> List[str]:
@@ -727,7 +491,8 @@ def _ahead(fn: Callable, items: Iterable, workers: int, depth: int) -> Iterable[
                 future.cancel()
 
 
-def run_detector(model, images: Iterable[ImageLike], *, thresh: float = 0.5, nms: float = 0.45,
+def run_detector(model, images: Iterable[ImageLike], *, thresh: Optional[float] = None,
+                 nms: float = 0.45,
                  hier_thresh: float = 0.5, names: "Sequence[str] | str | None" = None,
                  batch_size: int = 8, letterbox: Optional[bool] = None, exif: bool = False,
                  on_error: Optional[Callable[[Exception, ImageLike], None]] = None,
@@ -736,11 +501,16 @@ def run_detector(model, images: Iterable[ImageLike], *, thresh: float = 0.5, nms
 
     Each image: load_image_color, letterbox_image (AlexeyAB dialect: plain
     resize unless ``letterbox=True``), network_predict, get_network_boxes,
-    do_nms_sort (skipped when ``nms`` is 0, as Darknet's ``if (nms)``).
-    ``seconds`` is the image's share of its batch's forward time. Images
-    that cannot be used raise :class:`DataError`, or go to ``on_error``.
-    ``decoder``: a Darknet build decodes image files with its own stb_image
-    (see :func:`darknet_py.image.decode_image`).
+    NMS (skipped when ``nms`` is 0, as Darknet's ``if (nms)``): pjreddie's
+    ``do_nms_sort``, AlexeyAB's by the last head's ``nms_kind`` (:func:`nms_of`).
+    ``thresh`` None is the dialect's default (:func:`default_thresh`).
+    ``detections`` are in the order the dialect prints them (pjreddie's
+    ``draw_detections``, AlexeyAB's ``draw_detections_v3``). ``seconds`` is the
+    image's share of its batch's forward time. Images that cannot be used raise
+    :class:`DataError`, or go to ``on_error``. ``decoder``: a Darknet build
+    decodes image files with its own stb_image (see :func:`darknet_py.image.decode_image`).
+    AlexeyAB's ``detector test`` also folds batchnorm into the convolutions after
+    loading; ``model.fuse_batchnorm()`` first gives its exact numbers (the CLI does).
     ``workers`` threads decode and letterbox the next images while the network
     runs (0: all in this thread, reading ``images`` only as results are
     consumed, as an interactive prompt needs).
@@ -748,6 +518,15 @@ def run_detector(model, images: Iterable[ImageLike], *, thresh: float = 0.5, nms
     heads = _detection_heads(model)
     classes = heads[0].classes
     labels = resolve_names(names, classes)
+    if thresh is None:
+        thresh = default_thresh(model)
+    nms_kind, beta_nms = nms_of(model)
+    lines = to_detections_v3 if model.dialect.name == "alexeyab" else to_detections
+    if model.dialect.name == "alexeyab" and not all(h.sets_det_classes for h in heads):
+        # draw_detections_v3 loops over dets[i].classes, which [detection]'s decode leaves
+        # at 0: AlexeyAB prints no lines for such networks (the -out JSON has them)
+        def lines(*args) -> List[Detection]:
+            return []
     letter = default_letterbox(model) if letterbox is None else bool(letterbox)
     batch: List[Tuple[Optional[str], np.ndarray, np.ndarray]] = []
 
@@ -766,8 +545,8 @@ def run_detector(model, images: Iterable[ImageLike], *, thresh: float = 0.5, nms
             dets = get_network_boxes(model, [o[b] for o in outs], w, h, thresh, hier_thresh, letter)
             order = np.arange(len(dets))
             if nms:
-                dets, order = do_nms_sort(dets, nms)
-            yield ImageResult(source, w, h, dets, to_detections(dets, labels, thresh, w, h, source),
+                dets, order = nms_sort(dets, nms, nms_kind, beta_nms)
+            yield ImageResult(source, w, h, dets, lines(dets, labels, thresh, w, h, source),
                               share, order)
         batch.clear()
 
@@ -792,7 +571,7 @@ def run_detector(model, images: Iterable[ImageLike], *, thresh: float = 0.5, nms
         yield from flush()
 
 
-def detect(model, images: "ImageLike | Sequence[ImageLike]", thresh: float = 0.5,
+def detect(model, images: "ImageLike | Sequence[ImageLike]", thresh: Optional[float] = None,
            nms: float = 0.45, hier_thresh: float = 0.5,
            names: "Sequence[str] | str | None" = None, *, batch_size: int = 8,
            letterbox: Optional[bool] = None, exif: bool = False,

@@ -448,6 +448,14 @@ class Darknet(nn.Module):
         from .weights import save_weights
         save_weights(self, path, upto=upto)
 
+    def fuse_batchnorm(self) -> "Darknet":
+        """AlexeyAB's ``fuse_conv_batchnorm`` (its ``detector test`` runs it after
+        ``load_weights``): every convolution folds its batchnorm into weights and bias,
+        in place. Outputs move by float rounding only (~1e-6 relative). Returns self."""
+        for layer in self.layers:
+            layer.fuse_batchnorm()
+        return self
+
     # -- reporting --------------------------------------------------------------------
     #: the header line ``parse_network_cfg`` prints before the layers
     TABLE_HEADER = "layer     filters    size              input                output"
@@ -471,7 +479,7 @@ class Darknet(nn.Module):
         return total / 1e9
 
     # -- detection --------------------------------------------------------------------
-    def detect(self, images, thresh: float = 0.5, nms: float = 0.45, hier_thresh: float = 0.5,
+    def detect(self, images, thresh: "float | None" = None, nms: float = 0.45, hier_thresh: float = 0.5,
                names=None, **kwargs):
         """Darknet's ``detector test`` on one image or a list of them.
 

@@ -23,6 +23,7 @@ from darknet_py.detect import (COCO_NAMES, Detection, DetectionArrays, box_iou,
                                run_detector)
 from darknet_py.detect import prepare
 from darknet_py.image import as_image, letterbox_image, letterbox_size, to_float
+from darknet_py.layers.yolo import YoloLayer
 from darknet_py.model import Darknet
 
 F = np.float32
@@ -74,7 +75,8 @@ def nms_naive(boxes, obj, probs, thresh) -> Tuple[np.ndarray, np.ndarray, np.nda
             np.array([d[2] for d in dets]), [d[3] for d in dets])
 
 
-def yolo_naive(out, mask, anchors, classes, im_w, im_h, net_w, net_h, thresh, new_coords=False):
+def yolo_naive(out, mask, anchors, classes, im_w, im_h, net_w, net_h, thresh, new_coords=False,
+               dialect="pjreddie"):
     n_a, (_, lh, lw) = len(mask), out.shape
     t = F(thresh)
     rows = []
@@ -108,8 +110,12 @@ def yolo_naive(out, mask, anchors, classes, im_w, im_h, net_w, net_h, thresh, ne
     for r in rows:
         r[0] = F((float(r[0]) - (net_w - new_w) / 2.0 / net_w) / float(F(new_w) / F(net_w)))
         r[1] = F((float(r[1]) - (net_h - new_h) / 2.0 / net_h) / float(F(new_h) / F(net_h)))
-        r[2] = F(r[2] * F(F(net_w) / F(new_w)))
-        r[3] = F(r[3] * F(F(net_h) / F(new_h)))
+        if dialect == "alexeyab":  # AlexeyAB: b.w *= 1 / ratiow
+            r[2] = F(r[2] * F(F(1) / F(F(new_w) / F(net_w))))
+            r[3] = F(r[3] * F(F(1) / F(F(new_h) / F(net_h))))
+        else:  # pjreddie: b.w *= (float)netw/new_w
+            r[2] = F(r[2] * F(F(net_w) / F(new_w)))
+            r[3] = F(r[3] * F(F(net_h) / F(new_h)))
     return np.array(rows, F).reshape(-1, 5 + classes)
 
 
@@ -118,18 +124,19 @@ def yolo_naive(out, mask, anchors, classes, im_w, im_h, net_w, net_h, thresh, ne
 @given(net=st.sampled_from([(64, 64), (96, 32), (32, 96)]),
        im=st.sampled_from([(768, 576), (576, 768), (100, 100), (333, 97)]),
        new_coords=st.booleans(), thresh=st.sampled_from([0.0, 0.2, 0.5]),
-       seed=st.integers(0, 2 ** 31 - 1))
-def test_yolo_decode_matches_darknet_transcription(net, im, new_coords, thresh, seed):
+       seed=st.integers(0, 2 ** 31 - 1), dialect=st.sampled_from(["pjreddie", "alexeyab"]))
+def test_yolo_decode_matches_darknet_transcription(net, im, new_coords, thresh, seed, dialect):
     rng = np.random.default_rng(seed)
     classes, mask, anchors = 3, [1, 2], [10, 14, 23, 27, 37, 58]
     lh, lw = net[1] // 16, net[0] // 16
     out = rng.random((len(mask) * (5 + classes), lh, lw), dtype=np.float32)
     out[2::8] = rng.normal(size=out[2::8].shape).astype(F)
-    layer = SimpleNamespace(mask=mask, classes=classes, new_coords=new_coords,
+    layer = SimpleNamespace(mask=mask, classes=classes, new_coords=new_coords, dialect_name=dialect,
                             anchors_wh=[(anchors[2 * m], anchors[2 * m + 1]) for m in mask])
-    got = get_yolo_detections(torch.from_numpy(out), layer, im[0], im[1], net[0], net[1], thresh)
+    got = YoloLayer.get_detections(layer, torch.from_numpy(out), im[0], im[1], net[0], net[1],
+                                   thresh)
     want = yolo_naive(out, mask, anchors, classes, im[0], im[1], net[0], net[1], thresh,
-                      new_coords)
+                      new_coords, dialect)
     assert got.to_array().shape == want.shape
     np.testing.assert_array_max_ulp(got.to_array(), want, maxulp=1)
 
@@ -165,7 +172,7 @@ def test_do_nms_sort_large_block_path_agrees(monkeypatch):
     probs = (rng.random((n, 4)) * (rng.random((n, 4)) > 0.3)).astype(F)
     dets = DetectionArrays(boxes, np.ones(n, F), probs)
     block, order = do_nms_sort(dets, 0.45)
-    import darknet_py.detect as detect_module
+    import darknet_py.postprocess as detect_module
     monkeypatch.setattr(detect_module, "NMS_FULL", 16)
     rows, order2 = do_nms_sort(dets, 0.45)
     assert np.array_equal(order, order2) and np.array_equal(block.probs, rows.probs)

@@ -50,7 +50,8 @@ def _run(args: argparse.Namespace) -> int:
             case = args.case[0]
         report = compare.compare_case(case, weights=args.weights, tolerance=args.tolerance,
                                       device=args.device or "cpu", strict=args.strict,
-                                      fast=not args.plain)
+                                      fast=not args.plain,
+                                      dialect=None if args.dialect == "auto" else args.dialect)
     for line in report.lines():
         print(line)
     return 0 if report.ok else 1
@@ -76,6 +77,8 @@ def register(sub) -> None:
                    help="hold every layer to --tolerance alone; by default a layer may also be "
                         f"{FLOOR_FACTOR:g}x darknet_py's own float32-vs-float64 distance "
                         "(its noise floor) away from Darknet")
+    p.add_argument("--dialect", choices=("auto", "pjreddie", "alexeyab"), default="auto",
+                   help="read the cfg as this fork does (default: the fork that made the case)")
     p.add_argument("--plain", action="store_true",
                    help="run the plain path (Darknet's operation order, no batchnorm folding) "
                         "instead of the inference fast path")

@@ -1,9 +1,12 @@
 """``darknet-py detector test`` and ``darknet-py detect``: Darknet's detection commands.
 
 ``detector test DATA CFG WEIGHTS IMAGE...`` does what ``darknet detector test``
-does, for each image: prints ``IMAGE: Predicted in X seconds.`` and Darknet's
-``name: NN%`` lines, and writes the annotated image. ``detect CFG WEIGHTS
-IMAGE...`` is Darknet's shortcut with ``cfg/coco.data``. See :data:`TEST_HELP`.
+does, for each image, in the dialect's own way (``--dialect``, default: from the
+cfg and weights): pjreddie prints ``IMAGE: Predicted in X seconds.`` and
+Darknet's ``name: NN%`` lines; AlexeyAB prints `` Detection layer: N - type = T``
+per head, ``IMAGE: Predicted in X milli-seconds.`` and ``draw_detections_v3``'s
+lines. Both write the annotated image. ``detect CFG WEIGHTS IMAGE...`` is
+Darknet's shortcut with ``cfg/coco.data``. See :data:`TEST_HELP`.
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from typing import Dict, Iterable, Iterator, Optional, Sequence
 
 from .. import zoo
 from ..errors import DataError
+from ..io import atomic_write
 
 
 def expand_inputs(items: Sequence[str]) -> Iterator[str]:
@@ -57,7 +61,14 @@ TEST_HELP = """\
 Darknet's `detector test`: for each image, print "IMAGE: Predicted in X
 seconds." and Darknet's "name: NN%" lines, and write the annotated image
 (-out NAME, default predictions -> predictions.jpg; with several images
-NAME_<image stem>.jpg). DATA's names= gives the class names.
+NAME_<image stem>.jpg). DATA's names= gives the class names. An AlexeyAB
+model (--dialect, default: from the cfg and the weights header) runs as
+AlexeyAB's detector test does: batchnorm fused into the convolutions,
+threshold .25 (.24 for `detect`), resized input unless -letter_box, the last
+head's nms_kind; it prints " Detection layer: N - type = T" per head,
+"IMAGE: Predicted in X milli-seconds." and draw_detections_v3's lines
+(-ext_output adds the pixel box); -out FILE writes its JSON and the image goes
+to predictions.jpg.
 
 """ + COMMON_HELP
 
@@ -117,7 +128,8 @@ def _progress(total: Optional[int]):
     if not total or total < 2:
         return None
     from tqdm import tqdm
-    bar = tqdm(total=total, unit="img", file=sys.stderr, disable=None, leave=False)
+    bar = tqdm(total=total, unit="img", file=sys.stderr, disable=None, leave=False,
+               mininterval=0)  # every image drawn: fast runs still show N/N
     if bar.disable:
         bar.close()
         return None
@@ -152,7 +164,8 @@ def run_test(data: Optional[str], cfg: str, weights: str, images: Sequence[str],
     from PIL import Image, ImageOps
 
     from .. import sniff
-    from ..detect import draw_detections, names_from_data, resolve_names, run_detector
+    from ..detect import (default_thresh, detection_to_json, draw_detections, line_v3,
+                          names_from_data, resolve_names, run_detector)
 
     # arguments in the wrong order or one missing: say so before loading anything
     for path, role in [(data, "data"), (cfg, "cfg"), (weights, "weights"),
@@ -160,11 +173,19 @@ def run_test(data: Optional[str], cfg: str, weights: str, images: Sequence[str],
         if path is not None:
             sniff.expect(path, role, usage)
     inputs, count = _inputs(images, usage)
-    model = darknet_py.load(cfg, resolve_weights(weights)).to(getattr(args, "device", None) or "cpu")
+    model = darknet_py.load(cfg, resolve_weights(weights), dialect=args.dialect)
+    alexeyab = model.dialect.name == "alexeyab"
+    if alexeyab:
+        model.fuse_batchnorm()  # test_detector: load_weights, then fuse_conv_batchnorm
+    model = model.to(getattr(args, "device", None) or "cpu")
     classes = model.layers[model.heads[0]].classes if model.heads else 0
     names = resolve_names(names_from_data(data) if data else None, classes, source=data)
     several = len(images) > 1 or any(Path(i).is_dir() or i.endswith(".txt") for i in images)
-    outputs = OutputNames(args.out, several)
+    json_out = args.out if alexeyab and args.out is not None else None
+    image_name = "predictions" if alexeyab or args.out is None else args.out
+    outputs = OutputNames(image_name, several)
+    listed = [model.layers[i] for i in model.heads if model.layers[i].alexeyab_layer_type]
+    darknet_json = []
     failed = []
     records = []
     bar = _progress(count)
@@ -183,22 +204,35 @@ def run_test(data: Optional[str], cfg: str, weights: str, images: Sequence[str],
             bar.update(1)
 
     batch = 1 if count is None else max(1, args.batch)
+    thresh = default_thresh(model) if args.thresh is None else args.thresh
+    if args.thresh is None and alexeyab and getattr(args, "verb_default_thresh", None):
+        thresh = args.verb_default_thresh  # AlexeyAB's `darknet detect`: -thresh default .24
     try:
-        for result in run_detector(model, inputs, thresh=args.thresh, nms=args.nms,
+        for result in run_detector(model, inputs, thresh=thresh, nms=args.nms,
                                    hier_thresh=args.hier, names=names, batch_size=batch,
                                    letterbox=True if args.letter_box else None, exif=args.exif,
                                    on_error=on_error, decoder=_decoder(args),
                                    workers=0 if count is None else 2):
-            say(f"{result.source}: Predicted in {result.seconds:f} seconds.")
-            for det in result.detections:
-                say(det.line)
+            if alexeyab:
+                for layer in listed:
+                    say(f" Detection layer: {layer.index} - type = {layer.alexeyab_layer_type} ")
+                say(f"{result.source}: Predicted in {result.seconds * 1000:f} milli-seconds.")
+                for det in result.detections:
+                    say(line_v3(det, result.width, result.height, args.ext_output))
+                if json_out is not None:
+                    darknet_json.append(detection_to_json(result.dets, names,
+                                                          len(darknet_json) + 1, result.source))
+            else:
+                say(f"{result.source}: Predicted in {result.seconds:f} seconds.")
+                for det in result.detections:
+                    say(det.line)
             sys.stdout.flush()
             records.extend(d.to_json() for d in result.detections)
             if not args.no_image and result.source is not None:
                 target = outputs.next(result.source)
                 with Image.open(result.source) as pil:
                     pil = ImageOps.exif_transpose(pil) if args.exif else pil
-                    drawn = draw_detections(pil.convert("RGB"), result.dets, names, args.thresh)
+                    drawn = draw_detections(pil.convert("RGB"), result.dets, names, thresh)
                 drawn.save(target, quality=80)
             if bar is not None:
                 bar.update(1)
@@ -209,6 +243,8 @@ def run_test(data: Optional[str], cfg: str, weights: str, images: Sequence[str],
         with open(args.json, "w", encoding="utf-8") as handle:
             json.dump(records, handle, indent=1)
             handle.write("\n")
+    if json_out is not None:
+        atomic_write(json_out, ("[\n" + ", \n".join(darknet_json) + "\n]").encode())
     return 2 if failed else 0
 
 
@@ -221,17 +257,25 @@ def _decoder(args: argparse.Namespace):
 
 
 def _add_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-thresh", "--thresh", type=float, default=0.5,
-                   help="probability threshold (default 0.5)")
+    p.add_argument("--dialect", choices=("auto", "pjreddie", "alexeyab"), default="auto",
+                   help="which fork's detector test to be (default: from the cfg and the "
+                        "weights header)")
+    p.add_argument("-thresh", "--thresh", type=float, default=None,
+                   help="probability threshold (default: pjreddie 0.5, AlexeyAB 0.25)")
     p.add_argument("-hier", "--hier", type=float, default=0.5,
                    help="hierarchy threshold: accepted like Darknet, matters only for "
                         "softmax-tree [region] layers (default 0.5)")
     p.add_argument("-nms", "--nms", type=float, default=0.45,
                    help="per-class NMS IoU threshold, 0 disables NMS (default 0.45)")
-    p.add_argument("-out", "--out", default="predictions",
-                   help="annotated image name without .jpg (default predictions)")
+    p.add_argument("-out", "--out", default=None,
+                   help="pjreddie: annotated image name without .jpg (default predictions); "
+                        "AlexeyAB: its JSON results file")
     p.add_argument("-letter_box", "--letter-box", dest="letter_box", action="store_true",
                    help="letterbox even for AlexeyAB cfgs (pjreddie always letterboxes)")
+    p.add_argument("-ext_output", "--ext-output", dest="ext_output", action="store_true",
+                   help="AlexeyAB: print each box in pixels after its line")
+    p.add_argument("-dont_show", "--dont-show", dest="dont_show", action="store_true",
+                   help="accepted for AlexeyAB's command line (darknet-py never opens a window)")
     p.add_argument("--json", metavar="FILE",
                    help="write the detections as a JSON array, one object per printed line")
     p.add_argument("--batch", type=int, default=1, metavar="N",
@@ -284,7 +328,7 @@ def register(sub) -> None:
     d.add_argument("images", nargs="*", metavar="IMAGE",
                    help="images, folders, .txt lists, or - for paths on standard input")
     _add_options(d)
-    d.set_defaults(func=_detect)
+    d.set_defaults(func=_detect, verb_default_thresh=0.24)
 
 
 __all__ = ["OutputNames", "expand_inputs", "register", "resolve_weights", "run_test"]

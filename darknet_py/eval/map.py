@@ -5,7 +5,7 @@ the cfg reads like: the AlexeyAB dialect, batch 1, every image *resized* to
 the network (letterboxed only when the cfg's ``[net]`` says ``letter_box=1``:
 the function overwrites its ``-letter_box`` argument with the cfg's),
 ``get_network_boxes`` at thresh 0.005 (hier 0), NMS 0.45 of the last head's
-``nms_kind`` (``do_nms_sort``, or ``diounms_sort`` with DIoU for ``greedynms``).
+``nms_kind`` (``postprocess.nms_sort``: ``do_nms_sort``, else ``diounms_sort``).
 
 Then, per image, every (detection, class) with prob > 0 becomes a ranked
 candidate; it is a true positive when some label of that class overlaps it with
@@ -295,16 +295,16 @@ def map_detections(model, paths: Sequence[str], *, letterbox: Optional[bool] = N
                    batch_size: int = 8) -> List[DetectionArrays]:
     """validate_detector_map's detections: thresh 0.005, hier 0, NMS 0.45 of the last head's
     kind; resized (letterboxed only with the cfg's ``letter_box``)."""
-    from ..detect import do_nms_sort, nms_overlap, run_detector
+    from ..detect import nms_of, run_detector
+    from ..postprocess import nms_sort
     head = model.layers[model.heads[-1]]
-    opts = getattr(head, "opts", None)
-    overlap = nms_overlap(getattr(opts, "nms_kind", "default"), getattr(opts, "beta_nms", 0.6))
+    kind, beta = nms_of(model)
     letter = bool(getattr(model.net, "letter_box", 0)) if letterbox is None else letterbox
     out = []
     for result in run_detector(model, paths, thresh=MAP_THRESH, nms=0, hier_thresh=0.0,
                                names=[str(i) for i in range(head.classes)],
                                batch_size=batch_size, letterbox=letter):
-        dets, _ = do_nms_sort(result.dets, MAP_NMS, overlap)
+        dets, _ = nms_sort(result.dets, MAP_NMS, kind, beta)
         out.append(dets)
     return out
 

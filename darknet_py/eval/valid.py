@@ -61,20 +61,19 @@ def coco_image_id(path: str) -> int:
 
 
 def _detections(model, paths: List[str], fork: str, batch_size: int):
-    from ..detect import do_nms_sort, nms_overlap, run_detector
+    from ..detect import nms_of, run_detector
+    from ..postprocess import nms_sort
     thresh, nms = SETTINGS[fork]
     head = model.layers[model.heads[-1]]
     if fork == "alexeyab":
-        opts = getattr(head, "opts", None)
-        overlap = nms_overlap(getattr(opts, "nms_kind", "default"),
-                              getattr(opts, "beta_nms", 0.6))
+        kind, beta = nms_of(model)
         letter = bool(getattr(model.net, "letter_box", 0))
     else:
-        overlap, letter = None, True
+        (kind, beta), letter = ("default", 0.6), True
     for result in run_detector(model, paths, thresh=thresh, nms=0, hier_thresh=0.5,
                                names=[str(i) for i in range(head.classes)],
                                batch_size=batch_size, letterbox=letter):
-        dets, _ = do_nms_sort(result.dets, nms, overlap)
+        dets, _ = nms_sort(result.dets, nms, kind, beta)
         yield result, dets
 
 

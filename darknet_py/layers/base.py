@@ -187,6 +187,36 @@ class DarknetLayer(nn.Module):
         weight decay applies to the weights only, never to biases or BN scales."""
         return [(name, p, name.rsplit(".", 1)[-1] in ("weight", "weights"))
                 for name, p in self.named_parameters()]
+    #: detection heads: which NMS AlexeyAB's ``detector test`` runs after decoding when
+    #: this is the network's last head (``nms_kind``/``beta_nms``; 0 = calloc'd default)
+    nms_kind: str = "default"
+    beta_nms: float = 0.6
+    #: True for the heads that :meth:`get_detections` decodes
+    decodes: bool = False
+    #: whether the head's decode sets ``dets[i].classes`` (AlexeyAB's draw_detections_v3
+    #: loops over it: a head that leaves it 0, [detection], prints no lines there)
+    sets_det_classes: bool = True
+    #: AlexeyAB's LAYER_TYPE number for the heads its ``detector test`` lists
+    #: (" Detection layer: %d - type = %d"): REGION 27, YOLO 28, GAUSSIAN_YOLO 29
+    alexeyab_layer_type: Optional[int] = None
+
+    def get_detections(self, output: Tensor, im_w: int, im_h: int, net_w: int, net_h: int,
+                       thresh: float, hier_thresh: float = 0.5, letterbox: bool = True):
+        """A detection head's part of Darknet's ``get_network_boxes`` for one image's
+        output (a :class:`darknet_py.postprocess.DetectionArrays`); heads override it."""
+        raise NotImplementedError(f"layer {self.index} [{self.kind}] is not a detection head")
+
+    def objectness_channels(self) -> List[int]:
+        """Detection heads: the input channels that hold objectness logits (for
+        :func:`darknet_py.init.random_init`'s ``objectness_bias``)."""
+        return []
+
+    def class_channels(self) -> List[int]:
+        """Detection heads: the input channels that hold class logits."""
+        return []
+
+    def fuse_batchnorm(self) -> None:
+        """AlexeyAB's ``fuse_conv_batchnorm`` for this layer (nothing to fuse by default)."""
 
     def weight_count(self) -> int:
         return sum(t.numel() for t in self.weight_tensors())

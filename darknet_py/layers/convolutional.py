@@ -189,6 +189,21 @@ class ConvolutionalLayer(DarknetLayer):
                 y = self.bn.inference_(y).add_(self.bias.view(1, -1, 1, 1))
         return self._act(y)
 
+    def fuse_batchnorm(self) -> None:
+        """AlexeyAB's ``network.c:fuse_conv_batchnorm`` (what its ``detector test`` does
+        after loading): per filter f, in double, ``s = scale/sqrt(var + .00001)``,
+        ``bias -= scale*mean/sqrt(var + .00001)``, ``weights *= s``, each stored back as
+        float; then the layer has no BN (like Darknet's, its .weights then lack it)."""
+        if self.bn is None:
+            return
+        with torch.no_grad():
+            scale = self.bn.scales.detach().double()
+            root = torch.sqrt(self.bn.rolling_variance.detach().double() + .00001)
+            bias = self.bias.detach().double() - scale * self.bn.rolling_mean.double() / root
+            self.bias.copy_(bias.to(self.bias.dtype))
+            factor = (scale / root).view(-1, 1, 1, 1)
+            self.weight.copy_((self.weight.detach().double() * factor).to(self.weight.dtype))
+        self.bn = None
     def fold(self) -> "tuple[Tensor, Tensor]":
         """(weight, bias) with the inference batchnorm folded in (:meth:`BatchNorm.fold`);
         cached until a parameter changes (storage or version)."""

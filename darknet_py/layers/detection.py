@@ -7,6 +7,13 @@ then boxes ``[side*side][num][coords]``. ``forward_detection_layer`` copies it
 and, with ``softmax=1``, applies Darknet's softmax to each cell's classes. The
 output is flat, like Darknet's ``l.output``.
 
+:meth:`DetectionLayer.get_detections` is ``get_detection_detections`` (the same
+in both forks): every cell and box, x = (x + col)/side * w and w = pow(w, sqrt?2:1)
+* w, where w, h are the *image's* size in pixels even though ``get_network_boxes``
+asks for relative boxes -- so YOLOv1 boxes come out im_w (im_h) times too large,
+as in Darknet (its printed ``name: NN%`` lines do not show it; AlexeyAB's
+``-ext_output`` and the JSON do). Probabilities ``objectness*class`` above thresh.
+
     >>> import torch
     >>> from darknet_py.cfg import parse_cfg
     >>> from darknet_py.model import Darknet
@@ -21,10 +28,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import List
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from ..cfg.options import option
+from ..errors import CfgError
+from ..postprocess import DetectionArrays
 from .base import BuildContext, DarknetLayer, Shape
 from .region import darknet_softmax
 from .registry import register
@@ -51,8 +61,14 @@ class DetectionOptions:
     resize: float = option(1.0, only="alexeyab")
 
 
+_F32 = np.float32
+
+
 class DetectionLayer(DarknetLayer):
     kind = "detection"
+    decodes = True
+    #: get_detection_detections leaves dets[i].classes at calloc's 0
+    sets_det_classes = False
     ab_forward_zeroes_delta = True
 
     def __init__(self, index: int, inputs: int, opts: DetectionOptions) -> None:
@@ -87,6 +103,44 @@ class DetectionLayer(DarknetLayer):
 
     def table_line(self, in_shape: Shape) -> str:
         return "Detection Layer"
+
+    def objectness_channels(self) -> List[int]:
+        start = self.side * self.side * self.classes
+        return list(range(start, start + self.side * self.side * self.num))
+
+    def class_channels(self) -> List[int]:
+        return list(range(self.side * self.side * self.classes))
+
+    def get_detections(self, output: Tensor, im_w: int, im_h: int, net_w: int, net_h: int,
+                       thresh: float, hier_thresh: float = 0.5,
+                       letterbox: bool = True) -> DetectionArrays:
+        """``get_detection_detections`` for one image's flat output (see the module
+        docstring): rows ``cell*num + n``, objectness = the box's scale (kept even below
+        thresh), prob = scale*class_prob if > thresh else 0."""
+        if self.coords != 4:
+            raise CfgError(f"[detection] with coords={self.coords}: Darknet's decode reads 4 "
+                           f"box values per box regardless", layer=self.index)
+        p = output.detach().cpu().reshape(-1).float()
+        side, num, classes = self.side, self.num, self.classes
+        cells = side * side
+        cls = p[:cells * classes].reshape(cells, 1, classes).expand(cells, num, classes)
+        scale = p[cells * classes:cells * (classes + num)].reshape(cells, num)
+        box = p[cells * (classes + num):cells * (classes + num) + cells * num * 4]
+        box = box.reshape(cells, num, 4)
+        cell = torch.arange(cells)
+        row, col = (cell // side).float()[:, None], (cell % side).float()[:, None]
+        x = (box[:, :, 0] + col) / float(side) * float(im_w)
+        y = (box[:, :, 1] + row) / float(side) * float(im_h)
+        power = 2.0 if self.sqrt else 1.0
+        w = (torch.pow(box[:, :, 2].double(), power) * im_w).float()
+        h = (torch.pow(box[:, :, 3].double(), power) * im_h).float()
+        boxes = torch.stack([x, y, w, h], dim=2).reshape(cells * num, 4)
+        scale = scale.reshape(cells * num)
+        probs = scale[:, None] * cls.reshape(cells * num, classes)
+        t = float(_F32(thresh))
+        probs = torch.where(probs > t, probs, torch.zeros((), dtype=probs.dtype))
+        return DetectionArrays(boxes.numpy().astype(_F32), scale.numpy().astype(_F32),
+                               probs.numpy().astype(_F32))
 
 
 @register("detection", options=DetectionOptions)

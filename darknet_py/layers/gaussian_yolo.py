@@ -8,8 +8,8 @@ every entry except the raw ``w`` (4) and ``h`` (6), then maps x and y (entries
 0 and 2 only, not their sigmas) to ``x*scale_x_y - 0.5*(scale_x_y-1)``
 (``scal_add_cpu``, applied even when ``scale_x_y=1``).
 
-Decoding (``get_gaussian_yolo_detections``, kept here as attributes, not
-implemented in :mod:`darknet_py.detect`): box as [yolo]'s
+Decoding (:meth:`GaussianYoloLayer.get_detections`, ``get_gaussian_yolo_detections``
++ ``correct_gaussian_yolo_boxes``, whose size scale is pjreddie's ``netw/new_w``): box as [yolo]'s
 ``exp(w)*anchor_w/net_w`` and ``(col + x)/W``, shifted by ``yolo_point``; the
 class probability is ``objectness * p_class * (1 - mean(sigma_x, sigma_y,
 sigma_w, sigma_h))``, kept when > thresh.
@@ -35,10 +35,13 @@ import torch
 from torch import Tensor
 
 from ..cfg.options import option
+from ..postprocess import DetectionArrays
 from .activations import logistic
 from .base import BuildContext, DarknetLayer, Shape
 from .registry import register
-from .yolo import MAX_ANCHORS
+from .yolo import MAX_ANCHORS, correct_yolo_boxes, nms_kind_of
+
+_F32 = np.float32
 
 FLT_MAX = 3.4028234663852886e38
 YOLO_POINTS = ("center", "left_top", "right_bottom")
@@ -96,6 +99,10 @@ class GaussianYoloOptions:
 
 class GaussianYoloLayer(DarknetLayer):
     kind = "Gaussian_yolo"
+    decodes = True
+    alexeyab_layer_type = 29
+    #: parse_gaussian_yolo knows cornersnms too (parse_yolo does not)
+    NMS_KINDS = ("default", "greedynms", "diounms", "cornersnms")
     ab_forward_zeroes_delta = True
     elementwise = True
 
@@ -111,6 +118,8 @@ class GaussianYoloLayer(DarknetLayer):
         self.anchors: List[float] = anchors
         self.yolo_point = opts.yolo_point
         self.entries = 9 + opts.classes
+        self.nms_kind = nms_kind_of(opts.nms_kind, self.NMS_KINDS)
+        self.beta_nms = float(_F32(opts.beta_nms))
         self.scale_x_y = float(np.float32(opts.scale_x_y))
         # blas.c:scal_add_cpu gets BETA computed in double from the float scale, then as float
         self.xy_bias = float(np.float32(-0.5 * (self.scale_x_y - 1.0)))
@@ -145,6 +154,53 @@ class GaussianYoloLayer(DarknetLayer):
 
     def describe(self, in_shape: Shape) -> str:
         return ""
+
+    def objectness_channels(self) -> List[int]:
+        return [a * self.entries + 8 for a in range(len(self.mask))]
+
+    def class_channels(self) -> List[int]:
+        return [a * self.entries + 9 + j for a in range(len(self.mask))
+                for j in range(self.classes)]
+
+    def get_detections(self, output: Tensor, im_w: int, im_h: int, net_w: int, net_h: int,
+                       thresh: float, hier_thresh: float = 0.5,
+                       letterbox: bool = True) -> DetectionArrays:
+        """``get_gaussian_yolo_detections`` for one image's output: cells in [yolo]'s
+        order with objectness (entry 8) > thresh; w = exp(w)*anchor_w/net_w (double),
+        x = (col + x)/W (float), shifted by w/2 for ``left_top``/``right_bottom``;
+        prob = (float)(objectness*p_class) * (1.0 - mean sigma) in double, where the
+        mean is the float sum of the four sigmas / 4.0; then
+        ``correct_gaussian_yolo_boxes`` (pjreddie's size arithmetic)."""
+        output = output.detach().cpu()
+        n_anchors, classes, k = len(self.mask), self.classes, self.entries
+        _, lh, lw = output.shape
+        p = output.reshape(n_anchors, k, lh * lw).permute(2, 0, 1)
+        p = p.reshape(lh * lw * n_anchors, k).float()
+        t = float(_F32(thresh))
+        keep = torch.nonzero(p[:, 8] > t).squeeze(1)
+        if keep.numel() == 0:
+            return DetectionArrays.empty(classes)
+        p = p[keep]
+        cell, anchor = keep // n_anchors, keep % n_anchors
+        row, col = cell // lw, cell % lw
+        anchors = torch.tensor(np.asarray(self.anchors_wh, dtype=_F32))[anchor].double()
+        w = (torch.exp(p[:, 4].double()) * anchors[:, 0] / net_w).float()
+        h = (torch.exp(p[:, 6].double()) * anchors[:, 1] / net_h).float()
+        x = (col.float() + p[:, 0]) / float(lw)
+        y = (row.float() + p[:, 2]) / float(lh)
+        if self.yolo_point == "left_top":
+            x, y = x + w / 2, y + h / 2
+        elif self.yolo_point == "right_bottom":
+            x, y = x - w / 2, y - h / 2
+        boxes = correct_yolo_boxes(torch.stack([x, y, w, h], dim=1), im_w, im_h, net_w, net_h,
+                                   letterbox, "pjreddie")
+        objectness = p[:, 8]
+        sigma = (((p[:, 1] + p[:, 3]) + p[:, 5]) + p[:, 7]).double() / 4.0
+        uc = sigma.float().double()
+        probs = ((objectness[:, None] * p[:, 9:]).double() * (1.0 - uc[:, None])).float()
+        probs = torch.where(probs > t, probs, torch.zeros((), dtype=probs.dtype))
+        return DetectionArrays(boxes.numpy().astype(_F32), objectness.numpy().copy(),
+                               probs.numpy().astype(_F32))
 
 
 @register("Gaussian_yolo", options=GaussianYoloOptions, only="alexeyab")

@@ -38,10 +38,16 @@ import numpy as np
 import torch
 from torch import Tensor
 
+import numpy as np
+
 from ..cfg.options import option
+from ..postprocess import DetectionArrays
 from .activations import logistic
 from .base import BuildContext, DarknetLayer, Shape, head_output
 from .registry import register
+from .yolo import correct_yolo_boxes
+
+_F32 = np.float32
 
 
 @dataclass
@@ -87,6 +93,8 @@ def darknet_softmax(x: Tensor, dim: int) -> Tensor:
 
 class RegionLayer(DarknetLayer):
     kind = "region"
+    decodes = True
+    alexeyab_layer_type = 27
     ab_forward_zeroes_delta = True
     elementwise = True
 
@@ -197,9 +205,89 @@ class RegionLayer(DarknetLayer):
     def describe(self, in_shape: Shape) -> str:
         return ""
 
+    def get_detections(self, output: Tensor, im_w: int, im_h: int, net_w: int, net_h: int,
+                       thresh: float, hier_thresh: float = 0.5,
+                       letterbox: bool = True) -> DetectionArrays:
+        """:func:`get_region_detections` of one image's output."""
+        return get_region_detections(output, self, im_w, im_h, net_w, net_h, thresh, letterbox)
 
     def table_line(self, in_shape: Shape) -> str:
         return "detection"  # make_region_layer's fprintf
+
+
+def region_rows(output: Tensor, layer: "RegionLayer") -> Tuple[Tensor, ...]:
+    """One image's [region] output as Darknet's detection rows, in its fill order.
+
+    Returns (col, row, anchor, x, y, tw, th, scale, class_probs) per row; x, y activated.
+    pjreddie (``get_region_detections``): row ``n*H*W + cell`` (anchor-major), entries
+    read from the planar ``l.output`` (``entry_index``): objectness at ``coords`` (1 with
+    ``background``), class j at ``coords+1+j``. AlexeyAB (``get_region_boxes``, called by
+    ``custom_get_region_detections``): row ``cell*num + n`` (cell-major), record
+    ``row*(classes+5)`` of its transposed buffer -- x, y, w, h, objectness, classes,
+    whatever ``coords`` is -- with the logistic on x, y applied here.
+    """
+    _, lh, lw = output.shape
+    num, classes, cells = layer.num, layer.classes, lh * lw
+    if layer.cell_major:
+        stride = classes + 5
+        flat = output.reshape(-1).float()
+        index = torch.arange(cells * num)
+        rec = flat[(index * stride)[:, None] + torch.arange(stride)[None, :]]
+        cell, anchor = index // num, index % num
+        tx, ty = logistic(rec[:, 0]), logistic(rec[:, 1])
+        scale, cls = rec[:, 4], rec[:, 5:]
+    else:
+        coords = layer.coords
+        p = output.reshape(num, layer.entry_count, cells).permute(0, 2, 1)
+        p = p.reshape(num * cells, layer.entry_count).float()
+        index = torch.arange(num * cells)
+        anchor, cell = index // cells, index % cells
+        tx, ty = p[:, 0], p[:, 1]
+        scale = torch.ones(num * cells) if layer.background else p[:, coords]
+        cls = p[:, coords + 1:coords + 1 + classes]
+        rec = p
+    return cell % lw, cell // lw, anchor, tx, ty, rec[:, 2], rec[:, 3], scale, cls
+
+
+def get_region_detections(output: Tensor, layer, im_w: int, im_h: int, net_w: int, net_h: int,
+                          thresh: float, letterbox: bool = True) -> DetectionArrays:
+    """Darknet's detections of one image's (num*(coords+classes+1), H, W) [region] output
+    (the layer's ``l.output``): H*W*num rows, every cell and anchor, in Darknet's order.
+
+    x = (col + x)/W, y = (row + y)/H (float32); w = exp(tw)*anchor_w/W, h = exp(th)*anchor_h/H
+    (double, anchors in grid cells); then the letterbox correction (``correct_region_boxes``
+    is ``correct_yolo_boxes``' arithmetic). pjreddie (``get_region_detections``): objectness
+    = scale if scale > thresh else 0, prob = scale*class_prob where > thresh and objectness
+    != 0. AlexeyAB (``custom_get_region_detections``): objectness = 1 for every row, prob =
+    scale*class_prob where > thresh (scale = 0 below .5 with ``classfix=-1``), and its own
+    record layout (see :func:`region_rows`). ``[region]`` with a softmax tree (YOLO9000) is
+    not built, so ``hier_thresh`` never matters.
+    """
+    output = output.detach().cpu()
+    _, lh, lw = output.shape
+    col, row, anchor, tx, ty, tw, th, scale, cls = region_rows(output, layer)
+    t = float(_F32(thresh))
+    anchors = torch.tensor(np.asarray(layer.anchors_wh, dtype=_F32)).double()[anchor]
+    x = (col.float() + tx) / float(lw)
+    y = (row.float() + ty) / float(lh)
+    w = (torch.exp(tw.double()) * anchors[:, 0] / lw).float()
+    h = (torch.exp(th.double()) * anchors[:, 1] / lh).float()
+    boxes = correct_yolo_boxes(torch.stack([x, y, w, h], dim=1), im_w, im_h, net_w, net_h,
+                               letterbox, "alexeyab" if layer.cell_major else "pjreddie")
+    zero = torch.zeros((), dtype=torch.float32)
+    if layer.cell_major:
+        if layer.opts.classfix == -1:
+            scale = torch.where(scale < 0.5, zero, scale)
+        objectness = torch.ones_like(scale)
+        probs = scale[:, None] * cls
+        probs = torch.where(probs > t, probs, zero)
+    else:
+        objectness = torch.where(scale > t, scale, zero)
+        probs = scale[:, None] * cls
+        probs = torch.where((probs > t) & (objectness != 0)[:, None], probs, zero)
+    return DetectionArrays(boxes.numpy().astype(_F32), objectness.numpy().astype(_F32),
+                           probs.numpy().astype(_F32))
+
 
 
 @register("region", options=RegionOptions)

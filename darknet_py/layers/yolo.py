@@ -7,7 +7,10 @@ raw w, raw h, logistic(objectness), logistic(class probs). AlexeyAB's
 layer applies no logistic (the conv before it already did).
 
 ``anchors`` are in input pixels; ``mask`` picks this head's anchors (all
-``num`` when absent). Decoding to boxes lives in :mod:`darknet_py.detect`.
+``num`` when absent). :meth:`YoloLayer.get_detections` decodes one image's
+output to boxes as both forks' ``get_yolo_detections`` + ``correct_yolo_boxes``
+do (AlexeyAB: ``new_coords`` and its own ``1/ratio`` size correction);
+``nms_kind``/``beta_nms`` say which NMS AlexeyAB's ``detector test`` runs.
 
     >>> from darknet_py.cfg import parse_cfg
     >>> from darknet_py.model import Darknet
@@ -29,11 +32,14 @@ import torch
 from torch import Tensor
 
 from ..cfg.options import option
+from ..image import letterbox_size
+from ..postprocess import DetectionArrays
 from ..errors import DataError
 from .activations import logistic
 from .base import BuildContext, DarknetLayer, Shape, head_output
 from .registry import register
 
+_F32 = np.float32
 FLT_MAX = 3.4028234663852886e38
 #: more anchors than this (real cfgs have <= 16) are refused before their default
 #: mask/anchor lists are built: ``num=2147483647`` would otherwise ask for 2^32 floats.
@@ -98,8 +104,49 @@ def check_anchor_count(opts) -> None:
                          f"darknet_py builds ({MAX_ANCHORS})")
 
 
+def nms_kind_of(name: str, kinds: Tuple[str, ...]) -> str:
+    """``parser.c``'s ``nms_kind=`` lookup: a name it knows, else ``default``."""
+    return name if name in kinds else "default"
+
+
+def correct_yolo_boxes(boxes: Tensor, im_w: int, im_h: int, net_w: int, net_h: int,
+                       letterbox: bool = True, dialect: str = "pjreddie") -> Tensor:
+    """``yolo_layer.c:correct_yolo_boxes`` (relative=1): boxes on the network input ->
+    boxes relative to the original image. Darknet's float/double mix, kept:
+    x = (x - (net_w-new_w)/2./net_w) / ((float)new_w/net_w) in double; the size
+    scale is pjreddie's ``(float)net_w/new_w`` or AlexeyAB's ``1/ratiow`` (float).
+    Without letterbox new_w, new_h are the network's (AlexeyAB's plain resize).
+
+    >>> b = torch.tensor([[0.5, 0.5, 0.5, 0.375]])
+    >>> correct_yolo_boxes(b, 768, 576, 416, 416).tolist()
+    [[0.5, 0.5, 0.5, 0.5]]
+    """
+    if letterbox:
+        new_w, new_h = letterbox_size(im_w, im_h, net_w, net_h)
+    else:
+        new_w, new_h = net_w, net_h
+    rw = _F32(new_w) / _F32(net_w)  # (float)new_w/netw, used in double
+    rh = _F32(new_h) / _F32(net_h)
+    ox = (net_w - new_w) / 2.0 / net_w  # (netw - new_w)/2./netw, double
+    oy = (net_h - new_h) / 2.0 / net_h
+    with np.errstate(divide="ignore"):
+        if dialect == "alexeyab":  # b.w *= 1 / ratiow
+            sw, sh = _F32(1) / rw, _F32(1) / rh
+        else:  # b.w *= (float)netw/new_w
+            sw = _F32(net_w) / _F32(new_w) if new_w else _F32(np.inf)
+            sh = _F32(net_h) / _F32(new_h) if new_h else _F32(np.inf)
+    d = boxes.double()
+    x = ((d[:, 0] - ox) / float(rw)).float()
+    y = ((d[:, 1] - oy) / float(rh)).float()
+    return torch.stack([x, y, boxes[:, 2] * float(sw), boxes[:, 3] * float(sh)], dim=1)
+
+
 class YoloLayer(DarknetLayer):
     kind = "yolo"
+    decodes = True
+    alexeyab_layer_type = 28
+    #: the nms_kind values this section's parser knows (``parse_yolo``: no cornersnms)
+    NMS_KINDS = ("default", "greedynms", "diounms")
     ab_forward_zeroes_delta = True
     elementwise = True
 
@@ -108,6 +155,8 @@ class YoloLayer(DarknetLayer):
         super().__init__(index, out_shape)
         self.opts = opts
         self.dialect_name = dialect_name
+        self.nms_kind = nms_kind_of(opts.nms_kind, self.NMS_KINDS)
+        self.beta_nms = float(_F32(opts.beta_nms))
         self.classes = opts.classes
         self.mask: List[int] = list(opts.mask or [])
         self.anchors: List[float] = list(opts.anchors or [])
@@ -191,6 +240,53 @@ class YoloLayer(DarknetLayer):
 
     def table_line(self, in_shape: Shape) -> str:
         return "yolo"
+
+    def objectness_channels(self) -> List[int]:
+        return [a * (5 + self.classes) + 4 for a in range(len(self.mask))]
+
+    def class_channels(self) -> List[int]:
+        k = 5 + self.classes
+        return [a * k + 5 + j for a in range(len(self.mask)) for j in range(self.classes)]
+
+    def get_detections(self, output: Tensor, im_w: int, im_h: int, net_w: int, net_h: int,
+                       thresh: float, hier_thresh: float = 0.5,
+                       letterbox: bool = True) -> DetectionArrays:
+        """``get_yolo_detections`` for one image's (A*(5+C), H, W) output (``l.output``).
+
+        Rows in Darknet's fill order (cell ``row*W+col``, then anchor). A cell/anchor
+        is kept when objectness > thresh; x = (col + x)/W, y = (row + y)/H (float32);
+        w = exp(tw)*anchor_w/net_w in double (AlexeyAB ``new_coords``:
+        tw*tw*4*anchor_w/net_w in float32); prob = objectness*class_prob if > thresh
+        else 0; then :func:`correct_yolo_boxes`. ``hier_thresh`` is unused, as in Darknet.
+        """
+        output = output.detach().cpu()
+        n_anchors, classes = len(self.mask), self.classes
+        _, lh, lw = output.shape
+        p = output.reshape(n_anchors, 5 + classes, lh * lw).permute(2, 0, 1)
+        p = p.reshape(lh * lw * n_anchors, 5 + classes).float()
+        t = float(_F32(thresh))
+        keep = torch.nonzero(p[:, 4] > t).squeeze(1)
+        if keep.numel() == 0:
+            return DetectionArrays.empty(classes)
+        p = p[keep]
+        cell, anchor = keep // n_anchors, keep % n_anchors
+        row, col = cell // lw, cell % lw
+        anchors = torch.tensor(np.asarray(self.anchors_wh, dtype=_F32))[anchor]
+        x = (col.float() + p[:, 0]) / float(lw)
+        y = (row.float() + p[:, 1]) / float(lh)
+        if self.new_coords:
+            w = p[:, 2] * p[:, 2] * 4.0 * anchors[:, 0] / float(net_w)
+            h = p[:, 3] * p[:, 3] * 4.0 * anchors[:, 1] / float(net_h)
+        else:
+            w = (torch.exp(p[:, 2].double()) * anchors[:, 0].double() / net_w).float()
+            h = (torch.exp(p[:, 3].double()) * anchors[:, 1].double() / net_h).float()
+        boxes = correct_yolo_boxes(torch.stack([x, y, w, h], dim=1), im_w, im_h, net_w, net_h,
+                                   letterbox, self.dialect_name)
+        objectness = p[:, 4]
+        probs = objectness[:, None] * p[:, 5:]
+        probs = torch.where(probs > t, probs, torch.zeros((), dtype=probs.dtype))
+        return DetectionArrays(boxes.numpy().astype(_F32), objectness.numpy().copy(),
+                               probs.numpy().astype(_F32))
 
 
 @register("yolo", options=YoloOptions)

@@ -7,7 +7,8 @@ output of the real Darknet C code for that section type, fork and kind of check:
   every (fork, type) in :func:`darknet_py.testing.cfgs.kinds`, random cfgs containing that
   type through the live Darknet build, and fails if none had it;
 * decode: the detect-mode reference cases that ``tests/test_core_compare.py`` compares
-  (detections after get_network_boxes + do_nms_sort), listed in :data:`DECODE`;
+  (detections after get_network_boxes + do_nms_sort) and AlexeyAB's live ``detector test``
+  (``tests/test_detect_alexeyab.py``), listed in :data:`DECODE`;
 * train: :data:`TRAIN` (empty until a test compares train mode with Darknet's).
 
 ``python tools/coverage_table.py`` prints the table; ``tests/test_readme_coverage.py``
@@ -31,6 +32,11 @@ SECTIONS = ["convolutional", "maxpool", "avgpool", "route", "shortcut", "upsampl
 #: (fork, type) -> the test comparing decoded detections with Darknet's
 DECODE: Dict[Tuple[str, str], str] = {
     ("pjreddie", "yolo"): "tests/test_core_compare.py::test_official_tiny_dog_matches_darknet",
+    ("alexeyab", "yolo"): "tests/test_detect_alexeyab.py::test_yolov3_tiny_official_weights",
+    ("alexeyab", "Gaussian_yolo"):
+        "tests/test_detect_alexeyab.py::test_gaussian_yolov3_random_weights",
+    ("alexeyab", "detection"):
+        "tests/test_detect_alexeyab.py::test_yolov1_tiny_detection_layer_random_weights",
 }
 #: (fork, type) -> the test comparing train-mode results with Darknet's
 TRAIN: Dict[Tuple[str, str], str] = {}

@@ -1,0 +1,67 @@
+"""The .weights size each corpus cfg expects equals what the real Darknet reads for it.
+
+``tools/darknet_weights_size.c`` (compiled against each fork's build from the
+bridge fixtures) parses the cfg with that fork's ``parse_network_cfg`` and writes
+its ``save_weights`` file, whose size is what ``load_weights`` reads (the same
+per-layer loop). darknet_py's size: the 20-byte header plus 4 bytes per float of
+every layer's ``weight_tensors``. The default run checks the tiny YOLO cfgs of both
+forks; ``-m slow`` checks every cfg that builds (tools/coverage.py writes the table).
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+
+import darknet_py
+from darknet_py.errors import DarknetError
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tools"))
+from coverage import compile_size_tool  # noqa: E402
+
+sys.path.pop(0)
+
+
+def _cfgs(reference_dir: Path, fork: str, tiny: bool):
+    manifest = json.loads((reference_dir / "cfg" / "manifest.json").read_text())
+    return [reference_dir / "cfg" / fork / e["file"] for e in manifest["cfgs"]
+            if e["repo"] == fork and (not tiny or ("tiny" in e["file"] and "yolo" in e["file"]))]
+
+
+def _check(build, fork: str, cfgs, tmp_path: Path) -> int:
+    tool = compile_size_tool(Path(build.folder), fork, tmp_path / f"ws_{fork}")
+    checked = 0
+    for cfg in cfgs:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                model = darknet_py.load(cfg, dialect=fork)
+        except DarknetError:
+            continue  # the coverage table lists what does not build
+        ours = 20 + 4 * sum(layer.weight_count() for layer in model.layers)
+        done = subprocess.run([str(tool), str(cfg), str(tmp_path / "w.weights")], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, f"{cfg.name}: {done.stderr[-500:]}"
+        assert int(done.stdout.split()[-1]) == ours, cfg.name
+        checked += 1
+    return checked
+
+
+def test_tiny_cfgs_pjreddie(darknet_pjreddie, reference, tmp_path):
+    assert _check(darknet_pjreddie, "pjreddie", _cfgs(reference, "pjreddie", True), tmp_path) >= 3
+
+
+def test_tiny_cfgs_alexeyab(darknet_alexeyab, reference, tmp_path):
+    assert _check(darknet_alexeyab, "alexeyab", _cfgs(reference, "alexeyab", True), tmp_path) >= 12
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fork", ["pjreddie", "alexeyab"])
+def test_every_cfg(fork, request, reference, tmp_path):
+    build = request.getfixturevalue(f"darknet_{fork}")
+    assert _check(build, fork, _cfgs(reference, fork, False), tmp_path) >= 40
