@@ -176,7 +176,7 @@ def check_equal(got: DetectionArrays, want: np.ndarray, atol: float = 0.0) -> No
 
 
 # -- decode against the transliterations ------------------------------------------------------
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60, deadline=None, derandomize=True, database=None)
 @given(net=st.sampled_from([(64, 64), (96, 32), (32, 96)]),
        im=st.sampled_from([(768, 576), (576, 768), (100, 100), (333, 97)]),
        num=st.sampled_from([1, 3]), coords=st.sampled_from([4, 4, 5]), softmax=st.booleans(),
@@ -200,7 +200,7 @@ def test_pjreddie_region_decode_matches_darknet_transcription(net, im, num, coor
         assert ((got.objectness == 0) | (got.objectness > F(thresh))).all()
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60, deadline=None, derandomize=True, database=None)
 @given(net=st.sampled_from([(64, 64), (96, 32), (32, 96)]),
        im=st.sampled_from([(768, 576), (576, 768), (100, 100), (333, 97)]),
        num=st.sampled_from([1, 3]), coords=st.sampled_from([4, 4, 5]), softmax=st.booleans(),
@@ -222,8 +222,16 @@ def test_alexeyab_region_decode_matches_darknet_transcription(net, im, num, coor
                                           layer.anchors, im[0], im[1], net[0], net[1], thresh,
                                           letter)
     assert len(got) == lw * lh * num and (got.objectness == 1).all()
-    # x, y: the logistic is torch's exp here, numpy's expf there (an ulp or so apart)
-    check_equal(got, want, atol=1e-6)
+    # x, y: the logistic is torch's exp here, numpy's expf there (an ulp or so apart, 1e-6
+    # at most); a letterbox correction then divides by new_w/net_w (new_h/net_h), i.e.
+    # multiplies that difference by how much the image is shrunk inside the network input
+    stretch = 1.0
+    if letter:
+        if net[0] / im[0] < net[1] / im[1]:
+            stretch = net[1] / (im[1] * net[0] // im[0])
+        else:
+            stretch = net[0] / (im[0] * net[1] // im[1])
+    check_equal(got, want, atol=1e-6 * max(1.0, stretch))
 
 
 def test_row_order_is_darknets():
