@@ -27,9 +27,9 @@ from torch import Tensor
 
 from ..cfg.options import option
 from .activations import get as activation
-from .base import BuildContext, Shape, check_shape
+from .base import BuildContext, Shape
 from .registry import register
-from .rnn import Recurrent, connected
+from .rnn import Recurrent, connected, flat_sizes, gate_table
 
 
 @dataclass
@@ -76,19 +76,12 @@ class GRULayer(Recurrent):
         return torch.cat(out, 0)
 
     def table_line(self, in_shape: Shape) -> str:
-        return (f"GRU Layer: {self.inputs} inputs, {self.outputs} outputs\n" +
-                "\n".join("\t\t" + getattr(self, n).table_line(in_shape) for n in self.created))
+        return gate_table("GRU Layer", self, in_shape)
 
 
 @register("gru", options=GRUOptions)
 def build(ctx: BuildContext) -> GRULayer:
     r = ctx.reader
     o = r.read(GRUOptions)
-    r.check(o.output > 0, f"output must be > 0, got {o.output}", "output")
-    steps = ctx.net.time_steps
-    r.check(steps > 0, f"[net] time_steps must be > 0, got {steps}")
-    inputs = ctx.input_shape.numel
-    r.check(inputs > 0, f"the previous layer has no outputs ({inputs})")
-    ctx.check_weights(3 * (inputs + o.output) * o.output, "output")
-    check_shape(ctx, Shape(o.output, 1, 1))
+    steps, inputs = flat_sizes(ctx, o.output, lambda i: 3 * (i + o.output) * o.output)
     return GRULayer(ctx.index, inputs, o, steps, ctx.dialect)

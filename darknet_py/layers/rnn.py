@@ -159,6 +159,26 @@ class RNNLayer(Recurrent):
                 "\n".join("\t\t" + l.table_line(in_shape) for l in self.inner()))
 
 
+def flat_sizes(ctx: BuildContext, output: int, weights: int) -> "tuple[int, int]":
+    """Check what a recurrent section over a flat input needs; (time steps, inputs).
+    ``weights(inputs)`` counts its inner layers' weights."""
+    r = ctx.reader
+    r.check(output > 0, f"output must be > 0, got {output}", "output")
+    steps = ctx.net.time_steps
+    r.check(steps > 0, f"[net] time_steps must be > 0, got {steps}")
+    inputs = ctx.input_shape.numel
+    r.check(inputs > 0, f"the previous layer has no outputs ({inputs})")
+    ctx.check_weights(weights(inputs), "output")
+    check_shape(ctx, Shape(output, 1, 1))
+    return steps, inputs
+
+
+def gate_table(title: str, layer: Recurrent, in_shape: Shape) -> str:
+    """``make_gru_layer``/``make_lstm_layer``'s table: a title line, then each inner layer's."""
+    return (f"{title}: {layer.inputs} inputs, {layer.outputs} outputs\n" +
+            "\n".join("\t\t" + getattr(layer, n).table_line(in_shape) for n in layer.created))
+
+
 @register("rnn", options=RNNOptions)
 def build(ctx: BuildContext) -> RNNLayer:
     r = ctx.reader
