@@ -42,6 +42,20 @@ def read_list(path: "os.PathLike[str] | str", what: str = "image list") -> List[
     return [line for line in lines if line]
 
 
+
+def read_images(path: "os.PathLike[str] | str", purpose: str) -> List[str]:
+    """The images an evaluation runs on: the list file's lines, refused (one line, nothing
+    written yet) when the list is empty or names images that do not exist."""
+    paths = read_list(path, "image list")
+    if not paths:
+        raise DataError(f"the image list is empty: nothing to {purpose}", file=os.fspath(path))
+    missing = [p for p in paths if not os.path.isfile(p)]
+    if missing:
+        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        raise DataError(f"{len(missing)} of {len(paths)} listed images do not exist: "
+                        f"{', '.join(missing[:3])}{more}", file=os.fspath(path))
+    return paths
+
 @dataclass
 class Truths:
     """One image's labels: ``ids`` (N,) int, ``boxes`` (N, 4) float32 x, y, w, h relative."""

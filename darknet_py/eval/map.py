@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -248,7 +248,7 @@ def load_dataset(data: "os.PathLike[str] | str", classes: int, *, key: str = "va
     list, names or ``classes=`` disagreeing with the model are one-line :class:`DataError`s.
     """
     from ..detect import names_from_data, read_data_cfg
-    from .labels import label_path, read_boxes, read_list
+    from .labels import label_path, read_boxes, read_images, read_list
     options = read_data_cfg(data)
     names = names_from_data(data)
     if "classes" in options:
@@ -264,14 +264,7 @@ def load_dataset(data: "os.PathLike[str] | str", classes: int, *, key: str = "va
         raise DataError(f"the names file has {len(names)} names but the cfg's detection layers "
                         f"have {classes} classes", file=data, key="names")
     listed = options.get(key, options.get("train", default) if key == "valid" else default)
-    paths = read_list(listed, "image list")
-    if not paths:
-        raise DataError("the image list is empty: nothing to evaluate", file=listed)
-    missing = [p for p in paths if not os.path.isfile(p)]
-    if missing:
-        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
-        raise DataError(f"{len(missing)} of {len(paths)} listed images do not exist: "
-                        f"{', '.join(missing[:3])}{more}", file=listed)
+    paths = read_images(listed, "evaluate")
     truths, absent = [], []
     for p in paths:
         found = read_boxes(label_path(p), classes)

@@ -91,7 +91,7 @@ def validate_detector(data, cfg=None, weights=None, *, outfile: Optional[str] = 
                       model=None, batch_size: int = 8) -> List[str]:
     """Write the results files of ``data``'s ``valid`` list; returns their paths."""
     from ..detect import read_data_cfg, read_names
-    from .labels import read_list
+    from .labels import read_images
     options = read_data_cfg(data)
     if model is None:
         from .. import load
@@ -117,14 +117,7 @@ def validate_detector(data, cfg=None, weights=None, *, outfile: Optional[str] = 
         raise DataError(f"eval=coco maps 80 classes to COCO ids; the cfg has {classes}",
                         file=data, key="eval")
     listed = options.get("valid", "data/train.list")
-    paths = read_list(listed, "image list")
-    if not paths:
-        raise DataError("the image list is empty: nothing to validate", file=listed)
-    missing = [p for p in paths if not os.path.isfile(p)]
-    if missing:
-        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
-        raise DataError(f"{len(missing)} of {len(paths)} listed images do not exist: "
-                        f"{', '.join(missing[:3])}{more}", file=listed)
+    paths = read_images(listed, "validate")
     ids = [coco_image_id(p) for p in paths] if kind == "coco" else None
     if load_later is not None:
         model.load_weights(load_later)
