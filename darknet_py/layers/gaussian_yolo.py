@@ -39,7 +39,7 @@ from ..postprocess import DetectionArrays
 from .activations import logistic
 from .base import BuildContext, DarknetLayer, Shape
 from .registry import register
-from .yolo import MAX_ANCHORS, correct_yolo_boxes, nms_kind_of
+from .yolo import MAX_ANCHORS, cell_records, correct_yolo_boxes, nms_kind_of
 
 _F32 = np.float32
 
@@ -171,18 +171,13 @@ class GaussianYoloLayer(DarknetLayer):
         prob = (float)(objectness*p_class) * (1.0 - mean sigma) in double, where the
         mean is the float sum of the four sigmas / 4.0; then
         ``correct_gaussian_yolo_boxes`` (pjreddie's size arithmetic)."""
-        output = output.detach().cpu()
-        n_anchors, classes, k = len(self.mask), self.classes, self.entries
-        _, lh, lw = output.shape
-        p = output.reshape(n_anchors, k, lh * lw).permute(2, 0, 1)
-        p = p.reshape(lh * lw * n_anchors, k).float()
-        t = float(_F32(thresh))
-        keep = torch.nonzero(p[:, 8] > t).squeeze(1)
-        if keep.numel() == 0:
+        classes = self.classes
+        found = cell_records(output, len(self.mask), self.entries, 8, thresh)
+        if found is None:
             return DetectionArrays.empty(classes)
-        p = p[keep]
-        cell, anchor = keep // n_anchors, keep % n_anchors
-        row, col = cell // lw, cell % lw
+        p, row, col, anchor = found
+        lh, lw = output.shape[1:]
+        t = float(_F32(thresh))
         anchors = torch.tensor(np.asarray(self.anchors_wh, dtype=_F32))[anchor].double()
         w = (torch.exp(p[:, 4].double()) * anchors[:, 0] / net_w).float()
         h = (torch.exp(p[:, 6].double()) * anchors[:, 1] / net_h).float()

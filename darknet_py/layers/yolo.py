@@ -141,6 +141,21 @@ def correct_yolo_boxes(boxes: Tensor, im_w: int, im_h: int, net_w: int, net_h: i
     return torch.stack([x, y, boxes[:, 2] * float(sw), boxes[:, 3] * float(sh)], dim=1)
 
 
+
+def cell_records(output: Tensor, n_anchors: int, entries: int, objectness: int, thresh: float):
+    """The records of a head's (n_anchors*entries, H, W) output whose entry ``objectness`` is
+    above ``thresh`` (compared in float32), in Darknet's cell-major order (cell*n + anchor), as
+    (records, row, col, anchor), or None when none is. Shared by [yolo] and [Gaussian_yolo]."""
+    output = output.detach().cpu()
+    _, lh, lw = output.shape
+    p = output.reshape(n_anchors, entries, lh * lw).permute(2, 0, 1)
+    p = p.reshape(lh * lw * n_anchors, entries).float()
+    keep = torch.nonzero(p[:, objectness] > float(_F32(thresh))).squeeze(1)
+    if keep.numel() == 0:
+        return None
+    cell, anchor = keep // n_anchors, keep % n_anchors
+    return p[keep], cell // lw, cell % lw, anchor
+
 class YoloLayer(DarknetLayer):
     kind = "yolo"
     decodes = True
@@ -259,18 +274,13 @@ class YoloLayer(DarknetLayer):
         tw*tw*4*anchor_w/net_w in float32); prob = objectness*class_prob if > thresh
         else 0; then :func:`correct_yolo_boxes`. ``hier_thresh`` is unused, as in Darknet.
         """
-        output = output.detach().cpu()
-        n_anchors, classes = len(self.mask), self.classes
-        _, lh, lw = output.shape
-        p = output.reshape(n_anchors, 5 + classes, lh * lw).permute(2, 0, 1)
-        p = p.reshape(lh * lw * n_anchors, 5 + classes).float()
-        t = float(_F32(thresh))
-        keep = torch.nonzero(p[:, 4] > t).squeeze(1)
-        if keep.numel() == 0:
+        classes = self.classes
+        found = cell_records(output, len(self.mask), 5 + classes, 4, thresh)
+        if found is None:
             return DetectionArrays.empty(classes)
-        p = p[keep]
-        cell, anchor = keep // n_anchors, keep % n_anchors
-        row, col = cell // lw, cell % lw
+        p, row, col, anchor = found
+        lh, lw = output.shape[1:]
+        t = float(_F32(thresh))
         anchors = torch.tensor(np.asarray(self.anchors_wh, dtype=_F32))[anchor]
         x = (col.float() + p[:, 0]) / float(lw)
         y = (row.float() + p[:, 1]) / float(lh)
@@ -398,7 +408,6 @@ def yolo_delta_pjreddie(layer: "YoloLayer", output: Tensor, truth: Tensor,
                            device=out.device).view(n, 2)
     rows, valid = truth_rows(truth, layer.opts.max, 5)
     tx, ty, tw, th = rows[..., 0], rows[..., 1], rows[..., 2], rows[..., 3]
-    tcls = rows[..., 4].to(torch.int64)
     px, py, pw, ph = pred_boxes(layer, out, net_w, net_h, anchors)
     # best IoU of each prediction with the image's truths: (B, n, H, W, T)
     shp = (bsz, 1, 1, 1, -1)
@@ -822,7 +831,6 @@ def yolo_delta_alexeyab(layer: "YoloLayer", output: Tensor, truth: Tensor,
                                sel[:, 2:3], sel[:, 3:4])  # (m, total)
         bmax = shape_iou.max(dim=1)
         best_n = torch.where(bmax.values > 0, bmax.indices, torch.zeros_like(bmax.indices))
-        slots = torch.arange(total + 1, device=dev)
         cand_n, cand_slot, cand_row = [], [], []
         m_rows = torch.arange(sel.shape[0], device=dev)
         cand_n.append(best_n)
@@ -846,7 +854,6 @@ def yolo_delta_alexeyab(layer: "YoloLayer", output: Tensor, truth: Tensor,
         loc = cj[cr] * w + ci[cr]
         keep &= (loc >= 0) & (loc < hw)
         cn, cs, cr, slot_n, loc = cn[keep], cs[keep], cr[keep], slot_n[keep], loc[keep]
-        del slots
         if cr.numel():
             mb = b_idx[cr]
             key = (mb * n + slot_n) * hw + loc
@@ -881,8 +888,7 @@ def yolo_delta_alexeyab(layer: "YoloLayer", output: Tensor, truth: Tensor,
                            device=dev)
         first.scatter_reduce_(0, key, order, reduce="amin")
         is_first = first[key] == order
-        fk, fc = key[is_first], ccls[is_first]
-        fk, uidx = torch.unique(fk, return_inverse=False, return_counts=False), None
+        fk = torch.unique(key[is_first])
         # the first operation per cell writes the full class vector
         first_cls = torch.zeros(flat.shape[0], dtype=torch.int64, device=dev)
         first_cls[key[is_first]] = ccls[is_first]
