@@ -380,6 +380,93 @@ HEAD_TOLERANCE = 1e-5
 LOSS_TOLERANCE = 1e-4
 #: weights after minus weights before, per tensor, relative to that update's max |value|
 UPDATE_TOLERANCE = 1e-3
+#: every layer's l.delta after iteration 1 (``iter1_delta_NNN.npy``), relative to its max
+DELTA_TOLERANCE = HEAD_TOLERANCE
+#: activations with a kink at 0, by their slope below it: an output within float noise of
+#: 0 may fall on either side in Darknet and in darknet_py, and its gradient then jumps
+KINKED = {"leaky": 0.1, "relu": 0.0, "relie": 0.01}
+
+
+def kink_flips(model: Darknet, outputs: Dict[int, np.ndarray], folder: Path,
+               limit: int = 3) -> List[str]:
+    """Elements of iteration 1's train-mode outputs (``iter1_layer_NNN.npy`` against
+    ``outputs``) that lie on the two sides of a kinked activation's 0 while within the
+    output tolerance of each other: a sign flip of a pre-activation within float noise,
+    where Darknet and darknet_py take different sides of the kink. Described one a line."""
+    notes: List[str] = []
+    for i in sorted(outputs):
+        name = str(model.sections[i + 1].get("activation") or "").strip()
+        slope = KINKED.get(name)
+        path = folder / f"iter1_layer_{i:03d}.npy"
+        if slope is None or not path.is_file():
+            continue
+        ref = _load_npy(path).astype(np.float64)
+        ours = np.asarray(outputs[i], dtype=np.float64)
+        if ours.size != ref.size:
+            continue
+        ours = ours.reshape(ref.shape)
+        scale = float(np.abs(ref).max()) if ref.size else 0.0
+        flip = ((ours > 0) != (ref > 0)) & (np.abs(ours - ref) <= DEFAULT_TOLERANCE * scale)
+
+        def pre(v: float) -> str:
+            return f"{v:+.2e}" if v > 0 else (f"{v / slope:+.2e}" if slope else "<= 0")
+        for at in np.argwhere(flip)[:limit]:
+            t = tuple(int(k) for k in at)
+            notes.append(f"layer {i} {name} at {t}: pre-activation {pre(ref[t])} in Darknet, "
+                         f"{pre(ours[t])} in darknet_py")
+        if int(flip.sum()) > limit:
+            notes.append(f"layer {i}: {int(flip.sum()) - limit} more")
+    return notes
+
+
+def _flip_note(flips: List[str]) -> str:
+    return ("; sign flip at an activation's kink within float noise (Darknet and darknet_py "
+            "take different sides, the gradient there jumps): " + "; ".join(flips))
+
+
+def delta_checks(case: "Case", model: Darknet, X: torch.Tensor, y: torch.Tensor,
+                 layers: Optional[Sequence[int]] = None
+                 ) -> Tuple[List[Tuple[str, bool, str]], Dict[int, np.ndarray]]:
+    """Every ``iter1_delta_NNN.npy``: Darknet's ``l.delta`` after iteration 1's backward
+    (the last mini-batch) against darknet_py's (:func:`~darknet_py.layers.base.probe_deltas`
+    on a copy of ``model`` training iteration 1), :data:`DELTA_TOLERANCE` of the layer's
+    max |delta|. Heads are left to the head checks, layers whose ``l.delta`` darknet_py does
+    not expose are listed as not compared. Returns the checks and the copy's train-mode
+    outputs of that mini-batch (for :func:`kink_flips`)."""
+    from .layers.base import probe_deltas
+    from .train.engine import TrainState, train_network
+    wanted = range(len(model.layers)) if layers is None else layers
+    files = {i: case.folder / f"iter1_delta_{i:03d}.npy" for i in wanted}
+    files = {i: p for i, p in files.items() if p.is_file()}
+    if not files:
+        return [], {}
+    twin = copy.deepcopy(model)
+    with probe_deltas() as probe:
+        train_network(twin, TrainState.from_model(twin), X, y)
+    outputs = {i: t.cpu().numpy() for i, t in probe.outputs.items()}
+    checks: List[Tuple[str, bool, str]] = []
+    skipped: List[str] = []
+    for i, path in sorted(files.items()):
+        layer = twin.layers[i]
+        if layer.has_cost or not layer.delta_comparable:
+            skipped.append(f"{i} [{layer.kind}]" + (" (head: see its delta check)"
+                                                      if layer.has_cost else ""))
+            continue
+        ref = _load_npy(path).astype(np.float64)
+        got = probe.deltas.get(i)
+        ours = (np.zeros(ref.shape) if got is None  # no gradient reached it (as Darknet's 0)
+                else got.cpu().numpy().astype(np.float64))
+        if ours.size != ref.size:
+            checks.append((f"iteration 1 layer {i} [{layer.kind}] l.delta", False,
+                           f"{ours.size} values, Darknet has {ref.size}"))
+            continue
+        diff, rel = _relative(ours.reshape(ref.shape), ref)
+        checks.append((f"iteration 1 layer {i} [{layer.kind}] l.delta", rel <= DELTA_TOLERANCE,
+                       f"max error {diff:.3e} = {rel:.2e} of max |delta| "
+                       f"(tolerance {DELTA_TOLERANCE:g})"))
+    if skipped:
+        checks.append(("iteration 1 l.delta not compared", True, ", ".join(skipped)))
+    return checks, outputs
 
 
 def _weights_tensors(model: Darknet) -> List[Tuple[str, torch.Tensor]]:
@@ -427,12 +514,15 @@ def compare_train_case(case: "Case", weights: "os.PathLike[str] | str | None" = 
 
     Checks whichever of these the folder holds: every ``iter1_layer_NNN.npy`` (train-mode
     output of iteration 1, ``tolerance``), ``iter1_yolo_output/delta_NNN.npy`` (the heads'
-    outputs and deltas, :data:`HEAD_TOLERANCE`), ``yolo_cost_iter1``, the loss, rate and
+    outputs and deltas, :data:`HEAD_TOLERANCE`), ``iter1_delta_NNN.npy`` (every layer's
+    ``l.delta``, :func:`delta_checks`), ``yolo_cost_iter1``, the loss, rate and
     seen of each iteration in ``train_log`` (:data:`LOSS_TOLERANCE`) and, for each
     ``weights_iter{k}.weights``, every tensor's update (after - before, each iteration
     starting from Darknet's ``weights_iter{k-1}`` when there is one) against Darknet's
     (:data:`UPDATE_TOLERANCE` of the update's max |value|, above the one-ulp floor of the
-    stored float32 weights: see :func:`_update_error`).
+    stored float32 weights: see :func:`_update_error`). A failing check of iteration 1
+    names any element where the two took different sides of a kinked activation
+    (:func:`kink_flips`): still a mismatch, with its cause.
     """
     import copy
 
@@ -452,9 +542,11 @@ def compare_train_case(case: "Case", weights: "os.PathLike[str] | str | None" = 
     if iterations < 1:
         raise DataError("train case with no iterations (K / train_log)", file=case.folder)
     mini = model.net.mini_batch
-    # iteration 1's train-mode outputs and deltas, on a copy (the forward moves BN averages)
+    # iteration 1's train-mode outputs and deltas, on a copy (the forward moves BN averages):
+    # of its last mini-batch, as Darknet dumps them (the weights move only after it)
     probe = copy.deepcopy(model).train()
-    first = X[:mini]
+    last = slice(X.shape[0] - mini, X.shape[0])
+    first = X[last]
     with torch.no_grad():
         outs = probe.layer_outputs(first)
     wanted = range(len(outs)) if layers is None else layers
@@ -473,7 +565,7 @@ def compare_train_case(case: "Case", weights: "os.PathLike[str] | str | None" = 
         delta_path = case.folder / f"iter1_yolo_delta_{i:03d}.npy"
         if not (out_path.is_file() or delta_path.is_file() or str(i) in costs):
             continue
-        delta, cost = layer.loss(outs[i], y[:mini], net_size, seen=mini)
+        delta, cost = layer.loss(outs[i], y[last], net_size, seen=int(model.seen) + X.shape[0])
         for what, ours, p in (("output", outs[i], out_path), ("delta", delta, delta_path)):
             if p.is_file():
                 ref = _load_npy(p)
@@ -489,7 +581,25 @@ def compare_train_case(case: "Case", weights: "os.PathLike[str] | str | None" = 
             report.checks.append((f"iteration 1 layer {i} cost", rel <= LOSS_TOLERANCE,
                                   f"{float(cost):.6g} vs Darknet's {ref_cost:.6g} "
                                   f"(relative {rel:.2e})"))
-    del probe, outs
+    del probe
+    deltas, delta_outputs = delta_checks(case, model, X, y, layers)
+    if delta_outputs:
+        flip_outputs = delta_outputs
+    else:
+        flip_outputs = {i: o.detach().cpu().numpy() for i, o in enumerate(outs)}
+    del outs
+    flips: Optional[List[str]] = None
+
+    def flip_note() -> str:  # computed once, only when something failed
+        nonlocal flips
+        if flips is None:
+            flips = kink_flips(model, flip_outputs, case.folder)
+        return _flip_note(flips) if flips else ""
+    for name, ok, detail in deltas:
+        report.checks.append((name, ok, detail if ok else detail + flip_note()))
+    for n, (name, ok, detail) in enumerate(report.checks):
+        if not ok and name.startswith("iteration 1 layer") and "l.delta" not in name:
+            report.checks[n] = (name, ok, detail + flip_note())
     # K train_network calls
     state = TrainState.from_model(model)
     ref_before = _snapshot(model)
@@ -538,6 +648,8 @@ def compare_train_case(case: "Case", weights: "os.PathLike[str] | str | None" = 
                   f"|value| at {worst_name} (tolerance {UPDATE_TOLERANCE:g})")
         if bad:
             detail += "; over: " + ", ".join(bad[:5]) + (" ..." if len(bad) > 5 else "")
+            if k == 1:
+                detail += flip_note()
         report.checks.append((f"iteration {k} weight update", not bad, detail))
         ref_before = ref_after
     if not report.rows and not report.checks:

@@ -33,7 +33,7 @@ from . import fast as _fast
 from . import limits as _limits
 from .layers import activations
 from .layers.base import (BuildContext, CommonOptions, DarknetLayer, ResizeError, Shape,
-                          StaleDelta)
+                          StaleDelta, delta_probe)
 from .layers.registry import get_builder, options_class, section_dialect
 from .limits import Limits
 
@@ -383,6 +383,12 @@ class Darknet(nn.Module):
                 out = layer.infer(x, refs, reuse)
             else:
                 out = layer(x, refs)
+                probe = delta_probe()
+                if probe is not None and torch.is_grad_enabled():
+                    # its own node (a route may return its input itself); a leaf where nothing
+                    # before needs a gradient (a detached input): Darknet's l.delta is still set
+                    out = out.view_as(out) if out.requires_grad else out.detach().requires_grad_()
+                    probe.record(i, out)
             cut = (self.cpu_backward_quirks and out.requires_grad and i + 1 < len(self.layers)
                    and self.layers[i + 1].overwrites_input_delta())
             if (self.cpu_backward_quirks and out.requires_grad and not cut

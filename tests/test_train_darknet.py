@@ -5,6 +5,7 @@ checks loss per iteration, the heads' deltas of iteration 1 and every tensor's u
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -192,3 +193,60 @@ def test_alexeyab_region(reference, tmp_path, extra, seed):
     folder = make_train_case("alexeyab", cfg, tmp_path / "c", X, y, K=2, ycols=200 * 6)
     report = _check(compare_case(folder))
     assert sum(1 for name, _, _ in report.checks if "[region] delta" in name) == 1
+
+
+# -- every layer's l.delta (the bridge's dump_case(deltas=True)) ---------------------------
+def _delta_checks(report):
+    return [name for name, _, _ in report.checks if name.endswith("l.delta")]
+
+
+def test_every_layer_delta_pjreddie(darknet_pjreddie, pj_cases, tmp_path):
+    """The reference train case re-dumped with every layer's l.delta after iteration 1:
+    all 22 non-head layers within 1e-5 of their max |delta|; one perturbed element of a
+    route's delta (a layer whose l.delta the head checks never see) is caught."""
+    import shutil
+    from darknet_py.darknet.dump import dump_case
+    ref = pj_cases / "train-tiny-narrow"
+    case = dump_case(darknet_pjreddie, ref / "yolov3-tiny-narrow-train.cfg",
+                     ref / "weights_init.weights", mode="train", out_dir=tmp_path / "c",
+                     X=ref / "X.npy", y=ref / "y.npy", iterations=1, deltas=True)
+    listed = [f["file"] for f in json.loads((case / "case.json").read_text())["files"]]
+    assert [f"iter1_delta_{i:03d}.npy" for i in range(24)] == [f for f in listed if "_delta_" in f
+                                                                 and "yolo" not in f]
+    report = _check(compare_case(case))
+    checked = [int(name.split()[3]) for name in _delta_checks(report)]
+    assert checked == [i for i in range(24) if i not in (16, 23)]  # the heads: their own check
+    broken = tmp_path / "broken"
+    shutil.copytree(case, broken)
+    d = np.load(broken / "iter1_delta_017.npy")
+    d.flat[5] += 1e-4 * np.abs(d).max()
+    np.save(broken / "iter1_delta_017.npy", d)
+    bad = [name for name, ok, _ in compare_case(broken).checks if not ok]
+    assert bad == ["iteration 1 layer 17 [route] l.delta"]
+
+
+def _kinds(case):
+    layers = json.loads((case / "case.json").read_text())["layers"]
+    return [(l["index"], l["type"]) for l in layers]
+
+
+def test_every_layer_delta_alexeyab_subdivisions(darknet_alexeyab, reference, tmp_path):
+    """yolov4-tiny (route groups, two heads), batch 4 in 2 subdivisions: AlexeyAB's CPU
+    forward never clears a route's or upsample's l.delta, so after iteration 1 they hold
+    both mini-batches' sum (darknet_py's StaleDelta); the layer outputs, head deltas and
+    costs are the last mini-batch's, as Darknet dumps them."""
+    from darknet_py.darknet.dump import dump_case
+    from train_cases import random_model
+    cfg = _narrow_tiny(160, 128, 4, 2, cfg=reference / "cfg" / "alexeyab" / "yolov4-tiny.cfg")
+    (tmp_path / "net.cfg").write_text(cfg)
+    random_model(cfg, "alexeyab", 22).save_weights(tmp_path / "w.weights")
+    rng = np.random.default_rng(22)
+    X = rng.random((4, 3, 128, 160), dtype=np.float32)
+    case = dump_case(darknet_alexeyab, tmp_path / "net.cfg", tmp_path / "w.weights",
+                     mode="train", out_dir=tmp_path / "c", X=X, y=_ab_truths(22, [14, 25, 8, 3]),
+                     iterations=2, deltas=True)
+    report = _check(compare_case(case))
+    kinds = dict(_kinds(case))
+    checked = [name.split()[4] for name in _delta_checks(report)]
+    assert len(checked) == len(kinds) - 2
+    assert set(checked) == {"[route]", "[upsample]", "[maxpool]", "[convolutional]"}

@@ -39,7 +39,8 @@ def _dump(args: argparse.Namespace) -> int:
     out = dump_case(args.build, args.cfg, args.weights, mode=mode, out_dir=args.out,
                     image=args.image, input=args.input, seed=args.seed, input_seed=args.input_seed,
                     thresholds=args.thresh or (0.5, 0.005), letterbox=args.letter_box,
-                    iterations=args.iterations, X=args.X, y=args.y, timeout=args.timeout)
+                    iterations=args.iterations, X=args.X, y=args.y, deltas=args.deltas,
+                    timeout=args.timeout)
     print(out)
     return 0
 
@@ -78,6 +79,8 @@ def register(sub) -> None:
     d.add_argument("-X", help="train: batch images .npy (B,C,H,W) in [0,1]")
     d.add_argument("-y", help="train: truth .npy (B, boxes, 5 pjreddie | 6 AlexeyAB)")
     d.add_argument("--iterations", type=int, default=3, help="train: train_network calls (default 3)")
+    d.add_argument("--deltas", action="store_true",
+                   help="train: also every layer's l.delta after iteration 1 (iter1_delta_NNN.npy)")
     d.add_argument("--timeout", type=float, default=600, help="seconds before Darknet is "
                                                               "stopped (default 600)")
     d.add_argument("-o", "--out", required=True, help="case folder to write")

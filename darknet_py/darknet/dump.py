@@ -14,7 +14,8 @@ and writes a case folder in the format of ``shared/reference/darknet/README.md``
 * ``train``: ``iterations`` ``train_network`` calls on ``X`` (B,C,H,W) / ``y``
   (B, boxes, 5 pjreddie | 6 AlexeyAB), or on a seeded random batch with random
   boxes: ``train_log``, ``yolo_cost_iter1``, ``iter1_yolo_output/delta_NNN``,
-  ``iter1_layer_NNN`` and ``weights_iter{k}.weights``.
+  ``iter1_layer_NNN`` and ``weights_iter{k}.weights``; with ``deltas=True`` also
+  ``iter1_delta_NNN``: every layer's ``l.delta`` as iteration 1's backward left it.
 
 Without ``weights`` the network is initialised at random from ``seed`` exactly as
 the reference cases' ``init`` says (reproduces their ``.weights`` byte for byte)
@@ -93,13 +94,14 @@ PROCEDURE = {
                            "and d.y (B rows of net->truths); srand(seed+12345); for it in 1..K: "
                            "loss=train_network(net, d); after it==1 dump [yolo]/[region] "
                            "l.output/l.delta/*(l.cost) and every layer l.output (train mode, the last "
-                           "mini-batch); save_weights after every it",
+                           "mini-batch) [and, with -D, every layer's l.delta]; save_weights after "
+                           "every it",
     ("alexeyab", "train"): "srand(seed); net=parse_network_cfg(cfg) (net.batch = batch/subdivisions); "
                            "load_weights or [random init]; data d with d.X (B rows) and d.y (B rows "
                            "of net.truths, 6 floats a box); srand(seed+12345); for it in 1..K: "
                            "loss=train_network(net, d) (one update per call); after it==1 dump "
-                           "[yolo]/[region] l.output/l.delta/*(l.cost) and every layer l.output; "
-                           "save_weights after every it",
+                           "[yolo]/[region] l.output/l.delta/*(l.cost) and every layer l.output "
+                           "[and, with -D, every layer's l.delta]; save_weights after every it",
 }
 
 
@@ -247,15 +249,17 @@ def dump_case(build: "DarknetBuild | PathLike", cfg: PathLike, weights: Optional
               hier_thresh: float = 0.5, nms: float = 0.45, letterbox: bool = False,
               names: Optional[Sequence[str]] = None, iterations: int = 3,
               X: Optional[ArrayLike] = None, y: Optional[ArrayLike] = None,
-              save_every: int = 1, timeout: float = harness.DEFAULT_TIMEOUT_S) -> Path:
+              save_every: int = 1, deltas: bool = False,
+              timeout: float = harness.DEFAULT_TIMEOUT_S) -> Path:
     """Run the real Darknet of ``build`` on ``cfg`` and write a case folder to ``out_dir``.
 
     ``seed`` (default 1) seeds the random init when there are no ``weights``;
     ``input_seed`` (default ``seed + 1``) seeds a random input / train batch when
     none is given. In train mode ``X`` may be a stack of batches (N, B, C, H, W) with
     ``y`` (N, B, boxes, per_box): iteration k trains on batch (k-1) % N. ``save_every``
-    keeps ``weights_iter{k}.weights`` only for k multiple of it (and the last). Returns
-    the folder.
+    keeps ``weights_iter{k}.weights`` only for k multiple of it (and the last).
+    ``deltas`` (train) dumps every layer's ``l.delta`` after iteration 1's backward (the
+    last mini-batch's) as ``iter1_delta_NNN.npy``. Returns the folder.
     """
     if mode not in MODES:
         raise BridgeError(f"unknown mode {mode!r}: expected one of {', '.join(MODES)}")
@@ -360,6 +364,8 @@ def dump_case(build: "DarknetBuild | PathLike", cfg: PathLike, weights: Optional
             if int(save_every) != 1:
                 args += ["-e", int(save_every)]
                 manifest["save_every"] = int(save_every)
+            if deltas:
+                args.append("-D")
             files += [_npy_entry(stage, "X.npy", layout=("N x " if nb > 1 else "") + "BCHW, [0,1]"),
                       _npy_entry(stage, "y.npy", layout=f"B x {info.truths // per_box} x {per_box}: "
                                  "x,y,w,h (relative, center), class_id" +
@@ -419,6 +425,10 @@ def dump_case(build: "DarknetBuild | PathLike", cfg: PathLike, weights: Optional
             for i, _ in facts.extra.get("cost", []):
                 for part in ("output", "delta"):
                     files.append(_npy_entry(stage, f"iter1_yolo_{part}_{int(i):03d}.npy", layer=int(i)))
+            for i, in facts.extra.get("delta", []):
+                files.append(_npy_entry(stage, f"iter1_delta_{int(i):03d}.npy", layer=int(i),
+                                        description="l.delta after iteration 1's backward "
+                                                    "(the last mini-batch)"))
             files += [{"file": f"weights_iter{k}.weights"} for k in range(1, int(iterations) + 1)
                       if k % int(save_every) == 0 or k == int(iterations)]
         if weights_p is None:

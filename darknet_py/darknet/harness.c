@@ -7,7 +7,7 @@
  *   dpy_harness info    CFG OUT
  *   dpy_harness forward CFG OUT (-w WEIGHTS | -s SEED) -i INPUT.f32
  *   dpy_harness detect  CFG OUT (-w WEIGHTS | -s SEED) -m IMAGE -n NAMES [-t THRESH]... [-H HIER] [-N NMS] [-l]
- *   dpy_harness train   CFG OUT (-w WEIGHTS | -s SEED) -i X.f32 -y Y.f32 -r ROWS -k K [-b NB] [-e E]
+ *   dpy_harness train   CFG OUT (-w WEIGHTS | -s SEED) -i X.f32 -y Y.f32 -r ROWS -k K [-b NB] [-e E] [-D]
  *   dpy_harness sequence CFG OUT (-w WEIGHTS | -s SEED) -i X.f32 -k CALLS
  *   dpy_harness decode  IMAGE OUT.npy
  *
@@ -499,9 +499,23 @@ static void detect(network *net, char *image_path, char *names_path, float *thre
     }
 }
 
+/* every layer's l.delta as the last backward left it (-D: iter1_delta_NNN.npy) */
+static void dump_deltas(network *net, const char *prefix)
+{
+    int i, shape[4];
+    for (i = 0; i < net->n; ++i) {
+        layer l = net->layers[i];
+        char name[64];
+        if (!l.delta || l.outputs <= 0) continue;
+        snprintf(name, sizeof name, "%sdelta_%03d.npy", prefix, i);
+        write_f32(name, shape, layer_shape(l, l.batch, shape), l.delta);
+        fprintf(facts, "delta %d\n", i);
+    }
+}
+
 /* -- train: K train_network calls on one data batch --------------------------------------- */
 static void train(network *net, int seed, char *x_path, char *y_path, int rows, int iterations,
-                  int nbatches, int save_every)
+                  int nbatches, int save_every, int deltas)
 {
     int i, it, shape[4];
     if (rows <= 0 || rows % net->batch) die("rows must be a multiple of the mini-batch", 0);
@@ -533,6 +547,7 @@ static void train(network *net, int seed, char *x_path, char *y_path, int rows, 
                 (unsigned long long)*net->seen, net->cost ? *net->cost : NAN);
         if (it == 1) {
             dump_layers(net, "iter1_", net->batch, 1);
+            if (deltas) dump_deltas(net, "iter1_");
             for (i = 0; i < net->n; ++i) {
                 layer l = net->layers[i];
                 if (l.type != YOLO && l.type != REGION) continue;
@@ -571,10 +586,12 @@ int main(int argc, char **argv)
     out_dir = argv[3];
     char *weights = 0, *input = 0, *image_path = 0, *names = 0, *y_path = 0;
     int seed = 0, rows = 0, iterations = 1, nbatches = 1, save_every = 1, letter = 0, nthresh = 0, i;
+    int deltas = 0;
     float thresholds[32], hier = .5f, nms = .45f;
     for (i = 4; i < argc; ++i) {
         char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : 0;
         if (!strcmp(a, "-l")) { letter = 1; continue; }
+        if (!strcmp(a, "-D")) { deltas = 1; continue; }
         if (!v) die("missing value", a);
         ++i;
         if (!strcmp(a, "-w")) weights = v;
@@ -637,7 +654,7 @@ int main(int argc, char **argv)
         network *net = load_or_init(cfg, weights, seed, 0);
         net_facts(net);
         if (nbatches < 1 || save_every < 1) die("-b and -e take a positive count", 0);
-        train(net, seed, input, y_path, rows, iterations, nbatches, save_every);
+        train(net, seed, input, y_path, rows, iterations, nbatches, save_every, deltas);
     } else {
         die("unknown mode", mode);
     }

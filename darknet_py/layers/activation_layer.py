@@ -31,6 +31,7 @@ class ActivationOptions:
 
 class ActivationLayer(DarknetLayer):
     kind = "activation"
+    delta_comparable = False  # backward leaves the input's gradient in l.delta
     elementwise = True
 
     def __init__(self, index: int, out_shape: Shape, activation: str, dialect=None) -> None:

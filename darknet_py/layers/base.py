@@ -176,6 +176,19 @@ class DarknetLayer(nn.Module):
     #: the others (route, upsample, ...) keep adding every backward into the same buffer
     ab_forward_zeroes_delta: bool = False
 
+    #: False where Darknet's ``l.delta`` after backward is no gradient :meth:`mark_delta`
+    #: exposes (it aliases another layer's, or holds the input's gradient): compare skips it
+    delta_comparable: bool = True
+
+    def mark_delta(self, t: Tensor) -> Tensor:
+        """``t``, the tensor whose negative gradient Darknet's backward leaves in this
+        layer's ``l.delta`` when that is not the output's (a convolution's: before BN and
+        activation); recorded only inside :func:`probe_deltas`."""
+        probe = _DELTA_PROBE.get()
+        if probe is not None:
+            probe.record(self.index, t, inner=True)
+        return t
+
     def overwrites_input_delta(self) -> bool:
         """True when this layer's CPU backward *assigns* the previous layer's delta instead
         of adding to it, so that gradients other consumers (routes, shortcuts) put there
@@ -303,6 +316,53 @@ def empty_param(*shape: int) -> nn.Parameter:
 
 
 _INITIALISE = contextvars.ContextVar("darknet_py_initialise", default=True)
+
+
+class DeltaProbe:
+    """Each layer's ``l.delta`` as Darknet's backward leaves it: the negative gradient of
+    the layer's output, or of the tensor the layer passed to :meth:`DarknetLayer.mark_delta`
+    (the last backward's, by layer index)."""
+
+    def __init__(self) -> None:
+        self.deltas: dict = {}
+        #: each layer's output of the last forward (train mode), by layer index
+        self.outputs: dict = {}
+        self._inner: set = set()
+
+    def record(self, index: int, t: Tensor, inner: bool = False) -> None:
+        if not inner:
+            self.outputs[index] = t.detach()
+        if not t.requires_grad:
+            return
+        if inner:
+            self._inner.add(index)
+        elif index in self._inner:
+            return
+
+        def keep(grad: Tensor) -> None:
+            self.deltas[index] = (-grad).detach().clone()
+        t.register_hook(keep)
+
+
+_DELTA_PROBE: "contextvars.ContextVar[Optional[DeltaProbe]]" = contextvars.ContextVar(
+    "darknet_py_delta_probe", default=None)
+
+
+@contextlib.contextmanager
+def probe_deltas():
+    """Record every layer's Darknet ``l.delta`` in the backward passes of forwards run
+    inside (:class:`DeltaProbe`; compare's per-layer delta check)."""
+    probe = DeltaProbe()
+    token = _DELTA_PROBE.set(probe)
+    try:
+        yield probe
+    finally:
+        _DELTA_PROBE.reset(token)
+
+
+def delta_probe() -> Optional[DeltaProbe]:
+    """The probe of the enclosing :func:`probe_deltas`, if any."""
+    return _DELTA_PROBE.get()
 
 
 @contextlib.contextmanager

@@ -189,6 +189,7 @@ class BatchnormLayer(DarknetLayer):
     """
 
     kind = "batchnorm"
+    delta_comparable = False  # backward leaves the input's gradient in l.delta
     ab_forward_zeroes_delta = True
     elementwise = True
 

@@ -78,7 +78,7 @@ class ConnectedLayer(DarknetLayer):
 
     def forward(self, x: Tensor, refs: List[Tensor]) -> Tensor:
         b = x.shape[0]
-        y = F.linear(x.reshape(b, -1), self.weight).view(b, self.outputs, 1, 1)
+        y = self.mark_delta(F.linear(x.reshape(b, -1), self.weight).view(b, self.outputs, 1, 1))
         if self.bn is not None:
             y = self.bn(y)
         y = y + self.bias.view(1, -1, 1, 1)

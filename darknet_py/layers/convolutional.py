@@ -179,9 +179,9 @@ class ConvolutionalLayer(DarknetLayer):
 
     def forward(self, x: Tensor, refs: List[Tensor]) -> Tensor:
         if self.bn is None:
-            y = self.conv(x, self.bias)
+            y = self.mark_delta(self.conv(x, self.bias))
         else:
-            y = self.conv(x)
+            y = self.mark_delta(self.conv(x))
             if self.training or y.requires_grad:
                 bias = self.bias if self.bn.dialect.bn_bias_learns else self.bias.detach()
                 y = self.bn(y, bias)

@@ -53,6 +53,7 @@ class DeconvolutionalOptions:
 
 class DeconvolutionalLayer(DarknetLayer):
     kind = "deconvolutional"
+    delta_comparable = False  # l.delta after backward: before BN/activation, not marked
     channels_key = "filters"
 
     def __init__(self, index: int, in_shape: Shape, out_shape: Shape,

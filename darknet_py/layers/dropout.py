@@ -36,6 +36,7 @@ class DropoutOptions:
 
 class DropoutLayer(DarknetLayer):
     kind = "dropout"
+    delta_comparable = False  # l.delta is the previous layer's (network.c aliases it)
     elementwise = True
 
     def __init__(self, index, out_shape, probability: float) -> None:

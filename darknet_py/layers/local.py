@@ -55,6 +55,7 @@ def local_out_size(size_in: int, size: int, stride: int, pad: int) -> int:
 
 class LocalLayer(DarknetLayer):
     kind = "local"
+    delta_comparable = False  # l.delta after backward: before the activation, not marked
     channels_key = "filters"
 
     def __init__(self, index: int, in_shape: Shape, out_shape: Shape, opts: LocalOptions,

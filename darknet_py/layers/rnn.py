@@ -63,6 +63,8 @@ class Recurrent(DarknetLayer):
 
     #: the inner layers in .weights order (names of attributes)
     inner_names: "tuple[str, ...]" = ()
+    #: l.delta of a recurrent layer is its output layer's, over all steps
+    delta_comparable = False
 
     def __init__(self, index: int, out_shape: Shape, steps: int) -> None:
         super().__init__(index, out_shape)

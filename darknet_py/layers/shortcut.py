@@ -118,7 +118,7 @@ class ShortcutLayer(DarknetLayer):
 
     def forward(self, x: Tensor, refs: List[Tensor]) -> Tensor:
         y = self._alexeyab(x, refs) if self.alexeyab else self._pjreddie(x, refs[0])
-        return self._act(y)
+        return self._act(self.mark_delta(y))
 
     def infer(self, x: Tensor, refs: List[Tensor], reuse: bool) -> Tensor:
         # unweighted sum of same-shaped inputs: add into x when x is ours to overwrite
