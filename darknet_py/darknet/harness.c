@@ -500,6 +500,14 @@ static void detect(network *net, char *image_path, char *names_path, float *thre
 }
 
 /* -- train: K train_network calls on one data batch --------------------------------------- */
+static int is_train_head(layer l)
+{
+#ifdef DPY_ALEXEYAB
+    if (l.type == GAUSSIAN_YOLO) return 1;
+#endif
+    return l.type == YOLO || l.type == REGION;
+}
+
 static void train(network *net, int seed, char *x_path, char *y_path, int rows, int iterations,
                   int nbatches, int save_every)
 {
@@ -535,7 +543,7 @@ static void train(network *net, int seed, char *x_path, char *y_path, int rows, 
             dump_layers(net, "iter1_", net->batch, 1);
             for (i = 0; i < net->n; ++i) {
                 layer l = net->layers[i];
-                if (l.type != YOLO && l.type != REGION) continue;
+                if (!is_train_head(l)) continue;
                 snprintf(name, sizeof name, "iter1_yolo_output_%03d.npy", i);
                 write_f32(name, shape, layer_shape(l, l.batch, shape), l.output);
                 snprintf(name, sizeof name, "iter1_yolo_delta_%03d.npy", i);
