@@ -514,6 +514,14 @@ static void dump_deltas(network *net, const char *prefix)
 }
 
 /* -- train: K train_network calls on one data batch --------------------------------------- */
+static int is_train_head(layer l)
+{
+#ifdef DPY_ALEXEYAB
+    if (l.type == GAUSSIAN_YOLO) return 1;
+#endif
+    return l.type == YOLO || l.type == REGION;
+}
+
 static void train(network *net, int seed, char *x_path, char *y_path, int rows, int iterations,
                   int nbatches, int save_every, int deltas)
 {
@@ -550,7 +558,7 @@ static void train(network *net, int seed, char *x_path, char *y_path, int rows, 
             if (deltas) dump_deltas(net, "iter1_");
             for (i = 0; i < net->n; ++i) {
                 layer l = net->layers[i];
-                if (l.type != YOLO && l.type != REGION) continue;
+                if (!is_train_head(l)) continue;
                 snprintf(name, sizeof name, "iter1_yolo_output_%03d.npy", i);
                 write_f32(name, shape, layer_shape(l, l.batch, shape), l.output);
                 snprintf(name, sizeof name, "iter1_yolo_delta_%03d.npy", i);

@@ -30,16 +30,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
+import math
+
 import numpy as np
 import torch
 from torch import Tensor
 
 from ..cfg.options import option
 from ..postprocess import DetectionArrays
+from ..errors import DataError
 from .activations import logistic
-from .base import BuildContext, DarknetLayer, Shape
+from .base import BuildContext, DarknetLayer, Shape, head_output
 from .registry import register
-from .yolo import MAX_ANCHORS, cell_records, correct_yolo_boxes, nms_kind_of
+from .yolo import (IOU_KINDS, MAX_ANCHORS, ab_anchor_candidates,
+                   ab_box_iou, cell_records, correct_yolo_boxes, dx_box_iou, first_writer,
+                   last_writer, nms_kind_of, pred_boxes, truth_rows)
 
 _F32 = np.float32
 
@@ -136,9 +141,14 @@ class GaussianYoloLayer(DarknetLayer):
         """(w, h) in input pixels of this head's anchors, in mask order."""
         return [(self.anchors[2 * m], self.anchors[2 * m + 1]) for m in self.mask]
 
-    def forward(self, x: Tensor, refs: List[Tensor]) -> Tensor:
+    def activate(self, x: Tensor) -> Tensor:
         y = torch.where(self._logistic, logistic(x), x)
         return torch.where(self._xy, y * self.scale_x_y + self.xy_bias, y)
+
+    def forward(self, x: Tensor, refs: List[Tensor]) -> Tensor:
+        # backward_gaussian_yolo_layer adds l.delta to the input's delta as it is: the
+        # gradient skips the logistic (as [yolo]'s)
+        return head_output(x, self.activate)
 
     def input_channels(self, classes: int) -> int:
         """Channels the layer before must give for ``classes`` classes: (classes+9)*len(mask)
@@ -148,9 +158,9 @@ class GaussianYoloLayer(DarknetLayer):
     # Darknet allocates l.cost: it counts in the network's mean cost
     has_cost = True
 
-    def loss(self, output, truth, net_size, seen: int = 0):
-        raise ValueError(f"layer {self.index} [Gaussian_yolo]: its training loss "
-                         f"(gaussian_yolo_layer.c) is not implemented in darknet_py yet")
+    def loss(self, output: Tensor, truth: Tensor, net_size: Tuple[int, int], seen: int = 0
+             ) -> Tuple[Tensor, Tensor]:
+        return gaussian_yolo_delta(self, output.detach(), truth, net_size)
 
     def describe(self, in_shape: Shape) -> str:
         return ""
@@ -219,3 +229,255 @@ def build(ctx: BuildContext) -> GaussianYoloLayer:
             f"the previous layer has {i.c} channels but {len(o.mask)} anchors x "
             f"(9 + {o.classes} classes) needs {expected}", "classes")
     return GaussianYoloLayer(ctx.index, i, o)
+
+
+# =====================================================================================
+# Training: forward_gaussian_yolo_layer with state.train (AlexeyAB gaussian_yolo_layer.c)
+# =====================================================================================
+#: delta_gaussian_yolo_box's ``float sigma_const = 0.3`` and ``float epsi = pow(10,-9)``
+SIGMA_CONST = float(_F32(0.3))
+EPSI = float(_F32(1e-9))
+SQRT_2PI = math.sqrt(math.pi * 2.0)
+
+
+def _f32(x: Tensor) -> Tensor:
+    return x.to(torch.float32)
+
+
+def _shift(layer: GaussianYoloLayer, x: Tensor, y: Tensor, w: Tensor, h: Tensor
+           ) -> Tuple[Tensor, Tensor]:
+    """yolo_point's move of a box centre: left_top +w/2, right_bottom -w/2."""
+    if layer.yolo_point == "left_top":
+        return x + w / 2, y + h / 2
+    if layer.yolo_point == "right_bottom":
+        return x - w / 2, y - h / 2
+    return x, y
+
+
+def truth_cells(layer: GaussianYoloLayer, sel: Tensor, w: int, h: int) -> Tuple[Tensor, Tensor]:
+    """The cell (i, j) a truth is learned at: ``(int)(x * l.w)``; for left_top/right_bottom the
+    box corner's, clamped to the grid (``min_val_cmp(l.w-1, max_val_cmp(0, ...))``)."""
+    x, y = sel[:, 0], sel[:, 1]
+    if layer.yolo_point == "center":
+        return (x * w).to(torch.int64), (y * h).to(torch.int64)
+    sign = -1.0 if layer.yolo_point == "left_top" else 1.0
+    fx = (x + sign * (sel[:, 2] / 2)) * w
+    fy = (y + sign * (sel[:, 3] / 2)) * h
+    fx = torch.minimum(torch.clamp(fx, min=0.0), torch.full_like(fx, w - 1))
+    fy = torch.minimum(torch.clamp(fy, min=0.0), torch.full_like(fy, h - 1))
+    return fx.to(torch.int64), fy.to(torch.int64)
+
+
+def gaussian_box_delta(layer: GaussianYoloLayer, view: Tensor, truth: Tensor, anchors: Tensor,
+                       ci: Tensor, cj: Tensor, w: int, h: int, net_w: int, net_h: int) -> Tensor:
+    """delta_gaussian_yolo_box for m (cell, truth, anchor) matches: what each adds to the
+    eight box entries (m, 8) (x, sigma_x, y, sigma_y, w, sigma_w, h, sigma_h).
+
+    For each mean ``mu`` with target ``t`` and sigma ``s`` (float, as the C):
+    ``d = t - mu``, ``e = d/s``, ``N = exp(-e^2/2) / (sqrt(2 pi) (s + 0.3))``,
+    ``temp = 0.5/(N + 1e-9) * N * scale`` (scale = 2 - truth.w*truth.h), the mean's delta
+    ``temp*e/s`` (or, with an IoU loss, box.c:dx_box_iou's, w/h times exp) times
+    iou_normalizer, the sigma's ``temp*(e^2/s - 1/(s + 0.3))`` times uc_normalizer; NaN/inf
+    become 0, then max_delta clips."""
+    o = layer.opts
+    mu = view[:, [0, 2, 4, 6]]
+    sig = view[:, [1, 3, 5, 7]]
+    aw, ah = anchors[:, 0], anchors[:, 1]
+    pw = _f32(torch.exp(mu[:, 2].double()) * aw.double() / net_w)
+    ph = _f32(torch.exp(mu[:, 3].double()) * ah.double() / net_h)
+    px = (ci.to(torch.float32) + mu[:, 0]) / w
+    py = (cj.to(torch.float32) + mu[:, 1]) / h
+    px, py = _shift(layer, px, py, pw, ph)
+    pw = torch.where(pw == 0, torch.ones_like(pw), pw)
+    ph = torch.where(ph == 0, torch.ones_like(ph), ph)
+    tx, ty, tw, th = truth[:, 0], truth[:, 1], truth[:, 2], truth[:, 3]
+    cx, cy = tx, ty
+    if layer.yolo_point == "left_top":
+        cx, cy = tx - tw / 2, ty - th / 2
+    elif layer.yolo_point == "right_bottom":
+        cx, cy = tx + tw / 2, ty + th / 2
+    target = torch.stack([cx * w - ci.to(torch.float32), cy * h - cj.to(torch.float32),
+                          _f32(torch.log((tw * net_w / aw).double())),
+                          _f32(torch.log((th * net_h / ah).double()))], dim=1)
+    scale = (2 - tw * th).double().unsqueeze(1)
+    d = target - mu
+    e = d / sig
+    e2 = e * e
+    s_c = sig + SIGMA_CONST
+    normal = _f32(torch.exp(e2.double() * -0.5) / (SQRT_2PI * s_c.double()))
+    temp = _f32(0.5 / (normal + EPSI).double() * normal.double() * scale)
+    d_mu = _f32((temp * e).double() * (1.0 / sig.double()))
+    d_sig = _f32(temp.double() * ((e2 / sig).double() - 1.0 / s_c.double()))
+    if o.iou_loss != "mse":
+        dx, dy, dw, dh = dx_box_iou(px, py, pw, ph, tx, ty, tw, th, o.iou_loss)
+        if layer.yolo_point == "left_top":
+            dx, dy = dx - dw / 2, dy - dh / 2
+        elif layer.yolo_point == "right_bottom":
+            dx, dy = dx + dw / 2, dy + dh / 2
+        dw = _f32(dw.double() * torch.exp(mu[:, 2].double()))
+        dh = _f32(dh.double() * torch.exp(mu[:, 3].double()))
+        d_mu = torch.stack([dx, dy, dw, dh], dim=1)
+    d_mu = d_mu * float(_F32(o.iou_normalizer))
+    d_sig = d_sig * float(_F32(o.uc_normalizer))
+    out = torch.stack([d_mu, d_sig], dim=2).reshape(-1, 8)  # mu0, sig0, mu1, sig1, ...
+    out = torch.where(torch.isfinite(out), out, torch.zeros_like(out))  # fix_nan_inf
+    if o.max_delta != FLT_MAX:
+        m = float(_F32(o.max_delta))
+        out = out.clamp(-m, m)
+    return out
+
+
+def gaussian_yolo_delta(layer: GaussianYoloLayer, output: Tensor, truth: Tensor,
+                        net_size: Tuple[int, int]) -> Tuple[Tensor, Tensor]:
+    """forward_gaussian_yolo_layer (train, CPU): ``l.delta`` and ``*(l.cost)``, vectorised.
+
+    The cell loop: objectness ``obj_normalizer * (0 - o)``, cleared (objectness_smooth:
+    ``obj_normalizer * (iou^2 - o)`` and that truth's class) when the best IoU with a truth
+    exceeds ignore_thresh and some class prob > 0.25; above truth_thresh a full target
+    (objectness 1, class, box deltas). The truth loop, as AlexeyAB's [yolo]
+    (:func:`~darknet_py.layers.yolo.ab_anchor_candidates`: best anchor, then every other
+    over iou_thresh): box deltas accumulate (:func:`gaussian_box_delta`), objectness
+    ``obj_normalizer * (1 - o)``, classes (label_smooth_eps; once a cell's class deltas are
+    set, later truths set only their own class). Then in every cell the eight box deltas
+    are divided by the number of positive class deltas (unconditionally, unlike [yolo]).
+    The cost is the sum of the squared deltas (``pow(mag_array(l.delta), 2)``). A truth
+    class outside 0..classes-1 is a DataError: the C's truth loop writes outside its delta.
+    """
+    o = layer.opts
+    where = f"layer {layer.index} [Gaussian_yolo]"
+    if o.counters_per_class:
+        raise ValueError(f"{where}: counters_per_class is not supported in training")
+    if o.map is not None:
+        raise ValueError(f"{where}: map= (class remapping) is not supported in training")
+    if o.iou_loss not in IOU_KINDS or o.iou_thresh_kind not in IOU_KINDS:
+        raise ValueError(f"{where}: iou_loss/iou_thresh_kind must be one of "
+                         f"{', '.join(IOU_KINDS)}")
+    net_w, net_h = net_size
+    bsz, _, h, w = output.shape
+    n, classes, k = len(layer.mask), layer.classes, layer.entries
+    hw = h * w
+    dev = output.device
+    out = _f32(output).view(bsz, n, k, h, w)
+    total = len(layer.anchors) // 2
+    all_anchors = torch.tensor(layer.anchors[:2 * total], dtype=torch.float32,
+                               device=dev).view(total, 2)
+    mask_t = torch.tensor(layer.mask, device=dev)
+    anchors = all_anchors[mask_t]
+    rows, valid = truth_rows(truth, o.max, 5)
+    cls = rows[..., 4].to(torch.int64)  # C: (int) of the float
+    bad = valid & ((cls < 0) | (cls >= classes))
+    if bool(bad.any()):
+        raise DataError(f"truth class {int(cls[bad][0])} outside 0..{classes - 1} of this "
+                        f"[Gaussian_yolo] (AlexeyAB's gaussian_yolo_layer.c would write "
+                        f"outside its delta)", layer=layer.index)
+    obj_norm = float(_F32(o.obj_normalizer))
+    eps = float(_F32(o.label_smooth_eps))
+    y1 = float(_F32(1 * (1 - eps) + 0.5 * eps)) if eps else 1.0
+    y0 = float(_F32(0.5 * eps)) if eps else 0.0
+    # -- the cell loop ---------------------------------------------------------------
+    px, py, pw, ph = pred_boxes(layer, out[:, :, [0, 2, 4, 6]], net_w, net_h, anchors)
+    px, py = _shift(layer, px, py, pw, ph)
+    shp = (bsz, 1, 1, 1, -1)
+    iou = ab_box_iou(px.unsqueeze(-1), py.unsqueeze(-1), pw.unsqueeze(-1), ph.unsqueeze(-1),
+                     rows[..., 0].view(shp), rows[..., 1].view(shp), rows[..., 2].view(shp),
+                     rows[..., 3].view(shp))
+    iou = torch.where(valid.view(shp), iou, torch.full_like(iou, -1.0))
+    best = iou.max(dim=-1)
+    best_iou = best.values.clamp(min=0)
+    best_t = torch.where(best.values > 0, best.indices, torch.zeros_like(best.indices))
+    class_match = (out[:, :, 9:] > 0.25).any(dim=2)  # compare_gaussian_yolo_class
+    best_match_iou = torch.where(class_match, best_iou, torch.zeros_like(best_iou))
+    obj = out[:, :, 8]
+    obj_delta = obj_norm * (0 - obj)
+    ignored = best_match_iou > o.ignore_thresh
+    bi = torch.arange(bsz, device=dev).view(-1, 1, 1, 1).expand(bsz, n, h, w)
+    best_cls = cls[bi, best_t]
+    cell_key = torch.arange(bsz * n * hw, device=dev).view(bsz, n, h, w)
+    # class operations (cell, order, class, target y): order 0/1/2 in the cell loop, then
+    # the truth loop's
+    ops: List[Tuple[Tensor, Tensor, Tensor, Tensor, bool]] = []
+
+    def add_op(key: Tensor, order: int, c: Tensor, y: Tensor, writes_class: bool) -> None:
+        ops.append((key, torch.full_like(key, order) if isinstance(order, int) else order, c,
+                    y, writes_class))
+
+    if o.objectness_smooth:
+        obj_delta = torch.where(ignored, obj_norm * (best_match_iou * best_match_iou - obj),
+                                obj_delta)
+        add_op(cell_key[ignored], 0, best_cls[ignored],
+               torch.full_like(best_iou[ignored], y1), True)
+    else:
+        obj_delta = torch.where(ignored, torch.zeros_like(obj_delta), obj_delta)
+    hit = best_iou > o.truth_thresh
+    box_cells: List[Tensor] = []
+    box_values: List[Tensor] = []
+    if bool(hit.any()):
+        iou_mult = best_iou * best_iou
+        target = iou_mult if o.objectness_smooth else torch.ones_like(obj)
+        obj_delta = torch.where(hit, obj_norm * (target - obj), obj_delta)
+        add_op(cell_key[hit], 1, best_cls[hit], torch.full_like(best_iou[hit], y1), True)
+        if o.objectness_smooth:
+            add_op(cell_key[hit], 2, best_cls[hit], iou_mult[hit], False)
+        ha = torch.arange(n, device=dev).view(1, -1, 1, 1).expand(bsz, n, h, w)[hit]
+        hj = torch.arange(h, device=dev).view(1, 1, h, 1).expand(bsz, n, h, w)[hit]
+        hi = torch.arange(w, device=dev).view(1, 1, 1, w).expand(bsz, n, h, w)[hit]
+        view = out.permute(0, 1, 3, 4, 2)[hit]
+        box_cells.append(cell_key[hit])
+        box_values.append(gaussian_box_delta(layer, view, rows[bi[hit], best_t[hit]],
+                                             anchors[ha], hi, hj, w, h, net_w, net_h))
+    # -- the truth loop ----------------------------------------------------------------
+    flat = torch.zeros(bsz * n * hw, k, dtype=torch.float32, device=dev)
+    out_flat = out.permute(0, 1, 3, 4, 2).reshape(-1, k)
+    obj_flat = obj_delta.reshape(-1).clone()
+    b_idx, t_idx = valid.nonzero(as_tuple=True)
+    if b_idx.numel():
+        sel = rows[b_idx, t_idx]
+        ci, cj = truth_cells(layer, sel, w, h)
+        cn, cs, cr, slot_n, loc = ab_anchor_candidates(sel, all_anchors, mask_t, o.iou_thresh,
+                                                       o.iou_thresh_kind, net_size, ci, cj, w, hw)
+        if cr.numel():
+            mb = b_idx[cr]
+            key = (mb * n + slot_n) * hw + loc
+            view = out[mb, slot_n, :, loc // w, loc % w]
+            box_cells.append(key)
+            box_values.append(gaussian_box_delta(layer, view, sel[cr], all_anchors[cn], ci[cr],
+                                                 cj[cr], w, h, net_w, net_h))
+            obj_flat[key] = obj_norm * (1 - out_flat[key, 8])
+            add_op(key, 3 + t_idx[cr] * (total + 1) + cs, cls[b_idx[cr], t_idx[cr]],
+                   torch.full_like(sel[cr, 0], y1), True)
+    flat[:, 8] = obj_flat
+    # classes: the first class write of a cell sets the whole vector (delta_gaussian_yolo_class
+    # finds delta[class 0] still 0), every later write its own class only; the last wins
+    if ops:
+        key = torch.cat([op[0] for op in ops])
+        order = torch.cat([op[1] for op in ops])
+        ccls = torch.cat([op[2] for op in ops])
+        ytrue = torch.cat([op[3] for op in ops])
+        writes = torch.cat([torch.full_like(op[0], op[4], dtype=torch.bool) for op in ops])
+        big = torch.iinfo(torch.int64).max
+        first = first_writer(key, torch.where(writes, order, torch.full_like(order, big)),
+                             flat.shape[0]) & writes
+        fk, fc = key[first], ccls[first]
+        onehot = torch.zeros(fk.numel(), classes, device=dev)
+        onehot[torch.arange(fk.numel(), device=dev), fc] = 1.0
+        target = onehot * y1 + (1 - onehot) * y0 if eps else onehot
+        flat[fk, 9:] = target - out_flat[fk, 9:]
+        key2 = key * classes + ccls
+        win = last_writer(key2, order, flat.shape[0] * classes)
+        wk, wc = key[win], ccls[win]
+        flat[wk, 9 + wc] = ytrue[win] - out_flat[wk, 9 + wc]
+    # box deltas: every contribution adds
+    if box_cells:
+        cells, values = torch.cat(box_cells), torch.cat(box_values)
+        acc = torch.zeros(flat.shape[0], 8, dtype=torch.float64, device=dev)
+        acc.index_add_(0, cells, values.double())
+        touched = torch.zeros(flat.shape[0], dtype=torch.bool, device=dev)
+        touched[cells] = True
+        flat[touched, :8] = _f32(acc[touched])
+    # averages_gaussian_yolo_deltas, in every cell
+    positive = (flat[:, 9:] > 0).sum(dim=1)
+    div = positive > 0
+    flat[div, :8] = flat[div, :8] / positive[div].unsqueeze(1).to(torch.float32)
+    delta = flat.view(bsz, n, h, w, k).permute(0, 1, 4, 2, 3).reshape(bsz, n * k, h, w)
+    cost = _f32((delta.double() ** 2).sum())
+    return delta.contiguous(), cost

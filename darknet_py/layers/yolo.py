@@ -720,6 +720,56 @@ def _ab_box_delta(layer: "YoloLayer", view: Tensor, truth: Tensor, anchors: Tens
     return d, iou, giou
 
 
+def ab_anchor_candidates(sel: Tensor, all_anchors: Tensor, mask_t: Tensor, iou_thresh: float,
+                         iou_thresh_kind: str, net_size: Tuple[int, int], ci: Tensor, cj: Tensor,
+                         w: int, hw: int) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """AlexeyAB's truth loop (``[yolo]`` and ``[Gaussian_yolo]``): which anchors of this head
+    learn each truth ``sel`` (m, 4+) at cell (``ci``, ``cj``). The best of all anchors by
+    shape IoU (box_iou of the w/h alone; ties and all-zero keep the first), then, when
+    ``iou_thresh`` < 1, every other anchor whose ``iou_thresh_kind`` shape IoU exceeds it.
+    Only anchors in this head's mask count, and only cells inside the plane (Darknet
+    writes past its row for a truth at x == 1 or y == 1; that one is dropped here).
+
+    Returns (anchor index over all anchors, slot: 0 for the best else 1 + anchor, row in
+    ``sel``, index in the mask, cell ``j*w + i``), candidates of one truth together, best
+    first, then anchors in order (Darknet's order)."""
+    net_w, net_h = net_size
+    dev = sel.device
+    total = all_anchors.shape[0]
+    zero = torch.zeros((), dtype=torch.float32, device=dev)
+    aw = (all_anchors[:, 0] / net_w).view(1, -1)
+    ah = (all_anchors[:, 1] / net_h).view(1, -1)
+    shape_iou = ab_box_iou(zero, zero, aw, ah, zero, zero, sel[:, 2:3], sel[:, 3:4])  # (m, total)
+    bmax = shape_iou.max(dim=1)
+    best_n = torch.where(bmax.values > 0, bmax.indices, torch.zeros_like(bmax.indices))
+    m_rows = torch.arange(sel.shape[0], device=dev)
+    cand_n, cand_slot, cand_row = [best_n], [torch.zeros_like(best_n)], [m_rows]
+    if iou_thresh < 1.0:
+        kind_iou = ab_box_iou_kind(iou_thresh_kind, zero, zero, aw, ah, zero, zero,
+                                   sel[:, 2:3], sel[:, 3:4])
+        extra = (kind_iou > iou_thresh) & (
+            torch.arange(total, device=dev).view(1, -1) != best_n.view(-1, 1))
+        er, en = extra.nonzero(as_tuple=True)
+        cand_n.append(en)
+        cand_slot.append(en + 1)
+        cand_row.append(er)
+    cn, cs, cr = torch.cat(cand_n), torch.cat(cand_slot), torch.cat(cand_row)
+    in_mask = cn.view(-1, 1) == mask_t.view(1, -1)
+    keep = in_mask.any(dim=1)
+    slot_n = in_mask.to(torch.int64).argmax(dim=1)
+    loc = cj[cr] * w + ci[cr]
+    keep &= (loc >= 0) & (loc < hw)
+    return cn[keep], cs[keep], cr[keep], slot_n[keep], loc[keep]
+
+
+def first_writer(key: Tensor, order: Tensor, size: int) -> Tensor:
+    """Mask of the entries that are the first (lowest ``order``) to write their ``key``."""
+    low = torch.full((size,), torch.iinfo(torch.int64).max, dtype=torch.int64,
+                     device=key.device)
+    low.scatter_reduce_(0, key, order, reduce="amin")
+    return low[key] == order
+
+
 def yolo_delta_alexeyab(layer: "YoloLayer", output: Tensor, truth: Tensor,
                         net_size: Tuple[int, int]) -> Tuple[Tensor, Tensor]:
     """AlexeyAB forward_yolo_layer (train, CPU): ``l.delta`` and ``*(l.cost)``, vectorised.
@@ -825,35 +875,8 @@ def yolo_delta_alexeyab(layer: "YoloLayer", output: Tensor, truth: Tensor,
         sel = rows[b_idx, t_idx]
         ci = (sel[:, 0] * w).to(torch.int64)
         cj = (sel[:, 1] * h).to(torch.int64)
-        zero = torch.zeros((), dtype=torch.float32, device=dev)
-        shape_iou = ab_box_iou(zero, zero, (all_anchors[:, 0] / net_w).view(1, -1),
-                               (all_anchors[:, 1] / net_h).view(1, -1), zero, zero,
-                               sel[:, 2:3], sel[:, 3:4])  # (m, total)
-        bmax = shape_iou.max(dim=1)
-        best_n = torch.where(bmax.values > 0, bmax.indices, torch.zeros_like(bmax.indices))
-        cand_n, cand_slot, cand_row = [], [], []
-        m_rows = torch.arange(sel.shape[0], device=dev)
-        cand_n.append(best_n)
-        cand_slot.append(torch.zeros_like(best_n))
-        cand_row.append(m_rows)
-        if o.iou_thresh < 1.0:
-            kind_iou = ab_box_iou_kind(o.iou_thresh_kind, zero, zero,
-                                       (all_anchors[:, 0] / net_w).view(1, -1),
-                                       (all_anchors[:, 1] / net_h).view(1, -1), zero, zero,
-                                       sel[:, 2:3], sel[:, 3:4])
-            extra = (kind_iou > o.iou_thresh) & (
-                torch.arange(total, device=dev).view(1, -1) != best_n.view(-1, 1))
-            er, en = extra.nonzero(as_tuple=True)
-            cand_n.append(en)
-            cand_slot.append(en + 1)
-            cand_row.append(er)
-        cn, cs, cr = torch.cat(cand_n), torch.cat(cand_slot), torch.cat(cand_row)
-        in_mask = cn.view(-1, 1) == mask_t.view(1, -1)
-        keep = in_mask.any(dim=1)
-        slot_n = in_mask.to(torch.int64).argmax(dim=1)
-        loc = cj[cr] * w + ci[cr]
-        keep &= (loc >= 0) & (loc < hw)
-        cn, cs, cr, slot_n, loc = cn[keep], cs[keep], cr[keep], slot_n[keep], loc[keep]
+        cn, cs, cr, slot_n, loc = ab_anchor_candidates(sel, all_anchors, mask_t, o.iou_thresh,
+                                                       o.iou_thresh_kind, net_size, ci, cj, w, hw)
         if cr.numel():
             mb = b_idx[cr]
             key = (mb * n + slot_n) * hw + loc
@@ -884,10 +907,7 @@ def yolo_delta_alexeyab(layer: "YoloLayer", output: Tensor, truth: Tensor,
     # classes, in order
     if ops_key:
         key, order, ccls = torch.cat(ops_key), torch.cat(ops_order), torch.cat(ops_cls)
-        first = torch.full((flat.shape[0],), torch.iinfo(torch.int64).max, dtype=torch.int64,
-                           device=dev)
-        first.scatter_reduce_(0, key, order, reduce="amin")
-        is_first = first[key] == order
+        is_first = first_writer(key, order, flat.shape[0])
         fk = torch.unique(key[is_first])
         # the first operation per cell writes the full class vector
         first_cls = torch.zeros(flat.shape[0], dtype=torch.int64, device=dev)
