@@ -52,7 +52,8 @@ class ConvolutionalOptions:
     flipped: int = option(0)
     dot: float = option(0.0)
     antialiasing: int = option(0)
-    share_index: int = option(-1000000000)
+    share_index: int = option(-1000000000, only="alexeyab",
+                              doc="share the weights, biases and BN values of that layer")
     cbn: int = option(0)
     bin_output: int = option(0)
     sway: int = option(0)
@@ -79,8 +80,7 @@ class ConvolutionalOptions:
             self.padding = self.size // 2
 
 
-_UNSUPPORTED = {"binary": 0, "flipped": 0, "antialiasing": 0,
-                "share_index": -1000000000, "cbn": 0, "bin_output": 0, "sway": 0, "rotate": 0,
+_UNSUPPORTED = {"binary": 0, "flipped": 0, "antialiasing": 0, "cbn": 0, "bin_output": 0, "sway": 0, "rotate": 0,
                 "stretch": 0, "stretch_sway": 0, "coordconv": 0}
 
 
@@ -147,6 +147,8 @@ class ConvolutionalLayer(DarknetLayer):
         self.flat_1x1 = False
         #: pjreddie's xnor=1: binarized weights and input (see :func:`xnor_binarize`)
         self.xnor = bool(opts.xnor)
+        #: AlexeyAB's share_index: the layer whose tensors this one uses (see :func:`_share`)
+        self.shares: "int | None" = None
         self._folded: "tuple | None" = None  # (key, weight, bias) of fold()
         if initialising():
             self.reset_parameters()
@@ -193,7 +195,10 @@ class ConvolutionalLayer(DarknetLayer):
         """AlexeyAB's ``network.c:fuse_conv_batchnorm`` (what its ``detector test`` does
         after loading): per filter f, in double, ``s = scale/sqrt(var + .00001)``,
         ``bias -= scale*mean/sqrt(var + .00001)``, ``weights *= s``, each stored back as
-        float; then the layer has no BN (like Darknet's, its .weights then lack it)."""
+        float; then the layer has no BN (like Darknet's, its .weights then lack it).
+        A layer with a share_layer only drops its BN: the layer it shares fuses the tensors."""
+        if self.shares is not None:
+            self.bn = None
         if self.bn is None:
             return
         with torch.no_grad():
@@ -258,6 +263,8 @@ class ConvolutionalLayer(DarknetLayer):
                      _out_size(in_shape.w, o.padding, o.size, o.stride_x))
 
     def weight_tensors(self) -> List[Tensor]:
+        if self.shares is not None:  # load/save_weights skip layers with a share_layer
+            return []
         tensors: List[Tensor] = [self.bias]
         if self.bn is not None and not self.dontloadscales:
             tensors += self.bn.weight_tensors()
@@ -325,7 +332,35 @@ def build(ctx: BuildContext) -> ConvolutionalLayer:
                 f"not supported (use pad=1 with an odd size)", "dilation")
     layer = ConvolutionalLayer(ctx.index, ctx.input_shape, check_shape(ctx, out), o, ctx.dialect)
     layer.flat_1x1 = _flat_1x1(ctx, o, out)
+    if r.has("share_index"):
+        _share(ctx, layer, o.share_index)
     return layer
+
+
+def _share(ctx: BuildContext, layer: ConvolutionalLayer, share_index: int) -> None:
+    """AlexeyAB's ``share_index`` (parse_convolutional: absolute when >= 0, else relative to
+    this layer): make_convolutional_layer points this layer's weights and biases (and, with
+    batch_normalize, its scales, rolling mean and variance) at that layer's, after checking
+    that size, weight count, channels and filters match; load/save_weights skip the layer."""
+    r = ctx.reader
+    index = ctx.layer_index(share_index, "share_index")
+    owner = ctx.layers[index]
+    r.check(isinstance(owner, ConvolutionalLayer),
+            f"share_index={share_index} names layer {index}, a [{owner.kind}], not a "
+            f"[convolutional]", "share_index")
+    r.check(owner.weight.shape == layer.weight.shape and owner.opts.size == layer.opts.size,
+            f"share_index={share_index}: layer {index}'s weights are "
+            f"{tuple(owner.weight.shape)}, this layer's {tuple(layer.weight.shape)} (Darknet: "
+            f"\"Layer size, nweights, channels or filters don't match for the share_layer\")",
+            "share_index")
+    r.check(layer.bn is None or owner.bn is not None,
+            f"share_index={share_index}: this layer has batch_normalize=1 but layer {index} "
+            f"has none (Darknet would use its missing BN scales)", "share_index")
+    layer.shares = index
+    layer.weight = owner.weight
+    layer.bias = owner.bias
+    if layer.bn is not None:
+        layer.bn = owner.bn
 
 
 def _flat_1x1(ctx: BuildContext, o: ConvolutionalOptions, out: Shape) -> bool:
