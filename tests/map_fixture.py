@@ -56,11 +56,25 @@ def perturb(dets, rng: np.random.Generator, classes: int) -> List[str]:
     return lines
 
 
+def assert_trained_bn(model) -> None:
+    """The fixture's detections only mean something from a trained network with batch
+    normalization (the inference path the mAP runs through): most convolutions have
+    ``batch_normalize=1`` and their rolling statistics are loaded ones, not the 0/1 a
+    fresh layer starts with."""
+    import torch
+    convs = [layer for layer in model.layers if layer.kind == "convolutional"]
+    bns = [layer.bn for layer in convs if layer.bn is not None]
+    assert len(bns) >= len(convs) - len(model.heads), (len(bns), len(convs))
+    assert all(not torch.equal(bn.rolling_variance, torch.ones_like(bn.rolling_variance))
+               and bool(bn.rolling_mean.abs().sum() > 0) for bn in bns)
+
+
 def make_dataset(root: Path, model, seed: int = 0, exact: bool = False):
     """Write the dataset under ``root``; returns the .data path and the model's map
     detections. ``exact``: labels are the detections themselves (every class above 0.25),
     unperturbed."""
     from darknet_py.eval.map import map_detections
+    assert_trained_bn(model)
     images = make_images(root / "images")
     classes = model.layers[model.heads[-1]].classes
     dets = map_detections(model, [str(p) for p in images])

@@ -169,3 +169,35 @@ def test_cli_map_bad_input_exit_2(tmp_path, capsys):
     assert main(["detector", "map", str(data), str(cfg), "none"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "do not exist" in err[0]
+
+
+def test_train_map_prints_detector_map_of_the_weights_it_keeps(setup, tmp_path):
+    """``detector train -map`` evaluates the network being trained as ``detector map`` (the
+    test above: AlexeyAB's printout) evaluates the weights file it keeps: one iteration of
+    a loop that leaves the weights alone, then the same printed text and mAP, and
+    ``_best.weights`` identical to the final weights."""
+    import io
+    import re as _re
+
+    from darknet_py.train.trainer import train_detector
+    root, cfg, weights, model, data, dets = setup
+    text = data.read_text()
+    local = tmp_path / "train.data"
+    local.write_text(text + f"train={root / 'valid.txt'}\nbackup={tmp_path / 'backup'}\n")
+    out = io.StringIO()
+
+    def unchanged(model_, state, X, y):
+        state.seen += X.shape[0]
+        return 1.0
+    import copy
+    result = train_detector(str(local), str(cfg), workers=0, seed=0, chart=None,
+                            step=unchanged, stream=out, calc_map=True, max_batches=1,
+                            model=copy.deepcopy(model), augment=False, clear=True)
+    want, _, _ = validate_detector_map(local, cfg, weights)
+    assert result.maps == [(1, float(np.float32(want.mean_ap)))]
+    assert 0.1 < want.mean_ap < 0.9
+    assert want.text() in out.getvalue()
+    assert _re.search(r"\n mean_average_precision \(mAP@0\.50\) = %f \nNew best mAP!\n"
+                      % float(np.float32(want.mean_ap)), out.getvalue())
+    best = Path(result.best).read_bytes()
+    assert best == Path(result.final).read_bytes()

@@ -9,6 +9,8 @@ devices starts one process per device through ``torch.distributed.run``
 (torchrun; gloo on CPU, nccl on CUDA); under torchrun the processes split the
 cfg batch, or with ``--scheme darknet`` each trains a whole batch at learning
 rate x processes and the weights are averaged every 4 iterations (Darknet's own).
+``-map`` evaluates the ``valid`` list as ``detector map`` does, at AlexeyAB's cadence,
+keeping the best in ``<backup>/<cfg name>_best.weights``.
 The loss chart is written to ``chart_<cfg name>.png`` (``-chart PATH``; needs
 matplotlib); ``-dont_show`` is accepted (nothing is ever shown in a window).
 """
@@ -44,7 +46,9 @@ def _train(args: argparse.Namespace) -> int:
     result = train_detector(args.data, args.cfg, args.weights, clear=args.clear,
                             dialect=args.dialect, augment=not args.no_augment,
                             workers=args.workers, device=device, seed=args.seed,
-                            max_batches=args.max_batches, chart=chart, scheme=args.scheme)
+                            max_batches=args.max_batches, chart=chart, scheme=args.scheme,
+                            calc_map=args.map, map_epochs=args.map_epochs, thresh=args.thresh,
+                            iou_thresh=args.iou_thresh)
     return 0 if result.final or int(os.environ.get("RANK", "0")) else 1
 
 
@@ -62,6 +66,16 @@ def add_to_detector(verbs) -> None:
                    help="start counting seen/iterations at 0")
     t.add_argument("-dont_show", "--dont-show", dest="dont_show", action="store_true",
                    help="accepted for Darknet compatibility (no window is ever shown)")
+    t.add_argument("-map", "--map", action="store_true",
+                   help="AlexeyAB's mAP on the valid list during training (every -mAP_epochs "
+                        "epochs, >= 100 iterations apart, and at the end); best kept in "
+                        "backup/<cfg>_best.weights and drawn on the chart")
+    t.add_argument("-mAP_epochs", "--map-epochs", dest="map_epochs", type=int, default=4,
+                   help="epochs between mAP evaluations (default 4)")
+    t.add_argument("-thresh", "--thresh", type=float, default=0.25,
+                   help="-map: confidence for the TP/FP/precision/recall lines")
+    t.add_argument("-iou_thresh", "--iou-thresh", dest="iou_thresh", type=float, default=0.5,
+                   help="-map: IoU for a true positive")
     t.add_argument("-chart", "--chart", metavar="PNG", help="loss chart path")
     t.add_argument("--no-chart", action="store_true", help="do not draw the loss chart")
     t.add_argument("--no-augment", action="store_true",

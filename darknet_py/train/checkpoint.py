@@ -112,6 +112,48 @@ class Cadence:
         return self.path("_final.weights")
 
 
+@dataclass
+class MapCadence:
+    """When ``detector train -map`` computes the mAP (AlexeyAB's ``train_detector``).
+
+    After iteration ``i``: when ``i >= max(last + every, burn_in)`` or ``i == max_batches``,
+    where ``every = max(mAP_epochs * train_images // batch, 100)`` (C int arithmetic;
+    ``batch`` is the cfg's, mini-batch x subdivisions; ``-mAP_epochs`` defaults to 4) and
+    ``last`` is the iteration of the previous mAP, at first the one the run starts from.
+    Each mAP >= the best so far (the best starts at -1) writes ``base_best.weights``.
+    """
+    every: int
+    burn_in: int
+    max_batches: int
+    last: int = 0
+    best: float = -1.0
+
+    @classmethod
+    def for_run(cls, epochs: int, images: int, batch: int, burn_in: int, max_batches: int,
+                start: int) -> "MapCadence":
+        return cls(max(epochs * images // max(batch, 1), 100), burn_in, max_batches, start)
+
+    @property
+    def next_at(self) -> int:
+        return max(self.last + self.every, self.burn_in)
+
+    def due(self, i: int) -> bool:
+        """Whether iteration ``i`` computes the mAP (records it as the last one)."""
+        if i >= self.next_at or i == self.max_batches:
+            self.last = i
+            return True
+        return False
+
+    def is_best(self, value: float) -> bool:
+        """``mean_average_precision >= best_map`` (both C floats); updates the best."""
+        import numpy as np
+        value = float(np.float32(value))
+        if value >= self.best:
+            self.best = value
+            return True
+        return False
+
+
 def save_checkpoint(model: "Darknet", path: str, seen: int) -> None:
     """Write ``path`` as this fork's save_weights does (atomic; header 0.2.rev, ``seen``)."""
     from ..weights import save_weights
@@ -147,4 +189,4 @@ def load_for_training(model: "Darknet", path: "os.PathLike[str] | str",
     return {"path": source, "seen": seen, "upto": upto, "header_seen": int(header.seen)}
 
 
-__all__ = ["Cadence", "basecfg", "load_for_training", "save_checkpoint"]
+__all__ = ["Cadence", "MapCadence", "basecfg", "load_for_training", "save_checkpoint"]

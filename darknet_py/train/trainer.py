@@ -33,9 +33,9 @@ from typing import Callable, Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
-from ..errors import DarknetError
+from ..errors import DarknetError, DataError
 from . import data as D
-from .checkpoint import Cadence, basecfg, load_for_training, save_checkpoint
+from .checkpoint import Cadence, MapCadence, basecfg, load_for_training, save_checkpoint
 
 F32 = np.float32
 
@@ -159,11 +159,18 @@ class LossChart:
         matplotlib.use("Agg")
         self.path, self.max_batches, self.max_loss, self.every = path, max_batches, max_loss, every
         self.points: List[Tuple[int, float]] = []
+        self.maps: List[Tuple[int, float]] = []
 
     def add(self, i: int, avg: float) -> None:
         self.points.append((i, avg))
         if i % self.every == 0 or i >= self.max_batches:
             self.draw()
+
+    def add_map(self, i: int, value: float) -> None:
+        """An mAP (0..1) at iteration ``i``: drawn in red against a 0..100 % axis, as
+        AlexeyAB's draw_train_loss draws the "mAP%" points; redraws now."""
+        self.maps.append((i, value))
+        self.draw()
 
     def draw(self) -> None:
         import matplotlib.pyplot as plt
@@ -179,6 +186,14 @@ class LossChart:
         ax.set_xlabel("iteration")
         ax.set_ylabel("avg loss")
         ax.grid(True, alpha=0.4)
+        if self.maps:
+            right = ax.twinx()
+            xs, ms = zip(*self.maps)
+            right.plot(xs, [100 * m for m in ms], color="red", marker="o", linewidth=1)
+            right.set_ylim(0, 100)
+            right.set_ylabel("mAP%", color="red")
+            ax.set_title(ax.get_title() + f"  mAP {100 * ms[-1]:.2f}%  best "
+                         f"{100 * max(ms):.2f}%")
         buf = io.BytesIO()
         fig.savefig(buf, format="png")
         plt.close(fig)
@@ -257,6 +272,9 @@ class TrainResult:
     problems: Dict[str, int]
     seconds: float
     data_wait: float = 0.0
+    #: ``-map``: (iteration, mAP) of each evaluation, and the ``_best.weights`` path
+    maps: List[Tuple[int, float]] = field(default_factory=list)
+    best: Optional[str] = None
 
 
 Step = Callable[..., float]
@@ -267,7 +285,9 @@ def train_detector(data: str, cfg: str, weights: Optional[str] = None, *, clear:
                    device: "str | torch.device" = "cpu", seed: Optional[int] = None,
                    max_batches: Optional[int] = None, chart: Optional[str] = "chart.png",
                    stream=None, step: Optional[Step] = None, scheme: str = "split",
-                   model=None, callback: Optional[Callable[..., bool]] = None) -> TrainResult:
+                   model=None, callback: Optional[Callable[..., bool]] = None,
+                   calc_map: bool = False, map_epochs: int = 4, thresh: float = 0.25,
+                   iou_thresh: float = 0.5) -> TrainResult:
     """Train ``cfg`` on the ``.data`` file ``data`` as ``darknet detector train``.
 
     ``augment=False`` turns all augmentation and random resizing off (side-by-side
@@ -279,6 +299,13 @@ def train_detector(data: str, cfg: str, weights: Optional[str] = None, *, clear:
     each iteration's checkpoints (evaluation, early stop): returning True stops the run
     (the final weights are still written). ``model`` trains a prebuilt network instead of
     building ``cfg`` (``cfg`` still names the checkpoints).
+
+    ``calc_map`` (``-map``): AlexeyAB's mAP during training -- the ``valid`` list (else
+    ``train``) checked before anything is written, then ``detector map``'s evaluation
+    (``-points 0``, ``thresh``/``iou_thresh``, at the cfg's initial size) at the
+    :class:`~darknet_py.train.checkpoint.MapCadence` (every ``map_epochs`` epochs, at
+    least 100 iterations apart, and at max_batches), printed as Darknet prints it,
+    kept in ``base_best.weights`` when it is the best so far and drawn on the chart.
     """
     from .. import load
     from .engine import TrainState, train_network
@@ -292,6 +319,12 @@ def train_detector(data: str, cfg: str, weights: Optional[str] = None, *, clear:
     if model is None:
         model = load(cfg, dialect=dialect, warn_unused=False)
     net = model.net
+    map_set = None
+    if calc_map and is_main:  # every problem of the valid set before anything is written
+        from ..eval.map import load_dataset
+        if not model.heads:
+            raise DataError("-map: the network has no detection layer", file=cfg)
+        map_set = load_dataset(data, model.layers[model.heads[-1]].classes, default=dc.train)
     if max_batches is not None:
         net.max_batches = int(max_batches)
     loaded = None
@@ -325,6 +358,11 @@ def train_detector(data: str, cfg: str, weights: Optional[str] = None, *, clear:
     os.makedirs(backup, exist_ok=True)
     cadence = Cadence.from_data(model.dialect.name, backup, cfg, net.max_batches, start,
                                 dc.options, source=dc.path)
+    map_cadence = MapCadence.for_run(map_epochs, len(paths), batch, int(net.burn_in),
+                                     net.max_batches, start)
+    initial = (model.input_shape.w, model.input_shape.h)
+    maps: List[Tuple[int, float]] = []
+    best_path = None
     seed = int(seed if seed is not None else time.time_ns() % 2 ** 31)
     if world > 1:
         t = torch.tensor([seed], dtype=torch.int64)
@@ -402,6 +440,18 @@ def train_detector(data: str, cfg: str, weights: Optional[str] = None, *, clear:
                 chart_obj.add(i, avg_loss)
             if scheme == "darknet" and world > 1 and i % 4 == 0:
                 average_weights(model)
+            if map_set is not None and map_cadence.due(i):
+                if current != initial:  # "Resizing to initial size"
+                    model.resize(*initial)
+                    current = initial
+                value = _map_now(model, data, cfg, map_set, thresh, iou_thresh, out)
+                maps.append((i, value))
+                if map_cadence.is_best(value):
+                    print("New best mAP!", file=out, flush=True)
+                    best_path = cadence.path("_best.weights")
+                    save_checkpoint(model, best_path, seen_total())
+                if chart_obj is not None:
+                    chart_obj.add_map(i, value)
             for path in cadence.due(i):
                 if scheme == "darknet" and world > 1:
                     average_weights(model)
@@ -429,7 +479,25 @@ def train_detector(data: str, cfg: str, weights: Optional[str] = None, *, clear:
     return TrainResult(iterations=i - start, seen=seen_total(), losses=losses, avg_losses=avgs,
                        checkpoints=written, final=final if is_main else None,
                        problems=dict(problems.counts), seconds=time.perf_counter() - began,
-                       data_wait=waited)
+                       data_wait=waited, maps=maps, best=best_path)
+
+
+def _map_now(model, data, cfg, dataset, thresh: float, iou_thresh: float, out) -> float:
+    """validate_detector_map on the network being trained (inference mode, then back),
+    printed as train_detector prints it; the mAP as the C float it is kept in."""
+    from ..eval.map import validate_detector_map
+    was = model.training
+    model.eval()
+    try:
+        result, _, _ = validate_detector_map(data, cfg, model=model, dataset=dataset,
+                                             thresh=thresh, iou_thresh=iou_thresh, points=0)
+    finally:
+        model.train(was)
+    value = float(np.float32(result.mean_ap))
+    out.write(result.text())
+    print("\n mean_average_precision (mAP@%0.2f) = %f " % (float(np.float32(iou_thresh)), value),
+          file=out, flush=True)
+    return value
 
 
 __all__ = ["LossChart", "Progress", "TrainResult", "TrainingStopped", "alexeyab_random_size",
