@@ -7,6 +7,9 @@ dumped. Plus: when each path is taken, and the in-place reuse rules.
 """
 from __future__ import annotations
 
+import copy
+import io
+
 import numpy as np
 import pytest
 import torch
@@ -64,7 +67,8 @@ def test_fast_path_is_chosen_only_in_eval_without_gradients(monkeypatch):
                               "activation=leaky\n"))
     calls = []
     layer = model.layers[0]
-    monkeypatch.setattr(layer, "fold", lambda: calls.append(1) or type(layer).fold(layer))
+    monkeypatch.setattr(layer, "infer",
+                        lambda *a: calls.append(1) or type(layer).infer(layer, *a))
     x = torch.rand(1, 1, 4, 4)
     model(x)                                  # gradients on: plain
     model.train()
@@ -97,6 +101,40 @@ def test_fold_follows_parameter_changes():
             plain = model(x)
     assert not torch.allclose(before, after)
     assert torch.allclose(after, plain, rtol=1e-6, atol=1e-6)
+
+
+def test_weights_are_reordered_once_and_serve_every_shape(monkeypatch):
+    # oneDNN's blocked weight is made on the first fast forward and reused by later inputs
+    # of other sizes and batches (same numbers as the plain path); a model holding it can
+    # still be deep-copied and saved (the opaque cache is dropped, then remade)
+    from darknet_py.layers import convolutional
+    if convolutional._REORDER_WEIGHT is None or not torch.backends.mkldnn.is_available():
+        pytest.skip("this torch build has no oneDNN weight reorder")
+    model = Darknet(parse_cfg(QUIRKS["pjreddie"])).eval()
+    _random_bn(model, 2)
+    reorders = []
+    real = convolutional._REORDER_WEIGHT
+    monkeypatch.setattr(convolutional, "_REORDER_WEIGHT",
+                        lambda *a: reorders.append(a[-1]) or real(*a))
+    convs = sum(layer.kind == "convolutional" for layer in model.layers)
+    with torch.no_grad():
+        for batch, h, w in [(1, 10, 14), (3, 11, 13), (1, 8, 16)]:
+            x = torch.rand(batch, 3, h, w)
+            got = model.layer_outputs(x)
+            with fast.plain():
+                want = model.layer_outputs(x)
+            for i, (q, s) in enumerate(zip(got, want)):
+                for b in range(batch):
+                    d = layer_diff(i, model.layers[i].kind, q[b].numpy(), s[b].numpy(),
+                                   DEFAULT_TOLERANCE)
+                    assert d.ok, (batch, h, w, i, d.max_rel)
+        assert len(reorders) == convs
+        twin = copy.deepcopy(model)
+        buffer = io.BytesIO()
+        torch.save(model, buffer)
+        x = torch.rand(1, 3, 10, 14)
+        torch.testing.assert_close(twin(x), model(x), rtol=0, atol=0)
+    assert len(reorders) == 2 * convs
 
 
 def test_in_place_reuse_never_touches_a_tensor_read_later():

@@ -25,6 +25,7 @@ every key it read, so keys nobody read can be reported like Darknet's
 from __future__ import annotations
 
 import difflib
+import functools
 import math
 import re
 import typing
@@ -92,6 +93,7 @@ def _parse_list(text: str, item) -> list:
     return [item(i) for i in items]
 
 
+@functools.lru_cache(maxsize=None)
 def _converter(tp: Any):
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
@@ -123,6 +125,42 @@ def key_of(f) -> str:
     return f.metadata.get("key") or f.name
 
 
+@dataclass(frozen=True)
+class _Planned:
+    """What :meth:`OptionReader.read` does with one field of an option class in a dialect."""
+
+    name: str
+    key: str
+    default: Any
+    factory: Any  # default_factory (a fresh list per read) or None
+    read: bool  # False: another dialect's key, left at its default and unread
+    convert: Any
+    required: bool
+    choices: Any
+
+
+@functools.lru_cache(maxsize=None)
+def _plan(cls: type, dialect: str) -> "tuple[_Planned, ...]":
+    """The fields of ``cls`` as ``dialect`` reads them, worked out once per class
+    (dataclass introspection and type hints cost more than reading a section)."""
+    hints = _hints(cls)
+    plan = []
+    for f in fields(cls):
+        if not f.init:
+            continue
+        default, factory = f.default, None
+        if default is MISSING:
+            default, factory = None, f.default_factory
+        ab_default = f.metadata.get("alexeyab", MISSING)
+        if dialect == "alexeyab" and ab_default is not MISSING:
+            default, factory = ab_default, None
+        only = f.metadata.get("only")
+        plan.append(_Planned(f.name, key_of(f), default, factory,
+                             only is None or only == dialect, _converter(hints[f.name]),
+                             bool(f.metadata.get("required")), f.metadata.get("choices")))
+    return tuple(plan)
+
+
 class OptionReader:
     """Reads typed options from one section and remembers which keys were read."""
 
@@ -141,6 +179,9 @@ class OptionReader:
 
     # -- single values ----------------------------------------------------------
     def get(self, key: str, tp: Any, default: Any = None, required: bool = False) -> Any:
+        return self._get(key, _converter(tp), default, required)
+
+    def _get(self, key: str, convert, default: Any, required: bool) -> Any:
         self.used.add(key)
         entry = self.section.find(key)
         if entry is None:
@@ -148,7 +189,7 @@ class OptionReader:
                 raise self.error("missing required key", key)
             return default
         try:
-            return _converter(tp)(entry.value)
+            return convert(entry.value)
         except ValueError as exc:
             raise CfgError(f"[{self.section.kind}] {exc}, got {entry.value!r}",
                            file=self.section.file, line=entry.line, key=key) from None
@@ -159,24 +200,16 @@ class OptionReader:
     # -- whole option objects ---------------------------------------------------
     def read(self, cls: Type[T]) -> T:
         """Fill dataclass ``cls`` from the section; calls ``resolve(dialect)`` if defined."""
-        hints = _hints(cls)
         values = {}
-        for f in fields(cls):
-            if not f.init:
-                continue
-            default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
-            ab_default = f.metadata.get("alexeyab", MISSING)
-            if self.dialect.name == "alexeyab" and ab_default is not MISSING:
-                default = ab_default
-            only = f.metadata.get("only")
-            if only is not None and only != self.dialect.name:
+        for f in _plan(cls, self.dialect.name):
+            default = f.default if f.factory is None else f.factory()
+            if not f.read:
                 values[f.name] = default
                 continue
-            value = self.get(key_of(f), hints[f.name], default, bool(f.metadata.get("required")))
-            choices = f.metadata.get("choices")
-            if choices is not None and value not in set(choices()):
-                raise self.error(f"unknown {key_of(f)} {value!r} (Darknet knows: "
-                                 f"{', '.join(sorted(choices()))})", key_of(f))
+            value = self._get(f.key, f.convert, default, f.required)
+            if f.choices is not None and value not in set(f.choices()):
+                raise self.error(f"unknown {f.key} {value!r} (Darknet knows: "
+                                 f"{', '.join(sorted(f.choices()))})", f.key)
             values[f.name] = value
         obj = cls(**values)
         resolve = getattr(obj, "resolve", None)
@@ -201,9 +234,10 @@ class OptionReader:
             raise self.error(message, key)
 
 
-def dialect_keys(cls: type, dialect: str) -> Set[str]:
+@functools.lru_cache(maxsize=None)
+def dialect_keys(cls: type, dialect: str) -> "frozenset[str]":
     """Keys of ``cls`` that only ``dialect``'s parser reads."""
-    return {key_of(f) for f in fields(cls) if f.metadata.get("only") == dialect}
+    return frozenset(key_of(f) for f in fields(cls) if f.metadata.get("only") == dialect)
 
 
 def describe(cls: type) -> List[Dict[str, Any]]:

@@ -111,6 +111,12 @@ try:
     _CONV_POINTWISE = torch.ops.mkldnn._convolution_pointwise.default
 except (AttributeError, RuntimeError):  # pragma: no cover
     _CONV_POINTWISE = None
+#: oneDNN's weight reorder into the blocked layout its convolution uses (what
+#: torch.compile's freezing pass does once per weight); None where torch lacks it
+try:
+    _REORDER_WEIGHT = torch.ops.mkldnn._reorder_convolution_weight.default
+except (AttributeError, RuntimeError):  # pragma: no cover
+    _REORDER_WEIGHT = None
 #: activations oneDNN applies in the same pass, with Darknet's constants
 _FUSED_ACTIVATIONS = {"linear": ("none", []), "leaky": ("leaky_relu", [0.1]),
                       "revleaky": ("leaky_relu", [0.1]), "relu": ("relu", [])}
@@ -150,6 +156,7 @@ class ConvolutionalLayer(DarknetLayer):
         #: AlexeyAB's share_index: the layer whose tensors this one uses (see :func:`_share`)
         self.shares: "int | None" = None
         self._folded: "tuple | None" = None  # (key, weight, bias) of fold()
+        self._packed: "tuple | None" = None  # (key, oneDNN weight, bias) of packed()
         if initialising():
             self.reset_parameters()
 
@@ -209,11 +216,14 @@ class ConvolutionalLayer(DarknetLayer):
             factor = (scale / root).view(-1, 1, 1, 1)
             self.weight.copy_((self.weight.detach().double() * factor).to(self.weight.dtype))
         self.bn = None
+    def _parameter_key(self) -> tuple:
+        sources = [self.weight, self.bias] + (self.bn.weight_tensors() if self.bn else [])
+        return tuple((t.data_ptr(), t._version, t.dtype, t.device) for t in sources)
+
     def fold(self) -> "tuple[Tensor, Tensor]":
         """(weight, bias) with the inference batchnorm folded in (:meth:`BatchNorm.fold`);
         cached until a parameter changes (storage or version)."""
-        sources = [self.weight, self.bias] + (self.bn.weight_tensors() if self.bn else [])
-        key = tuple((t.data_ptr(), t._version, t.dtype, t.device) for t in sources)
+        key = self._parameter_key()
         if self._folded is None or self._folded[0] != key:
             with torch.no_grad():
                 if self.bn is None:
@@ -223,23 +233,50 @@ class ConvolutionalLayer(DarknetLayer):
             self._folded = (key, w, b)
         return self._folded[1], self._folded[2]
 
+    def packed(self, x: Tensor, padding: int, stride, dilation: int) -> "tuple[Tensor, Tensor]":
+        """(weight, bias) of :meth:`fold` with the weight reordered once into oneDNN's
+        blocked layout for this convolution (prepared for ``x``'s shape; other shapes use it
+        too, measured as fast), so no call reorders it again; cached until a parameter
+        changes. The dense folded copy is dropped then (one extra copy of the weights, not
+        two). The values are the folded weight's, moved; oneDNN's output is channels-last."""
+        key = self._parameter_key()
+        if self._packed is None or self._packed[0] != key:
+            w, b = self.fold()
+            self._folded = None
+            self._packed = None  # the old copy goes before the new one is made
+            with torch.no_grad():
+                pw = _REORDER_WEIGHT(w, [padding] * 2, list(stride), [dilation] * 2,
+                                     self.groups, list(x.shape))
+            self._packed = (key, pw, b)
+        return self._packed[1], self._packed[2]
+
+    def __getstate__(self) -> dict:
+        # oneDNN's opaque tensors cannot be copied or pickled: deepcopy/torch.save drop the
+        # caches (remade on the next fast forward)
+        state = self.__dict__.copy()
+        state["_folded"] = state["_packed"] = None
+        return state
+
     def infer(self, x: Tensor, refs: List[Tensor], reuse: bool) -> Tensor:
         if self.xnor:  # binarized weights and input: the plain path's arithmetic
             return self.forward(x, refs)
-        w, b = self.fold()
         stride, padding, dilation = self.stride, self.padding, self.dilation
         if self.flat_1x1:  # the same flat read as conv(), then a plain 1x1 convolution
             x = self._flat_input(x)
             stride, padding, dilation = (1, 1), 0, 1
-        fused = _FUSED_ACTIVATIONS.get(self.activation)
-        if (fused is not None and _CONV_POINTWISE is not None and x.device.type == "cpu"
-                and x.dtype == torch.float32 and torch.backends.mkldnn.is_available()
-                and torch.backends.mkldnn.enabled):
-            # one oneDNN pass: conv + bias + activation (1x1 convolutions also skip
-            # aten's slower non-oneDNN kernel)
-            p, d = [padding] * 2, [dilation] * 2
-            return _CONV_POINTWISE(x, w, b, p, list(stride), d, self.groups, fused[0],
-                                   fused[1], None)
+        if (_CONV_POINTWISE is not None and _REORDER_WEIGHT is not None
+                and x.device.type == "cpu" and x.dtype == torch.float32
+                and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled):
+            # one oneDNN pass: conv + bias (+ leaky/relu) on the prepacked weight (1x1
+            # convolutions also skip aten's slower non-oneDNN kernel)
+            w, b = self.packed(x, padding, stride, dilation)
+            fused = _FUSED_ACTIVATIONS.get(self.activation, ("none", []))
+            y = _CONV_POINTWISE(x, w, b, [padding] * 2, list(stride), [dilation] * 2,
+                                self.groups, fused[0], fused[1], None)
+            if self.activation in _FUSED_ACTIVATIONS:
+                return y
+            return activations.activate_(y, self.activation, self.dialect_name)
+        w, b = self.fold()
         y = F.conv2d(x, w, b, stride, padding, dilation, self.groups)
         return activations.activate_(y, self.activation, self.dialect_name)
 
