@@ -252,9 +252,10 @@ def load_weights(model: "Darknet", path: "os.PathLike[str] | str",
                                        file=source) from None
             else:
                 handle.seek(header.nbytes)
-                # numpy's allocator asks for transparent huge pages: 5x faster than
-                # torch.empty here, where every 4 KiB page would fault once on first write
-                body = np.empty(needed, dtype="<f4")
+                # torch.empty: 4 KiB pages. numpy's allocator asks for transparent huge
+                # pages, which fault in 3x faster when the kernel has free 2 MiB blocks and
+                # up to 5x slower when it must compact memory first (a busy machine)
+                body = torch.empty(needed, dtype=torch.float32).numpy()
                 if handle.readinto(memoryview(body).cast("B")) != needed * 4:
                     raise WeightsError("file changed while reading", file=source)
     except OSError as exc:
