@@ -6,6 +6,13 @@ dialect's epsilon -- pjreddie ``(x-mean)/(sqrt(var)+1e-6)``, AlexeyAB
 pjreddie models. Training uses the batch mean and the *unbiased* batch variance
 and updates the rolling statistics with the dialect's momentum.
 
+Training has two arithmetic modes with the same formulas. By default the sums run on
+PyTorch's fast reductions (:class:`_FusedTrainBN`: one centred copy, batched dot products
+for the variance and the backward's sums, fused multiply-adds); inside :func:`exact`
+(what ``darknet-py compare`` uses) every per-channel sum is Darknet's sequential float32
+loop and the backward's arithmetic is double, as the C's (:class:`_TrainBN`). The two
+differ by float rounding only (Darknet's own sequential sums are the less exact ones).
+
     >>> import torch
     >>> from darknet_py.dialect import PJREDDIE
     >>> x = torch.ones(1, 1, 2, 2) * 3
@@ -14,7 +21,8 @@ and updates the rolling statistics with the dialect's momentum.
 """
 from __future__ import annotations
 
-from typing import List
+import contextlib
+from typing import Iterator, List
 
 import numpy as np
 import torch
@@ -36,30 +44,83 @@ def normalize(x: Tensor, mean: Tensor, var: Tensor, dialect: Dialect) -> Tensor:
     return (x - _c(mean)) / (_c(torch.sqrt(var)) + dialect.bn_eps)
 
 
-#: sum per channel in Darknet's order (one float32 running sum over batch, then
-#: position, as mean_cpu/variance_cpu loop) on the CPU; False: PyTorch's faster reductions,
-#: whose better rounding moves train-mode outputs ~1e-5 away from Darknet's after a few layers
-SEQUENTIAL_SUMS = True
+#: True inside :func:`exact`: training batchnorm's backward sums per channel in Darknet's
+#: order with its arithmetic in double (:class:`_TrainBN`); False (default): the fused
+#: backward (:class:`_FusedTrainBN`), whose rounding differs from Darknet's by float noise.
+#: The forward is the same in both: batch statistics summed in Darknet's order.
+EXACT = False
 
 
-def channel_sums(x: Tensor) -> Tensor:
-    """Per-channel sum of NCHW ``x``: Darknet's sequential float32 loop (CPU float32 with
-    :data:`SEQUENTIAL_SUMS`), else ``x.sum``."""
-    if not (SEQUENTIAL_SUMS and x.device.type == "cpu" and x.dtype == torch.float32):
-        return x.sum(dim=(0, 2, 3))
-    rows = x.detach().transpose(0, 1).reshape(x.shape[1], -1).numpy()
-    if rows.shape[1] == 0:
-        return x.new_zeros(x.shape[1])
-    return torch.from_numpy(np.add.accumulate(rows, axis=1, dtype=np.float32)[:, -1].copy())
+@contextlib.contextmanager
+def exact(enabled: bool = True) -> Iterator[None]:
+    """Within this block, training batchnorm's backward reproduces Darknet's arithmetic
+    order too (sequential float32 sums, double factors), as ``darknet-py compare`` checks
+    it; slower than the default. Restores the previous mode on exit."""
+    global EXACT
+    before = EXACT
+    EXACT = bool(enabled)
+    try:
+        yield
+    finally:
+        EXACT = before
+
+
+def _sequential(x: Tensor) -> bool:
+    return x.device.type == "cpu" and x.dtype == torch.float32
+
+
+#: positions per chunk x channels: a chunk's buffer stays in the CPU cache (256 KiB)
+_CHUNK = 65536
+
+
+def channel_sums(x: Tensor, square: bool = False) -> Tensor:
+    """Per-channel sum of NCHW ``x`` (of ``x*x`` with ``square``) in Darknet's order on a
+    CPU float32 tensor: one float32 running sum per channel over image, then position, as
+    mean_cpu/variance_cpu loop (bit for bit; ``x.sum`` elsewhere).
+
+    Without a transposed copy of ``x``: each chunk of positions is transposed into a small
+    (positions+1, channels) buffer whose first row holds the running sums, and numpy's
+    ``add.reduce`` along axis 0 of a C-contiguous array adds row after row into one
+    accumulator per column (sequentially, unlike its pairwise sum along a contiguous axis;
+    a single channel gets a zero second column to stay in that case)."""
+    if not _sequential(x):
+        return (x * x if square else x).sum(dim=(0, 2, 3))
+    b, c = x.shape[0], x.shape[1]
+    hw = x.shape[2] * x.shape[3]
+    cols = max(c, 2)
+    carry = np.zeros(cols, np.float32)
+    if b == 0 or hw == 0:
+        return torch.from_numpy(carry[:c].copy())
+    planes = x.detach().contiguous().numpy().reshape(b, c, hw)
+    k = max(16, _CHUNK // c)
+    buf = np.zeros((min(k, hw) + 1, cols), np.float32)
+    for image in planes:
+        for start in range(0, hw, k):
+            chunk = image[:, start:start + k].T
+            rows = buf[:chunk.shape[0] + 1]
+            rows[0] = carry
+            if square:
+                np.multiply(chunk, chunk, out=rows[1:, :c])
+            else:
+                rows[1:, :c] = chunk
+            carry = np.add.reduce(rows, axis=0)
+    return torch.from_numpy(carry[:c].copy())
 
 
 def batch_statistics(x: Tensor) -> "tuple[Tensor, Tensor]":
     """Darknet's mean_cpu/variance_cpu: mean over (N,H,W), variance divided by N*H*W-1
     (each a float sum times a float ``1./n``)."""
+    mean, var, _ = _statistics(x)
+    return mean, var
+
+
+def _statistics(x: Tensor) -> "tuple[Tensor, Tensor, Tensor]":
+    """(mean, var, x - mean) of :func:`batch_statistics`."""
     n = x.shape[0] * x.shape[2] * x.shape[3]
     mean = channel_sums(x) * float(np.float32(1.0 / n))
-    var = channel_sums((x - _c(mean)) ** 2) * float(np.float32(1.0 / max(n - 1, 1)))
-    return mean, var
+    centred = x - _c(mean)
+    var = channel_sums(centred, square=True) * float(np.float32(1.0 / max(n - 1, 1)))
+    return mean, var, centred
 
 
 #: the epsilon of backward_batchnorm_layer's mean/variance deltas (both forks)
@@ -73,7 +134,7 @@ def _seq(x: Tensor) -> Tensor:
 
 def _bias_sums(x: Tensor) -> Tensor:
     """backward_bias: per image and channel sum_array over the plane, added image by image."""
-    if not (SEQUENTIAL_SUMS and x.device.type == "cpu" and x.dtype == torch.float32):
+    if not _sequential(x):
         return x.sum(dim=(0, 2, 3))
     planes = x.detach().reshape(x.shape[0], x.shape[1], -1).numpy()
     per_image = np.add.accumulate(planes, axis=2, dtype=np.float32)[:, :, -1]
@@ -124,6 +185,75 @@ def _f32(x: Tensor) -> Tensor:
     return x.to(torch.float32)
 
 
+def channel_dots(a: Tensor, b: Tensor) -> Tensor:
+    """Per-channel sum of ``a * b`` (NCHW, same shape) without the product tensor: one
+    batched dot product per image and channel (float32 accumulation in blocks), then a sum
+    over the images; falls back to ``(a * b).sum`` for other layouts."""
+    n, c = a.shape[0], a.shape[1]
+    hw = a.shape[2] * a.shape[3]
+    if a.is_contiguous() and b.is_contiguous() and hw:
+        dots = torch.bmm(a.reshape(n * c, 1, hw), b.reshape(n * c, hw, 1))
+        return dots.view(n, c).sum(dim=0)
+    return (a * b).sum(dim=(0, 2, 3))
+
+
+class _FusedTrainBN(torch.autograd.Function):
+    """The default training batchnorm: :class:`_TrainBN`'s forward, bit for bit (batch
+    statistics in Darknet's order, the dialect's epsilon), and Darknet's backward
+    (backward_batchnorm_layer: var+1e-5 and the biased 2/N, not the derivative of the
+    forward) with PyTorch's reductions and fused multiply-adds.
+
+    Forward: c = x - mean (the one tensor saved, the size of x), out = c / std * scales
+    (+ bias) in place on one new tensor. Backward, with S1 = sum(g), S2 = sum(g*c) per
+    channel (batched dot products, no product tensor): dbias = S1, dscales = S2/std
+    (backward_scale_cpu's sum of g*x_norm), dx = g*scales*direct + c*(2/n)*var_delta +
+    mean_delta/n where mean_delta = -scales*S1/sqrt(var+1e-5), var_delta =
+    -0.5*scales*S2*(var+1e-5)^-1.5 and direct is 1/sqrt(var+1e-5) (pjreddie) or
+    1/(sqrt(var)+1e-5) (AlexeyAB): normalize_delta_cpu, its per-channel factors in double,
+    the per-element work in two multiply-adds. Also returns (mean, var)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, scales: Tensor, bias: "Tensor | None",
+                dialect: Dialect):  # type: ignore[override]
+        mean, var, c = _statistics(x)
+        if dialect.bn_eps_inside_sqrt:
+            std = torch.sqrt(var + dialect.bn_eps)
+        else:
+            std = torch.sqrt(var) + dialect.bn_eps
+        out = torch.div(c, _c(std)).mul_(_c(scales))
+        if bias is not None:
+            out.add_(_c(bias))
+        ctx.save_for_backward(c, var, scales, std)
+        ctx.dialect = dialect
+        ctx.mark_non_differentiable(mean, var)
+        return out, mean, var
+
+    @staticmethod
+    def backward(ctx, grad: Tensor, _mean: Tensor, _var: Tensor):  # type: ignore[override]
+        c, var, scales, std = ctx.saved_tensors
+        grad = grad.contiguous()
+        n = c.shape[0] * c.shape[2] * c.shape[3]
+        s1 = grad.sum(dim=(0, 2, 3))
+        s2 = channel_dots(grad, c)
+        grad_bias = s1 if ctx.needs_input_grad[2] else None
+        grad_scales = _f32(s2.double() / std.double()) if ctx.needs_input_grad[1] else None
+        if not ctx.needs_input_grad[0]:
+            return None, grad_scales, grad_bias, None
+        s = scales.double()
+        v = var.double() + np.float32(DELTA_EPS)
+        mean_delta = _f32(s * s1.double() * (-1.0 / torch.sqrt(v)))
+        var_delta = _f32(s * s2.double() * (-0.5 * torch.pow(v.float(), np.float32(-1.5)).double()))
+        if ctx.dialect.bn_delta_eps_inside_sqrt:
+            direct = 1.0 / torch.sqrt(v)
+        else:
+            direct = 1.0 / (torch.sqrt(var.double()) + np.float32(DELTA_EPS))
+        k_grad = _f32(s * direct)
+        k_c = _f32(var_delta.double() * 2.0 / n)
+        k_0 = _f32(mean_delta.double() / n)
+        dx = torch.addcmul(_c(k_0), grad, _c(k_grad))
+        return dx.addcmul_(c, _c(k_c)), grad_scales, grad_bias, None
+
+
 class BatchNorm(nn.Module):
     """Scales + rolling statistics of one Darknet BN (the bias lives with the layer)."""
 
@@ -145,12 +275,17 @@ class BatchNorm(nn.Module):
         """scales * normalize(x) (+ ``bias``, the owning layer's, added after as Darknet's
         add_bias): batch statistics in training, rolling ones otherwise."""
         if self.training:
+            if EXACT:
+                with torch.no_grad():
+                    mean, var = batch_statistics(x)
+                out = _TrainBN.apply(x, mean, var, self.scales, bias, self.dialect)
+            else:
+                out, mean, var = _FusedTrainBN.apply(x, self.scales, bias, self.dialect)
             with torch.no_grad():
-                mean, var = batch_statistics(x)
                 m = self.dialect.bn_rolling_momentum
                 self.rolling_mean.mul_(1 - m).add_(m * mean)
                 self.rolling_variance.mul_(1 - m).add_(m * var)
-            return _TrainBN.apply(x, mean, var, self.scales, bias, self.dialect)
+            return out
         mean, var = self.rolling_mean, self.rolling_variance
         out = normalize(x, mean, var, self.dialect) * _c(self.scales)
         return out + _c(bias) if bias is not None else out
