@@ -78,11 +78,12 @@ def channel_sums(x: Tensor, square: bool = False) -> Tensor:
     CPU float32 tensor: one float32 running sum per channel over image, then position, as
     mean_cpu/variance_cpu loop (bit for bit; ``x.sum`` elsewhere).
 
-    Without a transposed copy of ``x``: each chunk of positions is transposed into a small
-    (positions+1, channels) buffer whose first row holds the running sums, and numpy's
-    ``add.reduce`` along axis 0 of a C-contiguous array adds row after row into one
+    Without a transposed copy of ``x``: chunks of positions go, channels along a row, into
+    a small (positions+1, channels) buffer whose first row holds the running sums, and
+    numpy's ``add.reduce`` along axis 0 of a C-contiguous array adds row after row into one
     accumulator per column (sequentially, unlike its pairwise sum along a contiguous axis;
-    a single channel gets a zero second column to stay in that case)."""
+    a single channel gets a zero second column to stay in that case). A channels-last
+    ``x`` is already in rows of channels, in Darknet's order of positions."""
     if not _sequential(x):
         return (x * x if square else x).sum(dim=(0, 2, 3))
     b, c = x.shape[0], x.shape[1]
@@ -91,12 +92,18 @@ def channel_sums(x: Tensor, square: bool = False) -> Tensor:
     carry = np.zeros(cols, np.float32)
     if b == 0 or hw == 0:
         return torch.from_numpy(carry[:c].copy())
-    planes = x.detach().contiguous().numpy().reshape(b, c, hw)
+    x = x.detach()
     k = max(16, _CHUNK // c)
-    buf = np.zeros((min(k, hw) + 1, cols), np.float32)
-    for image in planes:
-        for start in range(0, hw, k):
-            chunk = image[:, start:start + k].T
+    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        rows_of = [x.permute(0, 2, 3, 1).numpy().reshape(b * hw, c)]
+        transpose = False
+    else:
+        rows_of = list(x.contiguous().numpy().reshape(b, c, hw))
+        transpose = True
+    buf = np.zeros((k + 1, cols), np.float32)
+    for block in rows_of:
+        for start in range(0, block.shape[1 if transpose else 0], k):
+            chunk = block[:, start:start + k].T if transpose else block[start:start + k]
             rows = buf[:chunk.shape[0] + 1]
             rows[0] = carry
             if square:
@@ -185,32 +192,20 @@ def _f32(x: Tensor) -> Tensor:
     return x.to(torch.float32)
 
 
-def channel_dots(a: Tensor, b: Tensor) -> Tensor:
-    """Per-channel sum of ``a * b`` (NCHW, same shape) without the product tensor: one
-    batched dot product per image and channel (float32 accumulation in blocks), then a sum
-    over the images; falls back to ``(a * b).sum`` for other layouts."""
-    n, c = a.shape[0], a.shape[1]
-    hw = a.shape[2] * a.shape[3]
-    if a.is_contiguous() and b.is_contiguous() and hw:
-        dots = torch.bmm(a.reshape(n * c, 1, hw), b.reshape(n * c, hw, 1))
-        return dots.view(n, c).sum(dim=0)
-    return (a * b).sum(dim=(0, 2, 3))
-
-
 class _FusedTrainBN(torch.autograd.Function):
     """The default training batchnorm: :class:`_TrainBN`'s forward, bit for bit (batch
     statistics in Darknet's order, the dialect's epsilon), and Darknet's backward
     (backward_batchnorm_layer: var+1e-5 and the biased 2/N, not the derivative of the
-    forward) with PyTorch's reductions and fused multiply-adds.
+    forward) by PyTorch's fused batchnorm backward, in any memory layout.
 
     Forward: c = x - mean (the one tensor saved, the size of x), out = c / std * scales
-    (+ bias) in place on one new tensor. Backward, with S1 = sum(g), S2 = sum(g*c) per
-    channel (batched dot products, no product tensor): dbias = S1, dscales = S2/std
-    (backward_scale_cpu's sum of g*x_norm), dx = g*scales*direct + c*(2/n)*var_delta +
-    mean_delta/n where mean_delta = -scales*S1/sqrt(var+1e-5), var_delta =
-    -0.5*scales*S2*(var+1e-5)^-1.5 and direct is 1/sqrt(var+1e-5) (pjreddie) or
-    1/(sqrt(var)+1e-5) (AlexeyAB): normalize_delta_cpu, its per-channel factors in double,
-    the per-element work in two multiply-adds. Also returns (mean, var)."""
+    (+ bias) in place on one new tensor. Backward: with d = g*scales and
+    istd = 1/sqrt(var+1e-5), Darknet's mean_delta, variance_delta and normalize_delta give
+    dx = d*istd - istd*sum(d)/n - c*istd^3*sum(d*c)/n, which is exactly PyTorch's training
+    batchnorm backward (``native_batch_norm_backward``) of c with mean 0, invstd istd and
+    weight scales; AlexeyAB's normalize_delta divides by sqrt(var)+1e-5 instead of istd's
+    root, added as g*scales*(1/(sqrt(var)+1e-5) - istd). dscales = sum(g*c)/std
+    (backward_scale_cpu's sum of g*x_norm), dbias = sum(g). Also returns (mean, var)."""
 
     @staticmethod
     def forward(ctx, x: Tensor, scales: Tensor, bias: "Tensor | None",
@@ -231,27 +226,20 @@ class _FusedTrainBN(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor, _mean: Tensor, _var: Tensor):  # type: ignore[override]
         c, var, scales, std = ctx.saved_tensors
-        grad = grad.contiguous()
-        n = c.shape[0] * c.shape[2] * c.shape[3]
-        s1 = grad.sum(dim=(0, 2, 3))
-        s2 = channel_dots(grad, c)
-        grad_bias = s1 if ctx.needs_input_grad[2] else None
-        grad_scales = _f32(s2.double() / std.double()) if ctx.needs_input_grad[1] else None
-        if not ctx.needs_input_grad[0]:
-            return None, grad_scales, grad_bias, None
-        s = scales.double()
         v = var.double() + np.float32(DELTA_EPS)
-        mean_delta = _f32(s * s1.double() * (-1.0 / torch.sqrt(v)))
-        var_delta = _f32(s * s2.double() * (-0.5 * torch.pow(v.float(), np.float32(-1.5)).double()))
-        if ctx.dialect.bn_delta_eps_inside_sqrt:
-            direct = 1.0 / torch.sqrt(v)
-        else:
+        istd = 1.0 / torch.sqrt(v)
+        need = ctx.needs_input_grad
+        dx, dscales, dbias = torch.ops.aten.native_batch_norm_backward(
+            grad, c, scales, None, None, torch.zeros_like(var), _f32(istd), True,
+            DELTA_EPS, [need[0], need[1], need[2]])
+        if need[1]:
+            # PyTorch's weight gradient is sum(g*c)*istd; Darknet's is sum(g*c)/std
+            dscales = _f32(dscales.double() / (istd * std.double()))
+        if need[0] and not ctx.dialect.bn_delta_eps_inside_sqrt:
             direct = 1.0 / (torch.sqrt(var.double()) + np.float32(DELTA_EPS))
-        k_grad = _f32(s * direct)
-        k_c = _f32(var_delta.double() * 2.0 / n)
-        k_0 = _f32(mean_delta.double() / n)
-        dx = torch.addcmul(_c(k_0), grad, _c(k_grad))
-        return dx.addcmul_(c, _c(k_c)), grad_scales, grad_bias, None
+            dx.addcmul_(grad, _c(_f32(scales.double() * (direct - istd))))
+        return (dx if need[0] else None, dscales if need[1] else None,
+                dbias if need[2] else None, None)
 
 
 class BatchNorm(nn.Module):
