@@ -321,7 +321,7 @@ def compare_case(folder: "os.PathLike[str] | str", weights: "os.PathLike[str] | 
                  tolerance: float = DEFAULT_TOLERANCE, device: "str | torch.device" = "cpu",
                  layers: Optional[Sequence[int]] = None, strict: bool = False,
                  floor_factor: float = FLOOR_FACTOR, fast: bool = True,
-                 dialect: Optional[str] = None) -> CompareReport:
+                 dialect: Optional[str] = None, exact_bn: bool = True) -> CompareReport:
     """Run the case's cfg/weights/input and compare with every dumped layer.
 
     Each layer is held to ``max(tolerance, floor_factor * floor)`` (see the module doc);
@@ -329,12 +329,14 @@ def compare_case(folder: "os.PathLike[str] | str", weights: "os.PathLike[str] | 
     ``dialect``: read the cfg as this fork does (default: the fork that made the case).
     ``fast=False`` runs the plain path (Darknet's operation order) instead of the
     inference fast path (:mod:`darknet_py.fast`); the float64 twin takes the same path.
-    Train-mode cases always run the plain path (training has no fast path).
+    Train-mode cases always run the plain path (training has no fast path), with
+    ``exact_bn`` (default) inside :func:`darknet_py.layers.batchnorm.exact` (training
+    batchnorm in Darknet's sequential float order; False: the default fused one).
     """
     case = load_case(folder)
     if case.mode == "train":
         return compare_train_case(case, weights=weights, tolerance=tolerance, device=device,
-                                  layers=layers)
+                                  layers=layers, exact_bn=exact_bn)
     if case.mode not in ("forward", "detect"):
         raise DataError(f"mode {case.mode!r} cases are not supported by compare yet "
                         f"(forward, detect and train are)", file=case.folder / "case.json")
@@ -509,7 +511,8 @@ def _update_error(ours: np.ndarray, ref: np.ndarray, ours_after: np.ndarray,
 
 def compare_train_case(case: "Case", weights: "os.PathLike[str] | str | None" = None,
                        tolerance: float = DEFAULT_TOLERANCE, device: "str | torch.device" = "cpu",
-                       layers: Optional[Sequence[int]] = None) -> CompareReport:
+                       layers: Optional[Sequence[int]] = None, exact_bn: bool = True
+                       ) -> CompareReport:
     """A train-mode case: ``X.npy``/``y.npy``, the initial weights and K train_network calls.
 
     Checks whichever of these the folder holds: every ``iter1_layer_NNN.npy`` (train-mode
@@ -522,8 +525,18 @@ def compare_train_case(case: "Case", weights: "os.PathLike[str] | str | None" = 
     (:data:`UPDATE_TOLERANCE` of the update's max |value|, above the one-ulp floor of the
     stored float32 weights: see :func:`_update_error`). A failing check of iteration 1
     names any element where the two took different sides of a kinked activation
-    (:func:`kink_flips`): still a mismatch, with its cause.
+    (:func:`kink_flips`): still a mismatch, with its cause. ``exact_bn``: training batchnorm in Darknet's
+    sequential float order (:func:`darknet_py.layers.batchnorm.exact`), else the default
+    fused arithmetic.
     """
+    from .layers import batchnorm
+    with batchnorm.exact(exact_bn):
+        return _compare_train_case(case, weights, tolerance, device, layers)
+
+
+def _compare_train_case(case: "Case", weights: "os.PathLike[str] | str | None",
+                        tolerance: float, device: "str | torch.device",
+                        layers: Optional[Sequence[int]]) -> CompareReport:
     import copy
 
     from . import load

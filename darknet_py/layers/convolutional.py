@@ -137,6 +137,7 @@ class ConvolutionalLayer(DarknetLayer):
         self.opts = opts
         self.activation = opts.activation
         self._act = activations.get(opts.activation, dialect)
+        self._act_train_ = activations.get_inplace_autograd(opts.activation, dialect)
         n, c, k = opts.filters, in_shape.c, opts.size
         self.weight = nn.Parameter(filled(n, c // opts.groups, k, k))
         self.bias = nn.Parameter(filled(n))
@@ -194,6 +195,8 @@ class ConvolutionalLayer(DarknetLayer):
             if self.training or y.requires_grad:
                 bias = self.bias if self.bn.dialect.bn_bias_learns else self.bias.detach()
                 y = self.bn(y, bias)
+                if self._act_train_ is not None:  # y is BN's new output, no one else's
+                    return self._act_train_(y)
             else:  # plain inference: y is ours alone, so BN and bias may work in place
                 y = self.bn.inference_(y).add_(self.bias.view(1, -1, 1, 1))
         return self._act(y)
