@@ -250,3 +250,90 @@ def test_every_layer_delta_alexeyab_subdivisions(darknet_alexeyab, reference, tm
     checked = [name.split()[4] for name in _delta_checks(report)]
     assert len(checked) == len(kinds) - 2
     assert set(checked) == {"[route]", "[upsample]", "[maxpool]", "[convolutional]"}
+
+
+# -- [maxpool] backward: Darknet's l.indexes (first max of the window wins) ----------------
+_TIE_NET = """[net]
+width=24
+height=24
+channels=3
+batch=2
+subdivisions=1
+learning_rate=0.01
+momentum=0.9
+decay=0.0005
+burn_in=0
+[convolutional]
+filters=6
+size=1
+stride=1
+pad=0
+activation=linear
+[maxpool]
+{pool1}
+[convolutional]
+filters=6
+size=1
+stride=1
+pad=0
+activation=linear
+[maxpool]
+{pool2}
+{extra}
+[convolutional]
+filters=18
+size=1
+stride=1
+pad=0
+activation=linear
+[yolo]
+mask=0,1,2
+anchors=4,5, 9,8, 14,16
+classes=1
+num=3
+ignore_thresh=.5
+"""
+
+
+def _tie_case(fork, build, tmp_path, pool1, pool2, extra=""):
+    """A net whose maxpool inputs tie exactly: X is constant on 4x4 blocks and the first
+    three filters of each 1x1 conv have zero weights (outputs = bias everywhere), so
+    nearly every window holds equal maxima, and the windows of the size-3 pool reach
+    into Darknet's padding."""
+    from darknet_py.darknet.dump import dump_case
+    from train_cases import random_model
+    cfg = _TIE_NET.format(pool1=pool1, pool2=pool2, extra=extra)
+    (tmp_path / "net.cfg").write_text(cfg)
+    model = random_model(cfg, fork, 5)
+    import torch
+    with torch.no_grad():
+        for i in (0, 2):
+            model.layers[i].weight[:3] = 0
+    model.save_weights(tmp_path / "w.weights")
+    rng = np.random.default_rng(5)
+    X = np.repeat(np.repeat(rng.integers(0, 4, (2, 3, 6, 6)) / 3.0, 4, axis=2), 4, axis=3)
+    y = random_truths(rng, 2, 200 if fork == "alexeyab" else 90, [4, 6], 1,
+                      fields=6 if fork == "alexeyab" else 5)
+    case = dump_case(build, tmp_path / "net.cfg", tmp_path / "w.weights", mode="train",
+                     out_dir=tmp_path / "c", X=X.astype(np.float32), y=y, iterations=1,
+                     deltas=True)
+    return _check(compare_case(case))
+
+
+def test_maxpool_ties_pjreddie(darknet_pjreddie, tmp_path):
+    """2x2/2 and 3x3/1 (padding 2) maxpools over exact ties: every conv's l.delta and
+    update as Darknet's, where PyTorch's max would split each tie's gradient."""
+    report = _tie_case("pjreddie", darknet_pjreddie, tmp_path, "size=2\nstride=2",
+                       "size=3\nstride=1")
+    assert {"iteration 1 layer 0 [convolutional] l.delta",
+            "iteration 1 layer 2 [convolutional] l.delta"} <= set(_delta_checks(report))
+
+
+def test_maxpool_ties_alexeyab(darknet_alexeyab, tmp_path):
+    """AlexeyAB: 3x3/2 (padding 2), stride_x=1 stride_y=2, and maxpool_depth over tied
+    channels."""
+    report = _tie_case("alexeyab", darknet_alexeyab, tmp_path, "size=3\nstride=2",
+                       "size=2\nstride_x=1\nstride_y=2",
+                       "[maxpool]\nmaxpool_depth=1\nout_channels=4")
+    assert {"iteration 1 layer 0 [convolutional] l.delta",
+            "iteration 1 layer 2 [convolutional] l.delta"} <= set(_delta_checks(report))
