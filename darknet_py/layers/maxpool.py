@@ -247,6 +247,12 @@ class MaxpoolLayer(DarknetLayer):
         chan = torch.arange(c, device=x.device).view(1, c, 1, 1) * (h * w)
         return out, torch.where(row_at >= 0, chan + iy * w + ix, row_at)
 
+    def darknet_indexes(self, x: Tensor) -> Tensor:
+        """``l.indexes`` of a forward on ``x``: per output, its input cell's flat position
+        within the image (c, h, w), -1 where no cell won."""
+        with torch.no_grad():
+            return self._indexed(x)[1]
+
     def resize(self, in_shape: Shape, ref_shapes) -> Shape:
         if self.depth:
             return Shape(self.depth, in_shape.h, in_shape.w)
