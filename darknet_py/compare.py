@@ -550,8 +550,10 @@ def ofast_nan_points(model: Darknet, case: "Case", prefix: str, batch_first: boo
     points: List[ChaosPoint] = []
     for i, layer in enumerate(model.layers):
         out_path = case.folder / f"{prefix}{i:03d}.npy"
-        in_path = case.folder / f"{prefix}{i - 1:03d}.npy"
-        if i == 0 or not (layer.elementwise and out_path.is_file() and in_path.is_file()):
+        # layer 0 reads the network input: a forward case's input.npy
+        in_path = (case.folder / f"{prefix}{i - 1:03d}.npy" if i else
+                   case.folder / ("input.npy" if prefix == "layer_" else "-"))
+        if not (layer.elementwise and out_path.is_file() and in_path.is_file()):
             continue
         out, inp = _load_npy(out_path), _load_npy(in_path)
         if out.size != inp.size:
@@ -817,7 +819,7 @@ def compare_train_case(case: "Case", weights: "os.PathLike[str] | str | None" = 
         entry = log[k - 1] if k - 1 < len(log) else {}
         if "loss" in entry:
             ref_loss = float(entry["loss"])
-            if k == 1 and not math.isfinite(ref_loss):
+            if not math.isfinite(ref_loss):  # (later: from Darknet's NaN weights)
                 nonfinite.add(f"iteration {k} loss")
             rel = abs(loss - ref_loss) / max(abs(ref_loss), 1e-30)
             report.checks.append((f"iteration {k} loss", rel <= LOSS_TOLERANCE,
@@ -856,8 +858,8 @@ def compare_train_case(case: "Case", weights: "os.PathLike[str] | str | None" = 
             detail += "; over: " + ", ".join(bad[:5]) + (" ..." if len(bad) > 5 else "")
             if k == 1:
                 failing[f"iteration {k} weight update"] = sorted(set(bad_layers))
-                if ref_nan:
-                    nonfinite.add(f"iteration {k} weight update")
+            if ref_nan:
+                nonfinite.add(f"iteration {k} weight update")
         report.checks.append((f"iteration {k} weight update", not bad, detail))
         ref_before = ref_after
     if not report.rows and not report.checks:
