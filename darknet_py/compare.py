@@ -539,9 +539,8 @@ def maxpool_tie_points(model: Darknet, outputs: Dict[int, np.ndarray], folder: P
     return points
 
 
-def ofast_nan_points(model: Darknet, case: "Case", prefix: str, batch_first: bool = True
-                     ) -> List[ChaosPoint]:
-    """AlexeyAB cases: layers whose Darknet output is NaN exactly where their input (the
+def ofast_nan_points(model: Darknet, case: "Case", prefix: str) -> List[ChaosPoint]:
+    """AlexeyAB cases: heads whose Darknet output is NaN exactly where their input (the
     dumped output of the layer before, same shape) is finite and below -:data:`LN_FLT_MAX`
     -- the -Ofast build's logistic gives NaN where ``expf(-x)`` overflows. Darknet's
     undefined behaviour; darknet_py (and pjreddie's build) give 0 there."""
@@ -550,10 +549,13 @@ def ofast_nan_points(model: Darknet, case: "Case", prefix: str, batch_first: boo
     points: List[ChaosPoint] = []
     for i, layer in enumerate(model.layers):
         out_path = case.folder / f"{prefix}{i:03d}.npy"
-        # layer 0 reads the network input: a forward case's input.npy
-        in_path = (case.folder / f"{prefix}{i - 1:03d}.npy" if i else
-                   case.folder / ("input.npy" if prefix == "layer_" else "-"))
-        if not (layer.elementwise and out_path.is_file() and in_path.is_file()):
+        # layer 0 reads the network input: a forward case's input.npy (a train case's X
+        # holds every mini-batch; a head first in a trained net is not looked at)
+        in_name = f"{prefix}{i - 1:03d}.npy" if i else ("input.npy" if prefix == "layer_" else "")
+        in_path = case.folder / in_name
+        # the heads ([yolo], [region], [Gaussian_yolo]) apply the logistic element-wise
+        if not (in_name and layer.has_cost and layer.elementwise and out_path.is_file()
+                and in_path.is_file()):
             continue
         out, inp = _load_npy(out_path), _load_npy(in_path)
         if out.size != inp.size:
@@ -611,7 +613,7 @@ def explain(report: CompareReport, points: Sequence[ChaosPoint], failing_layers:
     if nan_points:
         first = min(p.layer for p in nan_points)
         for row in report.rows:
-            if not row.ok and row.index >= first and "inf/nan" in row.note:
+            if not row.ok and row.index >= first and row.note.startswith("Darknet has"):
                 row.ok, row.explained = True, True
                 row.note += "; explained: " + " | ".join(p.text for p in nan_points)
 
