@@ -18,6 +18,13 @@ float32 output carries rounding noise of the same kind. A layer passes when
 
 ``strict=True`` (``--strict``) keeps the fixed tolerance alone.
 
+EXPLAINED. A check over its tolerance whose cause is found in Darknet's own dumped data,
+and is Darknet's float-level chaos rather than a fault here, is reported EXPLAINED (with
+the layer, position and both values) and passes: a train case's leaky/relu pre-activation
+or maxpool near-tie that float noise put on the other side in Darknet (its gradient then
+goes elsewhere), or AlexeyAB's -Ofast logistic NaN (:func:`explain`). Without such a cause
+in the data a difference stays a MISMATCH.
+
     >>> row = LayerDiff(3, "maxpool", (16, 208, 208), 2e-5, 5e-7, True, floor=4e-7, allowed=1e-4)
     >>> row.format()
     '    3  maxpool         16x208x208      2.000e-05  5.000e-07  4.000e-07  1.000e-04'
