@@ -105,6 +105,9 @@ class DarknetLayer(nn.Module):
     #: the output has the input's shape whatever its size (activations, BN, heads...):
     #: :meth:`resize` then needs nothing more
     elementwise: bool = False
+    #: forward reads ``x``, the previous layer's output (False: only ``refs``, as [route]);
+    #: with ``refs`` the layers whose outputs (and so deltas) this layer's depends on
+    reads_previous: bool = True
 
     def __init__(self, index: int, out_shape: Shape, refs: Sequence[int] = ()) -> None:
         super().__init__()
@@ -122,6 +125,12 @@ class DarknetLayer(nn.Module):
         output of :meth:`forward` up to float rounding. ``reuse``: ``x`` is nobody else's
         and may be overwritten. The default is :meth:`forward` itself."""
         return self.forward(x, refs)
+
+    def darknet_indexes(self, x: Tensor) -> Optional[Tensor]:
+        """Darknet's ``l.indexes`` of a train-mode forward on ``x`` (the input cell each
+        output's delta goes back to, -1: none), for layers whose backward routes deltas by
+        them ([maxpool]); None for the others."""
+        return None
 
     def resize(self, in_shape: Shape, ref_shapes: Sequence[Shape]) -> Shape:
         """Darknet's ``resize_*_layer``: this layer's output shape for input ``in_shape``
