@@ -43,6 +43,9 @@ ArrayLike = Union[PathLike, np.ndarray]
 
 MODES = ("forward", "detect", "train")
 
+#: layer types (as the harness names them, lower-cased) that read boxes from the truth
+DETECTION_HEADS = ("yolo", "region", "detection", "gaussian_yolo")
+
 #: learning_rate_policy enum of darknet.h (both forks; AlexeyAB appends sgdr)
 POLICIES = ("constant", "step", "exp", "poly", "steps", "sig", "random", "sgdr")
 
@@ -171,6 +174,13 @@ def random_boxes(rs: np.random.RandomState, rows: int, max_boxes: int, per_box: 
         y[b, :n, 0:2] = rs.uniform(0.1, 0.9, (n, 2))
         y[b, :n, 2:4] = rs.uniform(0.05, 0.6, (n, 2))
         y[b, :n, 4] = rs.randint(0, max(classes, 1), n)
+    return y
+
+
+def random_labels(rs: np.random.RandomState, rows: int, classes: int) -> np.ndarray:
+    """Seeded classifier truth: one class uniform per row, one-hot over ``classes``."""
+    y = np.zeros((rows, classes), dtype=np.float32)
+    y[np.arange(rows), rs.randint(0, max(classes, 1), rows)] = 1
     return y
 
 
@@ -323,7 +333,11 @@ def dump_case(build: "DarknetBuild | PathLike", cfg: PathLike, weights: Optional
             manifest.update(image=image_p.name, thresholds=[float(t) for t in thresholds],
                             hier_thresh=hier_thresh, nms=nms)
         else:
-            per_box = 6 if build.fork == "alexeyab" else 5
+            # detection heads read boxes of 5 (pjreddie) / 6 (AlexeyAB) floats; a classifier
+            # ([softmax] loss) reads a row of net.truths floats (one-hot labels)
+            detector = any(l["type"].lower() in DETECTION_HEADS for l in info.layers)
+            per_box = (6 if build.fork == "alexeyab" else 5) if detector else max(info.truths, 1)
+            row_shape = (info.truths // per_box, per_box) if detector else (info.truths,)
             nb = 1
             if X is not None:
                 xs = np.ascontiguousarray(_array(X, "X"), dtype=np.float32)
@@ -340,15 +354,18 @@ def dump_case(build: "DarknetBuild | PathLike", cfg: PathLike, weights: Optional
                 manifest["input_seed"] = input_seed
             if y is not None:
                 ys = np.ascontiguousarray(_array(y, "y"), dtype=np.float32)
-            else:
+            elif detector:
                 ys = random_boxes(np.random.RandomState(input_seed + 1), rows,
                                   info.truths // per_box, per_box, info.classes)
+            else:
+                ys = random_labels(np.random.RandomState(input_seed + 1), rows, info.truths)
             if ys.size != nb * rows * info.truths:
                 lead = f"{nb}, " if nb > 1 else ""
-                raise DataError(f"y must be ({lead}B, {info.truths // per_box}, {per_box}) for this "
-                                f"cfg (net truths {info.truths}), got {ys.shape}")
+                want = ", ".join(map(str, row_shape))
+                raise DataError(f"y must be ({lead}B, {want}) for this cfg (net truths "
+                                f"{info.truths}), got {ys.shape}")
             stack = (nb,) if nb > 1 else ()
-            ys = ys.reshape(stack + (rows, info.truths // per_box, per_box))
+            ys = ys.reshape(stack + (rows,) + row_shape)
             if rows % info.batch:
                 raise DataError(f"{rows} images is not a multiple of the mini-batch {info.batch}")
             if int(save_every) < 1:
@@ -367,9 +384,10 @@ def dump_case(build: "DarknetBuild | PathLike", cfg: PathLike, weights: Optional
             if deltas:
                 args.append("-D")
             files += [_npy_entry(stage, "X.npy", layout=("N x " if nb > 1 else "") + "BCHW, [0,1]"),
-                      _npy_entry(stage, "y.npy", layout=f"B x {info.truths // per_box} x {per_box}: "
-                                 "x,y,w,h (relative, center), class_id" +
-                                 (", track_id" if per_box == 6 else ""))]
+                      _npy_entry(stage, "y.npy", layout=(
+                          f"B x {info.truths // per_box} x {per_box}: x,y,w,h (relative, center), "
+                          "class_id" + (", track_id" if per_box == 6 else "")) if detector else
+                          f"B x {info.truths}: net.truth rows (one-hot labels)")]
             params = dict(info.params)
             policy = int(params.get("policy", -1))
             params["policy"] = POLICIES[policy] if 0 <= policy < len(POLICIES) else policy
@@ -446,4 +464,5 @@ def dump_case(build: "DarknetBuild | PathLike", cfg: PathLike, weights: Optional
     return out
 
 
-__all__ = ["MODES", "NetInfo", "decode_image", "dump_case", "network_info", "random_boxes"]
+__all__ = ["MODES", "NetInfo", "decode_image", "dump_case", "network_info", "random_boxes",
+           "random_labels"]

@@ -175,14 +175,15 @@ static float net_train(network *net, data d)
 }
 
 /* floats of truth per image: pjreddie keeps it in net->truths; AlexeyAB's layers index the
-   truth with their own l.truths (max_boxes*6) and leave net.truths 0 */
+   truth with their own l.truths (max_boxes*6) and leave net.truths 0; without such a layer
+   (a classifier) its train_network_datum_gpu sizes the truth as the network's output */
 static int net_truths(network *net)
 {
 #ifdef DPY_ALEXEYAB
     int i, t = net->truths;
     for (i = 0; i < net->n; ++i)
         if (net->layers[i].truths > t) t = net->layers[i].truths;
-    return t;
+    return t ? t : net->outputs;
 #else
     return net->truths;
 #endif
@@ -514,12 +515,10 @@ static void dump_deltas(network *net, const char *prefix)
 }
 
 /* -- train: K train_network calls on one data batch --------------------------------------- */
+/* the layers with a cost: heads and [softmax] (Darknet's l.cost, counted in net->cost) */
 static int is_train_head(layer l)
 {
-#ifdef DPY_ALEXEYAB
-    if (l.type == GAUSSIAN_YOLO) return 1;
-#endif
-    return l.type == YOLO || l.type == REGION;
+    return l.cost != 0 && l.type != COST;
 }
 
 static void train(network *net, int seed, char *x_path, char *y_path, int rows, int iterations,

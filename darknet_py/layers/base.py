@@ -161,6 +161,11 @@ class DarknetLayer(nn.Module):
         """
         raise NotImplementedError(f"layer {self.index} [{self.kind}] has no loss")
 
+    def train_refusal(self) -> Optional[str]:
+        """Why darknet_py cannot train a network with this layer as Darknet does (None: it
+        can); :func:`darknet_py.train.engine.check_trainable` refuses with it."""
+        return None
+
     def input_delta(self, delta: Tensor, output: Tensor) -> Tensor:
         """The delta this layer's backward adds to the previous layer, from ``l.delta``
         (the same for every head but pjreddie's [region], see there)."""
@@ -175,6 +180,11 @@ class DarknetLayer(nn.Module):
     #: (convolutional, batchnorm, maxpool/local_avgpool, shortcut; heads clear their own);
     #: the others (route, upsample, ...) keep adding every backward into the same buffer
     ab_forward_zeroes_delta: bool = False
+
+    #: AlexeyAB's ``l.train``: its update_network skips the layers without it (only
+    #: make_convolutional/batchnorm/shortcut/crnn/maxpool_layer get it; [connected], [rnn],
+    #: [gru], [lstm], [local]... are never updated by its CPU build)
+    ab_train: bool = False
 
     #: False where Darknet's ``l.delta`` after backward is no gradient :meth:`mark_delta`
     #: exposes (it aliases another layer's, or holds the input's gradient): compare skips it
@@ -259,7 +269,9 @@ class DarknetLayer(nn.Module):
 
 class StaleDelta(torch.autograd.Function):
     """Identity forward; backward adds the layer's delta left from every earlier backward
-    (AlexeyAB's CPU build never clears it for layers without ``l.train``) and keeps the sum."""
+    (AlexeyAB's CPU build never clears it for layers without ``l.train``) and keeps the sum.
+    A layer whose backward transforms its l.delta in place (a [connected]'s activation and
+    BN backward) replaces the kept sum with the transformed one from a hook of its own."""
 
     @staticmethod
     def forward(ctx, x: Tensor, holder: "DarknetLayer") -> Tensor:  # type: ignore[override]

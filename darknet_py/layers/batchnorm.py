@@ -127,9 +127,13 @@ def _f32(x: Tensor) -> Tensor:
 class BatchNorm(nn.Module):
     """Scales + rolling statistics of one Darknet BN (the bias lives with the layer)."""
 
-    def __init__(self, channels: int, dialect: Dialect) -> None:
+    def __init__(self, channels: int, dialect: Dialect,
+                 rolling_momentum: "float | None" = None) -> None:
         super().__init__()
         self.dialect = dialect
+        #: weight of the batch statistics in the rolling ones (default: the dialect's)
+        self.rolling_momentum = (dialect.bn_rolling_momentum if rolling_momentum is None
+                                 else rolling_momentum)
         self.scales = nn.Parameter(filled(channels, value=1.0))
         self.register_buffer("rolling_mean", filled(channels))
         self.register_buffer("rolling_variance", filled(channels, value=1.0))
@@ -147,7 +151,7 @@ class BatchNorm(nn.Module):
         if self.training:
             with torch.no_grad():
                 mean, var = batch_statistics(x)
-                m = self.dialect.bn_rolling_momentum
+                m = self.rolling_momentum
                 self.rolling_mean.mul_(1 - m).add_(m * mean)
                 self.rolling_variance.mul_(1 - m).add_(m * var)
             return _TrainBN.apply(x, mean, var, self.scales, bias, self.dialect)
@@ -191,6 +195,7 @@ class BatchnormLayer(DarknetLayer):
     kind = "batchnorm"
     delta_comparable = False  # backward leaves the input's gradient in l.delta
     ab_forward_zeroes_delta = True
+    ab_train = True
     elementwise = True
 
     def __init__(self, index: int, shape: Shape, dialect: Dialect) -> None:

@@ -130,6 +130,7 @@ class ConvolutionalLayer(DarknetLayer):
     kind = "convolutional"
     channels_key = "filters"
     ab_forward_zeroes_delta = True
+    ab_train = True
 
     def __init__(self, index: int, in_shape: Shape, out_shape: Shape, opts: ConvolutionalOptions,
                  dialect) -> None:

@@ -121,6 +121,7 @@ def _window_max(x: Tensor, dim: int, size: int, stride: int) -> Tensor:
 class MaxpoolLayer(DarknetLayer):
     kind = "maxpool"
     ab_forward_zeroes_delta = True
+    ab_train = True
 
     def __init__(self, index: int, out_shape: Shape, opts: MaxpoolOptions) -> None:
         super().__init__(index, out_shape)
