@@ -193,17 +193,43 @@ class DarknetLayer(nn.Module):
     def mark_delta(self, t: Tensor) -> Tensor:
         """``t``, the tensor whose negative gradient Darknet's backward leaves in this
         layer's ``l.delta`` when that is not the output's (a convolution's: before BN and
-        activation); recorded only inside :func:`probe_deltas`."""
+        activation); recorded only inside :func:`probe_deltas`. Tensors handed to
+        :meth:`share_delta` before this forward receive that same gradient."""
+        tie = self.__dict__.pop("_tie", None)
+        if tie:
+            t = Tie.apply(t, *tie)
         probe = _DELTA_PROBE.get()
         if probe is not None:
             probe.record(self.index, t, inner=True)
         return t
+
+    def share_delta(self, *tensors: Tensor) -> None:
+        """For this layer's next forward only: ``tensors`` (each of the shape of its l.delta)
+        get the gradient of its l.delta after its backward, as a recurrent layer's backward
+        copies an inner layer's l.delta to another's (:class:`Tie`)."""
+        tied = [t for t in tensors if t.requires_grad]
+        if tied:
+            self.__dict__["_tie"] = tied
+
+    def weight_grad_input(self, t: Tensor) -> None:
+        """For this layer's next forward only: its weight gradient reads ``t`` (detached, of
+        the input's shape) in place of the input, as ``backward_rnn_layer`` hands the output
+        layer a state recomputed without the shortcut term. Layers with weights honour it."""
+        self.__dict__["_weight_input"] = t.detach()
+
+    def pending_weight_input(self) -> Optional[Tensor]:
+        return self.__dict__.pop("_weight_input", None)
 
     def overwrites_input_delta(self) -> bool:
         """True when this layer's CPU backward *assigns* the previous layer's delta instead
         of adding to it, so that gradients other consumers (routes, shortcuts) put there
         first are lost. The graph then lets only this layer's gradient reach its input."""
         return False
+
+    def rate_scale(self, cfg_scale: float) -> float:
+        """The multiplier of the learning rate update_network applies to this layer's
+        tensors: the section's ``learning_rate=`` (``l.learning_rate_scale``), by default."""
+        return cfg_scale
 
     def update_tensors(self) -> "List[tuple[str, Tensor, bool]]":
         """(name, parameter, decayed) in the order ``update_*_layer`` moves them; Darknet's
@@ -285,6 +311,46 @@ class StaleDelta(torch.autograd.Function):
         total = grad + old if old is not None and old.shape == grad.shape else grad
         holder._stale_delta = total.detach().clone()
         return total, None
+
+
+class Tie(torch.autograd.Function):
+    """``x`` forward; backward hands x's gradient to ``x`` and to every other argument too
+    (each gets the same delta, as Darknet's recurrent backward copies one inner layer's
+    l.delta into another's or adds it to an earlier step's)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, *others: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.shapes = [o.shape for o in others]
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        return (grad,) + tuple(grad.reshape(s) for s in ctx.shapes)
+
+
+class AltWeightGrad(torch.autograd.Function):
+    """``op(x, w)`` (linear in each) forward; backward: the input's gradient as usual, the
+    weight's from ``alt`` in place of ``x`` (see :meth:`DarknetLayer.weight_grad_input`).
+    ``op`` is ``"linear"`` or a conv2d's (stride, padding, dilation, groups)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, alt: Tensor, w: Tensor, op) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(x, alt, w)
+        ctx.op = op
+        if op == "linear":
+            return torch.nn.functional.linear(x, w)
+        return torch.nn.functional.conv2d(x, w, None, *op)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        x, alt, w = ctx.saved_tensors
+        if ctx.op == "linear":
+            return grad @ w, None, grad.t() @ alt.reshape(x.shape), None
+        stride, padding, dilation, groups = ctx.op
+        gx = torch.nn.grad.conv2d_input(x.shape, w, grad, stride, padding, dilation, groups)
+        gw = torch.nn.grad.conv2d_weight(alt.reshape(x.shape), w.shape, grad, stride, padding,
+                                         dilation, groups)
+        return gx, None, gw, None
 
 
 class PassDelta(torch.autograd.Function):

@@ -90,9 +90,11 @@ class _TrainBN(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: Tensor, mean: Tensor, var: Tensor, scales: Tensor,
-                bias: "Tensor | None", dialect: Dialect) -> Tensor:  # type: ignore[override]
+                bias: "Tensor | None", dialect: Dialect,
+                last: "BatchNorm | None" = None) -> Tensor:  # type: ignore[override]
         x_norm = normalize(x, mean, var, dialect)
         ctx.save_for_backward(x, mean, var, scales, x_norm)
+        ctx.last = last
         ctx.dialect = dialect
         ctx.has_bias = bias is not None
         out = x_norm * _c(scales)
@@ -101,6 +103,8 @@ class _TrainBN(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]
         x, mean, var, scales, x_norm = ctx.saved_tensors
+        if ctx.last is not None:  # the statistics of the BN's last forward (see BatchNorm)
+            mean, var = ctx.last.last_stats
         grad = grad.contiguous()
         grad_bias = _bias_sums(grad) if ctx.has_bias and ctx.needs_input_grad[4] else None
         grad_scales = _seq(grad * x_norm) if ctx.needs_input_grad[3] else None
@@ -117,7 +121,7 @@ class _TrainBN(torch.autograd.Function):
             direct = 1.0 / (torch.sqrt(var.double()) + np.float32(DELTA_EPS))
         dx = (d.double() * _c(direct) + _c(var_delta.double()) * 2.0 * centred.double() / n
               + _c(mean_delta.double()) / n)
-        return _f32(dx), None, None, grad_scales, grad_bias, None
+        return _f32(dx), None, None, grad_scales, grad_bias, None, None
 
 
 def _f32(x: Tensor) -> Tensor:
@@ -137,6 +141,11 @@ class BatchNorm(nn.Module):
         self.scales = nn.Parameter(filled(channels, value=1.0))
         self.register_buffer("rolling_mean", filled(channels))
         self.register_buffer("rolling_variance", filled(channels, value=1.0))
+        #: a recurrent layer's inner BN runs once per step on one l.mean/l.variance: its
+        #: backward of every step reads the statistics of the last step's forward (x and
+        #: x_norm are per step). True: the same here (the last batch statistics are kept)
+        self.backward_reads_last_stats = False
+        self.last_stats: "tuple[Tensor, Tensor] | None" = None
 
     def reset_parameters(self) -> None:
         """Neutral: scales 1, rolling mean 0, rolling variance 1."""
@@ -154,7 +163,10 @@ class BatchNorm(nn.Module):
                 m = self.rolling_momentum
                 self.rolling_mean.mul_(1 - m).add_(m * mean)
                 self.rolling_variance.mul_(1 - m).add_(m * var)
-            return _TrainBN.apply(x, mean, var, self.scales, bias, self.dialect)
+            last = None
+            if self.backward_reads_last_stats:
+                self.last_stats, last = (mean, var), self
+            return _TrainBN.apply(x, mean, var, self.scales, bias, self.dialect, last)
         mean, var = self.rolling_mean, self.rolling_variance
         out = normalize(x, mean, var, self.dialect) * _c(self.scales)
         return out + _c(bias) if bias is not None else out

@@ -34,7 +34,8 @@ from torch import Tensor, nn
 
 from ..cfg.options import option
 from . import activations
-from .base import BuildContext, DarknetLayer, Shape, check_shape, filled, initialising
+from .base import (AltWeightGrad, BuildContext, DarknetLayer, Shape, check_shape, filled,
+                   initialising)
 from .batchnorm import BatchNorm
 from .registry import register
 
@@ -79,7 +80,11 @@ class ConnectedLayer(DarknetLayer):
 
     def forward(self, x: Tensor, refs: List[Tensor]) -> Tensor:
         b = x.shape[0]
-        y = self.mark_delta(F.linear(x.reshape(b, -1), self.weight).view(b, self.outputs, 1, 1))
+        alt = self.pending_weight_input()
+        flat = x.reshape(b, -1)
+        lin = (F.linear(flat, self.weight) if alt is None
+               else AltWeightGrad.apply(flat, alt, self.weight, "linear"))
+        y = self.mark_delta(lin.view(b, self.outputs, 1, 1))
         if self.training and y.requires_grad:
             # backward_connected_layer leaves in l.delta the gradient of W x (after the
             # activation's and BN's backward, in place): what AlexeyAB's next backward adds

@@ -44,7 +44,7 @@ def update_tensors(model: "Darknet") -> Iterator[Tuple[str, Tensor, bool, float]
     moves (:func:`updated_layers`)."""
     for index in updated_layers(model):
         layer = model.layers[index]
-        scale = float(model.common[index].learning_rate)
+        scale = float(layer.rate_scale(float(model.common[index].learning_rate)))
         for name, param, decayed in layer.update_tensors():
             yield f"layers.{index}.{name}", param, decayed, scale
 
