@@ -105,3 +105,100 @@ def test_pjreddie_rnn_training_is_undefined_in_darknet(darknet_pjreddie, tmp_pat
     with pytest.warns(CfgWarning, match="heap overflow"):
         loss = train_network(model, TrainState.from_model(model), X, y)
     assert np.isfinite(loss)
+
+
+def test_alexeyab_lstm_training_matches_darknet(darknet_alexeyab, tmp_path, monkeypatch):
+    """AlexeyAB's [lstm] (BN inner layers, then a plain one), its Darknet run with the
+    harness's HARNESS_ALLOC_LSTM_DELTA=1 (make_lstm_layer leaves the CPU l.delta NULL and
+    forward_lstm_layer's fill_cpu of it segfaults): backward_lstm_layer's step 0 reads the
+    step's own cell and output as the previous ones, its cell delta carries over to the next
+    backward, and the state kept after a training step is step 0's."""
+    monkeypatch.setenv("HARNESS_ALLOC_LSTM_DELTA", "1")
+    report = run_case(darknet_alexeyab, train_cfg("lstm"), tmp_path, seed=7)
+    print([d for name, _, d in report.checks if name.endswith("weight update")])
+
+
+def test_lstm_training_refused_where_darknet_cannot(darknet_pjreddie, tmp_path, monkeypatch):
+    """pjreddie's make_lstm_layer sets no CPU l.backward: its Darknet calls address 0 in
+    backward_network (even with the l.delta buffer the harness can add); darknet_py refuses
+    to train it with one line naming the layer. AlexeyAB's own Darknet dies without that
+    buffer (its CPU forward clears the NULL l.delta)."""
+    from darknet_py import load
+    from darknet_py.errors import BridgeError, CfgError
+    from darknet_py.train.engine import TrainState, train_network
+    monkeypatch.setenv("HARNESS_ALLOC_LSTM_DELTA", "1")
+    with pytest.raises(BridgeError, match="crashed"):
+        run_case(darknet_pjreddie, train_cfg("lstm"), tmp_path, seed=7, K=1)
+    model = load(tmp_path / "in" / "net.cfg", dialect="pjreddie", warn_unused=False)
+    with pytest.raises(CfgError, match=r"net\.cfg:\d+.*layer 1.*no CPU backward"):
+        train_network(model, TrainState.from_model(model), torch.rand(12, 2, 3, 3),
+                      torch.zeros(12, 3))
+
+
+# -- [softmax]: a classifier's loss --------------------------------------------------------
+CLASSIFIER = """[net]
+width=8
+height=8
+channels=3
+batch=4
+subdivisions=2
+""" + NET + """
+[convolutional]
+filters=4
+size=3
+stride=1
+pad=1
+batch_normalize={bn0}
+activation=leaky
+
+[convolutional]
+filters=4
+size=1
+activation=leaky
+{stop}
+[maxpool]
+size=2
+stride=2
+
+[connected]
+output=6
+batch_normalize=1
+activation=logistic
+
+[connected]
+output=5
+activation=linear
+
+[softmax]
+{softmax}
+"""
+
+
+@pytest.mark.parametrize("fork", ["pjreddie", "alexeyab"])
+@pytest.mark.parametrize("stop,softmax", [("", ""), ("stopbackward=1", "temperature=2")])
+def test_softmax_classifier_training_matches_darknet(fork, stop, softmax, request, tmp_path):
+    """softmax_x_ent_cpu's delta (t - p) and cost (sum of -log p where t is set), passed to
+    the input unchanged (no softmax nor temperature derivative); two mini-batches an update;
+    BN [connected] (AlexeyAB: rolling .95/.05, never updated, its l.delta never cleared);
+    stopbackward=1 (AlexeyAB: the layers before it are built with l.train 0, never updated;
+    without BN there: see test_alexeyab_frozen_batchnorm_refused)."""
+    build = request.getfixturevalue(f"darknet_{fork}")
+    cfg = CLASSIFIER.format(stop=stop, softmax=softmax, bn0=0 if stop else 1)
+    report = run_case(build, cfg, tmp_path, seed=11)
+    assert sum(1 for name, _, _ in report.checks if "[softmax] delta" in name) == 1
+
+
+def test_alexeyab_frozen_batchnorm_refused(darknet_alexeyab, tmp_path):
+    """AlexeyAB builds the layers before the last stopbackward=1 with train=0, which leaves
+    their BN buffers (l.mean, l.x...) unallocated: its CPU training forward segfaults in
+    forward_batchnorm_layer. darknet_py refuses that cfg, naming the layer."""
+    from darknet_py import load
+    from darknet_py.errors import BridgeError, CfgError
+    from darknet_py.train.engine import TrainState, train_network
+    cfg = CLASSIFIER.format(stop="stopbackward=1", softmax="", bn0=1)
+    with pytest.raises(BridgeError, match="crashed"):
+        run_case(darknet_alexeyab, cfg, tmp_path, seed=11, K=1)
+    model = load(tmp_path / "in" / "net.cfg", dialect="alexeyab", warn_unused=False)
+    with pytest.raises(CfgError, match=r"net\.cfg:\d+.*layer 0.*stopbackward"):
+        train_network(model, TrainState.from_model(model), torch.rand(4, 3, 8, 8),
+                      torch.zeros(4, 5))

@@ -410,6 +410,12 @@ def dump_case(build: "DarknetBuild | PathLike", cfg: PathLike, weights: Optional
             manifest["init"] = INIT[build.fork]
             manifest["seed"] = seed
         manifest["procedure"] = PROCEDURE[(build.fork, mode)]
+        patched = [int(i) for i, in facts.extra.get("lstm_delta", [])]
+        if patched:
+            manifest["harness_patch"] = (
+                f"HARNESS_ALLOC_LSTM_DELTA=1: the harness allocated l.delta (outputs*batch*steps "
+                f"floats) of the [lstm] layers {patched}, which make_lstm_layer leaves NULL on the "
+                f"CPU (Darknet's own training dies there)")
         prefix = "iter1_" if mode == "train" else ""
         manifest["layers"] = [{k: l[k] for k in ("index", "type", "out_c", "out_h", "out_w", "dumped")}
                               for l in facts.layers]

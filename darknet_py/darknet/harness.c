@@ -660,6 +660,17 @@ int main(int argc, char **argv)
         if (!input || !y_path) die("train needs -i X -y Y -r ROWS", 0);
         network *net = load_or_init(cfg, weights, seed, 0);
         net_facts(net);
+        /* both forks' make_lstm_layer allocate l.delta for the GPU only: a CPU training
+           forward clears it (NULL) and dies. HARNESS_ALLOC_LSTM_DELTA=1 allocates it here
+           (outputs*batch*steps floats, as forward/backward_lstm_layer index it) */
+        if (getenv("HARNESS_ALLOC_LSTM_DELTA") && atoi(getenv("HARNESS_ALLOC_LSTM_DELTA"))) {
+            for (i = 0; i < net->n; ++i) {
+                layer *l = &net->layers[i];
+                if (l->type != LSTM || l->delta) continue;
+                l->delta = calloc((size_t)l->outputs * l->batch * l->steps, sizeof(float));
+                fprintf(facts, "lstm_delta %d\n", i);
+            }
+        }
         if (nbatches < 1 || save_every < 1) die("-b and -e take a positive count", 0);
         train(net, seed, input, y_path, rows, iterations, nbatches, save_every, deltas);
     } else {

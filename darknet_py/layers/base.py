@@ -211,13 +211,14 @@ class DarknetLayer(nn.Module):
         if tied:
             self.__dict__["_tie"] = tied
 
-    def weight_grad_input(self, t: Tensor) -> None:
+    def weight_grad_input(self, t: "Tensor | Later") -> None:
         """For this layer's next forward only: its weight gradient reads ``t`` (detached, of
-        the input's shape) in place of the input, as ``backward_rnn_layer`` hands the output
-        layer a state recomputed without the shortcut term. Layers with weights honour it."""
-        self.__dict__["_weight_input"] = t.detach()
+        the input's shape; or a :class:`Later` filled before the backward) in place of the
+        input, as ``backward_rnn_layer`` hands the output layer a state recomputed without the
+        shortcut term. Layers with weights honour it."""
+        self.__dict__["_weight_input"] = t if isinstance(t, Later) else t.detach()
 
-    def pending_weight_input(self) -> Optional[Tensor]:
+    def pending_weight_input(self) -> "Tensor | Later | None":
         return self.__dict__.pop("_weight_input", None)
 
     def overwrites_input_delta(self) -> bool:
@@ -328,14 +329,24 @@ class Tie(torch.autograd.Function):
         return (grad,) + tuple(grad.reshape(s) for s in ctx.shapes)
 
 
+class Later:
+    """A tensor known only after it is used: ``value`` is set later in the same forward
+    (read by a backward, e.g. :class:`AltWeightGrad`'s)."""
+
+    def __init__(self) -> None:
+        self.value: Optional[Tensor] = None
+
+
 class AltWeightGrad(torch.autograd.Function):
     """``op(x, w)`` (linear in each) forward; backward: the input's gradient as usual, the
-    weight's from ``alt`` in place of ``x`` (see :meth:`DarknetLayer.weight_grad_input`).
-    ``op`` is ``"linear"`` or a conv2d's (stride, padding, dilation, groups)."""
+    weight's from ``alt`` (a tensor or a :class:`Later`) in place of ``x`` (see
+    :meth:`DarknetLayer.weight_grad_input`). ``op`` is ``"linear"`` or a conv2d's (stride,
+    padding, dilation, groups)."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, alt: Tensor, w: Tensor, op) -> Tensor:  # type: ignore[override]
-        ctx.save_for_backward(x, alt, w)
+    def forward(ctx, x: Tensor, alt, w: Tensor, op) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(x, w)
+        ctx.alt = alt
         ctx.op = op
         if op == "linear":
             return torch.nn.functional.linear(x, w)
@@ -343,7 +354,8 @@ class AltWeightGrad(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]
-        x, alt, w = ctx.saved_tensors
+        x, w = ctx.saved_tensors
+        alt = ctx.alt.value if isinstance(ctx.alt, Later) else ctx.alt
         if ctx.op == "linear":
             return grad @ w, None, grad.t() @ alt.reshape(x.shape), None
         stride, padding, dilation, groups = ctx.op

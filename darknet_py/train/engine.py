@@ -129,7 +129,14 @@ def check_trainable(model: "Darknet") -> None:
         if getattr(net, key, 0):
             raise CfgError(f"{key}= is not implemented in darknet_py's training",
                            file=model.source, line=model.sections[0].line, key=key)
+    stops = [i for i, c in enumerate(model.common) if c.stopbackward]
     for index, (sec, common) in enumerate(zip(model.sections[1:], model.common)):
+        if (model.dialect.update_needs_layer_train and stops and index < max(stops)
+                and getattr(model.layers[index], "bn", None) is not None):
+            raise CfgError(f"batch_normalize=1 before the last stopbackward=1 (layer "
+                           f"{max(stops)}): AlexeyAB builds these layers with train=0, without "
+                           f"their BN buffers, and its CPU training forward segfaults there",
+                           file=sec.file, line=sec.line, layer=index)
         why = model.layers[index].train_refusal()
         if why:
             raise CfgError(why, file=sec.file, line=sec.line, layer=index)
