@@ -202,3 +202,49 @@ def test_alexeyab_frozen_batchnorm_refused(darknet_alexeyab, tmp_path):
     with pytest.raises(CfgError, match=r"net\.cfg:\d+.*layer 0.*stopbackward"):
         train_network(model, TrainState.from_model(model), torch.rand(4, 3, 8, 8),
                       torch.zeros(4, 5))
+
+
+# -- without Darknet -------------------------------------------------------------------------
+def test_softmax_loss_by_hand():
+    """softmax_x_ent_cpu on one row: delta t - p everywhere, cost -log p where t != 0 only
+    (a soft label's other entries add nothing); noloss=1: both zero."""
+    from darknet_py.cfg import parse_cfg
+    from darknet_py.model import Darknet
+    layer = Darknet(parse_cfg("[net]\nwidth=1\nheight=1\nchannels=3\n[softmax]\n")).layers[0]
+    p = torch.tensor([[0.2, 0.5, 0.3]])
+    t = torch.tensor([[0.0, 1.0, 0.25]])
+    delta, cost = layer.loss(p, t, (1, 1))
+    assert torch.equal(delta, t - p)
+    assert float(cost) == pytest.approx(-np.log(0.5) - np.log(0.3), rel=1e-6)
+    quiet = Darknet(parse_cfg("[net]\nwidth=1\nheight=1\nchannels=3\n[softmax]\nnoloss=1\n"))
+    delta, cost = quiet.layers[0].loss(p, t, (1, 1))
+    assert not delta.any() and float(cost) == 0
+    with pytest.raises(ValueError, match="truth row has 2 values"):
+        layer.loss(p, t[:, :2], (1, 1))
+
+
+def test_softmax_backward_passes_the_delta_unchanged():
+    """backward_softmax_layer: axpy(l.delta -> net.delta), whatever the temperature."""
+    from darknet_py.cfg import parse_cfg
+    from darknet_py.model import Darknet
+    net = Darknet(parse_cfg("[net]\nwidth=1\nheight=1\nchannels=4\n[softmax]\ntemperature=3\n"))
+    net.train()
+    x = torch.randn(2, 4, 1, 1, requires_grad=True)
+    out = net.layers[0](x, [])
+    g = torch.randn(2, 4)
+    out.backward(g)
+    assert torch.equal(x.grad.reshape(2, 4), g)
+
+
+@pytest.mark.parametrize("fork", ["pjreddie", "alexeyab"])
+def test_cost_layer_refused_in_training(fork, tmp_path):
+    from darknet_py import load
+    from darknet_py.errors import CfgError
+    from darknet_py.train.engine import TrainState, train_network
+    cfg = tmp_path / "net.cfg"
+    cfg.write_text("[net]\nwidth=2\nheight=2\nchannels=1\nbatch=2\n[convolutional]\nfilters=2\n"
+                   "size=1\nactivation=linear\n[softmax]\n[cost]\ntype=sse\n")
+    model = load(cfg, dialect=fork, warn_unused=False)
+    with pytest.raises(CfgError, match=r"net\.cfg:11.*layer 2.*\[cost\] type=sse.*not implemented"):
+        train_network(model, TrainState.from_model(model), torch.rand(2, 1, 2, 2),
+                      torch.zeros(2, 8))
