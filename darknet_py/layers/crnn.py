@@ -17,6 +17,9 @@ other orientation, and the layer's output is ``h x w`` swapped. This module does
 warns). pjreddie's [crnn] also does not count its inner convolutions' workspace in the
 network's, so Darknet itself only runs it safely when another layer needs a workspace as large.
 
+Training: ``backward_crnn_layer`` is [rnn]'s (:func:`~darknet_py.layers.rnn.vanilla_steps`);
+pjreddie's inner convolutions never move (their ``l.learning_rate_scale`` is never set: 0).
+
 .weights order: input, self, output layer, each as ``load_convolutional_weights``.
 Darknet cannot resize a [crnn].
 """

@@ -13,6 +13,14 @@ the hidden state ``h``; each a linear connected layer with its own BN when
 Darknet never zeroes ``h`` and ``c`` (neither between inference calls nor when training):
 they run on here too (:meth:`LSTMLayer.reset_state` zeroes them).
 
+Training (AlexeyAB; pjreddie's [lstm] has no CPU backward and is refused): the gradient of
+the forward but for ``backward_lstm_layer``'s quirks -- at step 0 it reads step 0's own cell
+and output where the previous ones belong (:class:`FirstForget`, the ``w*`` layers' weight
+gradients), its cell delta ``l.dc_cpu`` carries over into the next backward
+(:class:`CarriedCellDelta`), and the state the next forward starts from is step 0's. Its
+``make_lstm_layer`` leaves the CPU ``l.delta`` NULL, so AlexeyAB's own training dies unless
+it is allocated (the harness's ``HARNESS_ALLOC_LSTM_DELTA=1``).
+
 .weights order (``parser.c:load_weights``): pjreddie ``wi, wf, wo, wg, ui, uf, uo, ug``;
 AlexeyAB ``wf, wi, wg, wo, uf, ui, ug, uo``. Darknet cannot resize an [lstm].
 """

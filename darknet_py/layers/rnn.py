@@ -17,6 +17,11 @@ pjreddie's fork has ``hidden = output`` (it does not read ``hidden=``); AlexeyAB
 :meth:`RNNLayer.reset_state` zeroes it, and a forward whose ``k`` differs from the kept
 state's starts from zero (Darknet's buffer is sized for the cfg's batch).
 
+Training follows ``backward_rnn_layer`` (both forks), which is not the forward's gradient
+(:func:`vanilla_steps`); AlexeyAB's update_network never moves an [rnn] (no ``l.train``),
+pjreddie's Darknet cannot train one at all (its ``l.state`` holds one step and the training
+forward writes past it): darknet_py trains it by the same loops and warns.
+
 .weights order (``parser.c:load_weights``, both forks): the input, self and output layers,
 each as ``load_connected_weights`` (biases, weights, then BN scales/mean/variance).
 Darknet's ``resize_network`` has no case for [rnn]; it cannot be resized.
