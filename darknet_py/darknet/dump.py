@@ -12,10 +12,14 @@ and writes a case folder in the format of ``shared/reference/darknet/README.md``
   unless ``letterbox``, and BN fused as its ``detector test`` does), every layer,
   ``dets_<t>.npy`` / ``_prenms`` / ``_order`` and ``printed_<t>.txt`` per threshold;
 * ``train``: ``iterations`` ``train_network`` calls on ``X`` (B,C,H,W) / ``y``
-  (B, boxes, 5 pjreddie | 6 AlexeyAB), or on a seeded random batch with random
-  boxes: ``train_log``, ``yolo_cost_iter1``, ``iter1_yolo_output/delta_NNN``,
-  ``iter1_layer_NNN`` and ``weights_iter{k}.weights``; with ``deltas=True`` also
-  ``iter1_delta_NNN``: every layer's ``l.delta`` as iteration 1's backward left it.
+  (B, boxes, 5 pjreddie | 6 AlexeyAB; a network without detection heads, a classifier
+  with a [softmax] loss: (B, truths), one-hot rows), or on a seeded random batch with random
+  boxes / labels: ``train_log``, ``yolo_cost_iter1`` (every layer with a cost, [softmax]
+  included), ``iter1_yolo_output/delta_NNN``, ``iter1_layer_NNN`` and
+  ``weights_iter{k}.weights``; with ``deltas=True`` also ``iter1_delta_NNN``: every layer's
+  ``l.delta`` as iteration 1's backward left it. ``HARNESS_ALLOC_LSTM_DELTA=1`` in the
+  environment lets the harness allocate the CPU ``l.delta`` that both forks'
+  ``make_lstm_layer`` omit (without it their training forward segfaults); the case says so.
 
 Without ``weights`` the network is initialised at random from ``seed`` exactly as
 the reference cases' ``init`` says (reproduces their ``.weights`` byte for byte)
