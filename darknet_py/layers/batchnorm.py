@@ -158,9 +158,11 @@ class _TrainBN(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: Tensor, mean: Tensor, var: Tensor, scales: Tensor,
-                bias: "Tensor | None", dialect: Dialect) -> Tensor:  # type: ignore[override]
+                bias: "Tensor | None", dialect: Dialect,
+                last: "BatchNorm | None" = None) -> Tensor:  # type: ignore[override]
         x_norm = normalize(x, mean, var, dialect)
         ctx.save_for_backward(x, mean, var, scales, x_norm)
+        ctx.last = last
         ctx.dialect = dialect
         ctx.has_bias = bias is not None
         out = x_norm * _c(scales)
@@ -169,6 +171,8 @@ class _TrainBN(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]
         x, mean, var, scales, x_norm = ctx.saved_tensors
+        if ctx.last is not None:  # the statistics of the BN's last forward (see BatchNorm)
+            mean, var = ctx.last.last_stats
         grad = grad.contiguous()
         grad_bias = _bias_sums(grad) if ctx.has_bias and ctx.needs_input_grad[4] else None
         grad_scales = _seq(grad * x_norm) if ctx.needs_input_grad[3] else None
@@ -185,7 +189,7 @@ class _TrainBN(torch.autograd.Function):
             direct = 1.0 / (torch.sqrt(var.double()) + np.float32(DELTA_EPS))
         dx = (d.double() * _c(direct) + _c(var_delta.double()) * 2.0 * centred.double() / n
               + _c(mean_delta.double()) / n)
-        return _f32(dx), None, None, grad_scales, grad_bias, None
+        return _f32(dx), None, None, grad_scales, grad_bias, None, None
 
 
 def _f32(x: Tensor) -> Tensor:
@@ -245,12 +249,21 @@ class _FusedTrainBN(torch.autograd.Function):
 class BatchNorm(nn.Module):
     """Scales + rolling statistics of one Darknet BN (the bias lives with the layer)."""
 
-    def __init__(self, channels: int, dialect: Dialect) -> None:
+    def __init__(self, channels: int, dialect: Dialect,
+                 rolling_momentum: "float | None" = None) -> None:
         super().__init__()
         self.dialect = dialect
+        #: weight of the batch statistics in the rolling ones (default: the dialect's)
+        self.rolling_momentum = (dialect.bn_rolling_momentum if rolling_momentum is None
+                                 else rolling_momentum)
         self.scales = nn.Parameter(filled(channels, value=1.0))
         self.register_buffer("rolling_mean", filled(channels))
         self.register_buffer("rolling_variance", filled(channels, value=1.0))
+        #: a recurrent layer's inner BN runs once per step on one l.mean/l.variance: its
+        #: backward of every step reads the statistics of the last step's forward (x and
+        #: x_norm are per step). True: the same here (the last batch statistics are kept)
+        self.backward_reads_last_stats = False
+        self.last_stats: "tuple[Tensor, Tensor] | None" = None
 
     def reset_parameters(self) -> None:
         """Neutral: scales 1, rolling mean 0, rolling variance 1."""
@@ -263,14 +276,19 @@ class BatchNorm(nn.Module):
         """scales * normalize(x) (+ ``bias``, the owning layer's, added after as Darknet's
         add_bias): batch statistics in training, rolling ones otherwise."""
         if self.training:
-            if EXACT:
+            last = None
+            if EXACT or self.backward_reads_last_stats:
+                # the recurrent layers' inner BN backward reads the last step's statistics:
+                # only the exact Function carries them
                 with torch.no_grad():
                     mean, var = batch_statistics(x)
-                out = _TrainBN.apply(x, mean, var, self.scales, bias, self.dialect)
+                if self.backward_reads_last_stats:
+                    self.last_stats, last = (mean, var), self
+                out = _TrainBN.apply(x, mean, var, self.scales, bias, self.dialect, last)
             else:
                 out, mean, var = _FusedTrainBN.apply(x, self.scales, bias, self.dialect)
             with torch.no_grad():
-                m = self.dialect.bn_rolling_momentum
+                m = self.rolling_momentum
                 self.rolling_mean.mul_(1 - m).add_(m * mean)
                 self.rolling_variance.mul_(1 - m).add_(m * var)
             return out
@@ -314,6 +332,7 @@ class BatchnormLayer(DarknetLayer):
     kind = "batchnorm"
     delta_comparable = False  # backward leaves the input's gradient in l.delta
     ab_forward_zeroes_delta = True
+    ab_train = True
     elementwise = True
 
     def __init__(self, index: int, shape: Shape, dialect: Dialect) -> None:

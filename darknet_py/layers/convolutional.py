@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from ..cfg.options import option
 from . import activations
-from .base import (BuildContext, DarknetLayer, ResizeError, Shape, check_shape, filled,
+from .base import (AltWeightGrad, BuildContext, DarknetLayer, ResizeError, Shape, check_shape, filled,
                    initialising, table_shape)
 from .batchnorm import BatchNorm
 from .registry import register
@@ -130,6 +130,7 @@ class ConvolutionalLayer(DarknetLayer):
     kind = "convolutional"
     channels_key = "filters"
     ab_forward_zeroes_delta = True
+    ab_train = True
 
     def __init__(self, index: int, in_shape: Shape, out_shape: Shape, opts: ConvolutionalOptions,
                  dialect) -> None:
@@ -181,6 +182,11 @@ class ConvolutionalLayer(DarknetLayer):
 
     def conv(self, x: Tensor, bias: "Tensor | None" = None) -> Tensor:
         weight = self.weight
+        alt = self.pending_weight_input()
+        if alt is not None and not (self.xnor or self.flat_1x1):
+            y = AltWeightGrad.apply(x, alt, weight, (self.stride, self.padding, self.dilation,
+                                                     self.groups))
+            return y if bias is None else y + bias.view(1, -1, 1, 1)
         if self.xnor:
             weight, x = xnor_binarize(weight, x)
         if self.flat_1x1:

@@ -179,6 +179,7 @@ class _IndexedMax(torch.autograd.Function):
 class MaxpoolLayer(DarknetLayer):
     kind = "maxpool"
     ab_forward_zeroes_delta = True
+    ab_train = True
 
     def __init__(self, index: int, out_shape: Shape, opts: MaxpoolOptions) -> None:
         super().__init__(index, out_shape)
