@@ -113,7 +113,9 @@ def _pj_formulas():
         "logistic": lambda x: 1.0 / (1.0 + exp(-x)),
         "loggy": lambda x: 2.0 / (1.0 + exp(-x)) - 1.0,
         "elu": lambda x: (x >= 0) * x + (x < 0) * (exp(x) - 1.0),
-        "selu": lambda x: (x >= 0) * 1.0507 * x + (x < 0) * 1.0507 * 1.6732 * (exp(x) - 1.0),
+        # (x >= 0) is an int in the C: 0/1 times the double constant, left to right
+        "selu": lambda x: ((x >= 0).double() * 1.0507 * x
+                           + (x < 0).double() * 1.0507 * 1.6732 * (exp(x) - 1.0)),
         "relie": lambda x: where(x > 0, x, 0.01 * x),
         "ramp": lambda x: x * (x > 0) + 0.1 * x,
         "leaky": lambda x: where(x > 0, x, 0.1 * x),
