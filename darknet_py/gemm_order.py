@@ -213,8 +213,8 @@ class DarknetOrder:
     def _pj(x: Tensor, name: str) -> Tensor:
         fn = _PJ.get(name)
         if fn is None:
-            if name == "relu":
-                return x * (x > 0)
+            if name == "relu":  # x*(x>0), which -Ofast (no signed zeros) makes +0 for x <= 0
+                return torch.where(x > 0, x, torch.zeros_like(x))
             from .layers import activations
             return activations.activate(x, name)
         return fn(x.double()).to(torch.float32)
