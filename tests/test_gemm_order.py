@@ -171,3 +171,22 @@ def test_alexeyab_yolov4_random_weights_at_96(darknet_alexeyab, reference, tmp_p
                      timeout=1200)
     model = darknet_py.load(cfg, case / "weights.weights", dialect="alexeyab").eval()
     assert _layers_equal(model, case, _input(case, model), darknet_alexeyab) == 162
+
+
+@pytest.mark.parametrize("fork", ["pjreddie", "alexeyab"])
+def test_compare_darknet_order_is_exact(fork, darknet_pjreddie, darknet_alexeyab, reference,
+                                        tmp_path, capsys):
+    """``darknet-py compare --darknet BUILD CFG [IMAGE] --darknet-order``: every layer's error
+    0 (pjreddie: a detect-mode dump of dog.jpg, its detections checked too; AlexeyAB: forward)."""
+    from darknet_py.cli import main
+    build = darknet_pjreddie if fork == "pjreddie" else darknet_alexeyab
+    cfg = tmp_path / f"{fork}.cfg"
+    cfg.write_text(PJ_CFG if fork == "pjreddie" else AB_CFG)
+    image = [str(reference / "images" / "dog.jpg")] if fork == "pjreddie" else []
+    argv = ["compare", "--darknet", str(build.folder), str(cfg), *image, "--dialect", fork]
+    assert main(argv + ["--darknet-order"]) == 0
+    out = capsys.readouterr().out
+    assert "OK:" in out and "worst 0.00e+00" in out
+    assert fork == "alexeyab" or "detections at thresh 0.5" in out
+    assert main(["compare", str(tmp_path), "--darknet-order"]) == 2
+    assert "--darknet-order needs --darknet" in capsys.readouterr().err
