@@ -345,7 +345,8 @@ def compare_case(folder: "os.PathLike[str] | str", weights: "os.PathLike[str] | 
                  tolerance: float = DEFAULT_TOLERANCE, device: "str | torch.device" = "cpu",
                  layers: Optional[Sequence[int]] = None, strict: bool = False,
                  floor_factor: float = FLOOR_FACTOR, fast: bool = True,
-                 dialect: Optional[str] = None, exact_bn: bool = True) -> CompareReport:
+                 dialect: Optional[str] = None, exact_bn: bool = True,
+                 darknet_order=None) -> CompareReport:
     """Run the case's cfg/weights/input and compare with every dumped layer.
 
     Each layer is held to ``max(tolerance, floor_factor * floor)`` (see the module doc);
@@ -356,6 +357,9 @@ def compare_case(folder: "os.PathLike[str] | str", weights: "os.PathLike[str] | 
     Train-mode cases always run the plain path (training has no fast path), with
     ``exact_bn`` (default) inside :func:`darknet_py.layers.batchnorm.exact` (training
     batchnorm in Darknet's sequential float order; False: the default fused one).
+    ``darknet_order``: a Darknet build (or its folder): run the model in that build's
+    arithmetic order instead (:mod:`darknet_py.gemm_order`, CPU only; an AlexeyAB detect
+    case's batchnorm fused first, as its harness does), which gives its bits.
     """
     case = load_case(folder)
     if case.mode == "train":
@@ -374,14 +378,21 @@ def compare_case(folder: "os.PathLike[str] | str", weights: "os.PathLike[str] | 
     model = load(case.cfg, path, dialect=dialect or case.dialect,
                  warn_unused=False).to(device).eval()
     model.fast = fast
+    if darknet_order is not None and case.mode == "detect" and model.dialect.name == "alexeyab":
+        model.fuse_batchnorm()  # the harness's detect path: fuse_conv_batchnorm after loading
     x = torch.from_numpy(_load_npy(case.folder / "input.npy")).to(device)
     if x.dim() == 1:  # the flat input of a [net] inputs= cfg: one row
         x = x.view(1, -1)
     # the float64 twin first: it copies the model before the model's own run, so layers that
     # keep a state between calls ([rnn] & co) start both runs from the same (zero) state
     outs64 = layer_outputs64(model, x)
-    with torch.no_grad():
-        outs = model.layer_outputs(x)
+    if darknet_order is not None:
+        from .gemm_order import darknet_order as order
+        with order(darknet_order):
+            outs = model.layer_outputs(x)
+    else:
+        with torch.no_grad():
+            outs = model.layer_outputs(x)
     report = CompareReport(case.name, case.mode, tolerance, strict=strict, floor_factor=floor_factor)
     wanted = range(len(outs)) if layers is None else layers
     for i in wanted:

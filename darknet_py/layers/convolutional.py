@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .. import gemm_order
 from ..cfg.options import option
 from . import activations
 from .base import (AltWeightGrad, BuildContext, DarknetLayer, ResizeError, Shape, check_shape, filled,
@@ -194,6 +195,9 @@ class ConvolutionalLayer(DarknetLayer):
         return F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, self.groups)
 
     def forward(self, x: Tensor, refs: List[Tensor]) -> Tensor:
+        order = gemm_order.current()
+        if order is not None:
+            return self.darknet_order(order, x)
         if self.bn is None:
             y = self.mark_delta(self.conv(x, self.bias))
         else:
@@ -206,6 +210,21 @@ class ConvolutionalLayer(DarknetLayer):
             else:  # plain inference: y is ours alone, so BN and bias may work in place
                 y = self.bn.inference_(y).add_(self.bias.view(1, -1, 1, 1))
         return self._act(y)
+
+    def darknet_order(self, order: "gemm_order.DarknetOrder", x: Tensor) -> Tensor:
+        """forward_convolutional_layer with the build's arithmetic (:mod:`darknet_py.gemm_order`):
+        im2col + gemm into zeros, then normalize/scale + bias (or bias), then activate."""
+        weight = self.weight.detach()
+        if self.xnor:
+            weight, x = xnor_binarize(weight, x)
+        stride, padding, dilation = self.stride, self.padding, self.dilation
+        if self.flat_1x1:
+            x = self._flat_input(x)
+            stride, padding, dilation = (1, 1), 0, 1
+        y = order.conv2d(x.contiguous(), weight, stride, padding, dilation, self.groups)
+        if self.bn is not None:
+            y = order.batchnorm(y, self.bn.rolling_mean, self.bn.rolling_variance, self.bn.scales)
+        return order.activate(order.add_bias(y, self.bias), self.activation)
 
     def fuse_batchnorm(self) -> None:
         """AlexeyAB's ``network.c:fuse_conv_batchnorm`` (what its ``detector test`` does

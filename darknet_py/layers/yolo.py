@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .. import gemm_order
 from ..cfg.options import option
 from ..image import letterbox_size
 from ..postprocess import DetectionArrays
@@ -194,7 +195,15 @@ class YoloLayer(DarknetLayer):
         return [(self.anchors[2 * m], self.anchors[2 * m + 1]) for m in self.mask]
 
     def activate(self, x: Tensor) -> Tensor:
-        y = x if self.new_coords else torch.where(self._logistic, logistic(x), x)
+        order = gemm_order.current()
+        if self.new_coords:
+            y = x
+        elif order is not None:  # forward_yolo_layer's activate_array calls, per anchor
+            k = 5 + self.classes
+            y = order.logistic_segments(x, [s for a in range(len(self.mask))
+                                            for s in ((a * k, 2), (a * k + 4, 1 + self.classes))])
+        else:
+            y = torch.where(self._logistic, logistic(x), x)
         if self.scale_x_y != 1.0:
             y = torch.where(self._xy, y * self.scale_x_y + self.xy_bias, y)
         return y
