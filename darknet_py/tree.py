@@ -57,6 +57,9 @@ class Tree:
     group_size: Tuple[int, ...]
     file: Optional[str] = None
 
+    def __repr__(self) -> str:
+        return f"Tree({self.n} classes, {self.groups} groups, file={self.file!r})"
+
     @property
     def n(self) -> int:
         return len(self.parent)
