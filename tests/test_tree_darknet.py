@@ -256,6 +256,20 @@ def test_yolo9000_forward_matches_darknet(fork, reference, tmp_path, request):
     _layers_ok(compare_case(case), 25)
 
 
+def test_darknet9000_forward_matches_darknet(darknet_pjreddie, reference, tmp_path):
+    # darknet9000.cfg (pjreddie's 9k classifier: [softmax] tree=data/9k.tree) at 64x64
+    text = (reference / "cfg" / "pjreddie" / "darknet9000.cfg").read_text()
+    text = re.sub(r"(?m)^(width|height)=\d+", r"\g<1>=64", text)
+    cfg = tmp_path / "darknet9000.cfg"
+    cfg.write_text(text.replace("=data/", f"={reference / 'data'}/"))
+    case = dump_case(darknet_pjreddie, cfg, mode="forward", seed=3, out_dir=tmp_path / "case")
+    # the trailing [cost] (26) is left out: its l.output keeps the loss of the harness's
+    # random-init train-mode pass (forward_cost_layer returns without truth)
+    report = compare_case(case, layers=range(26))
+    _layers_ok(report, 26)
+    assert report.rows[25].kind == "softmax"
+
+
 def test_yolo9000_builds_with_the_reference_tree(reference, monkeypatch, tmp_path):
     # the cfg names data/9k.tree; run from elsewhere, $DARKNET_PY_DATA finds it
     monkeypatch.chdir(tmp_path)
