@@ -48,6 +48,7 @@ TESTED = {
     ("pjreddie", "rnn.cfg"): "tests/test_recurrent_darknet.py",
     ("pjreddie", "gru.cfg"): "tests/test_recurrent_darknet.py",
     ("pjreddie", "yolo9000.cfg"): "tests/test_tree_darknet.py (96x96, slow)",
+    ("pjreddie", "darknet9000.cfg"): "tests/test_tree_darknet.py (64x64)",
     ("alexeyab", "yolo9000.cfg"): "tests/test_tree_darknet.py (96x96, slow)",
 }
 
