@@ -9,6 +9,7 @@ group of one class).
 """
 from __future__ import annotations
 
+import ctypes
 import math
 import re
 from pathlib import Path
@@ -319,3 +320,79 @@ def test_region_tree_detect_matches_darknet(fork, thresh, hier, tree_file, refer
     print(len(want), "lines:", want[:6])
     assert want, "the case should print detections"
     assert got == want
+
+
+# -- tree.c itself, through each fork's libdarknet.so ------------------------------------
+class CTree(ctypes.Structure):
+    """``tree`` of darknet.h (the same in both forks)."""
+    _fields_ = [("leaf", ctypes.POINTER(ctypes.c_int)), ("n", ctypes.c_int),
+                ("parent", ctypes.POINTER(ctypes.c_int)), ("child", ctypes.POINTER(ctypes.c_int)),
+                ("group", ctypes.POINTER(ctypes.c_int)), ("name", ctypes.POINTER(ctypes.c_char_p)),
+                ("groups", ctypes.c_int), ("group_size", ctypes.POINTER(ctypes.c_int)),
+                ("group_offset", ctypes.POINTER(ctypes.c_int))]
+
+
+@pytest.fixture(scope="module", params=["pjreddie", "alexeyab"])
+def tree_lib(request):
+    import darknet_harness as dh
+    folder = dh.build_folder(request.param)
+    if isinstance(folder, str):
+        dh.unavailable(folder)
+    lib = ctypes.CDLL(str(folder / "libdarknet.so"))
+    lib.read_tree.restype = ctypes.POINTER(CTree)
+    lib.read_tree.argtypes = [ctypes.c_char_p]
+    lib.fork = request.param
+    return lib
+
+
+def _tree_paths(tmp_path, reference):
+    small = tmp_path / "small.tree"
+    small.write_text(TREE)
+    return [small, reference / "data" / "9k.tree"]
+
+
+def test_read_tree_equals_darknets(tree_lib, tmp_path, reference):
+    for path in _tree_paths(tmp_path, reference):
+        c = tree_lib.read_tree(str(path).encode()).contents
+        ours = T.read_tree(path)
+        n, g = c.n, c.groups
+        assert (n, g) == (ours.n, ours.groups)
+        assert c.parent[:n] == list(ours.parent) and c.group[:n] == list(ours.group)
+        assert c.group_size[:g] == list(ours.group_size)
+        assert c.group_offset[:g] == list(ours.group_offset)
+        assert [bool(v) for v in c.leaf[:n]] == list(ours.leaf)
+        assert [v.decode() for v in c.name[:n]] == list(ours.name)
+        if tree_lib.fork == "pjreddie":
+            assert c.child[:n] == list(ours.child)
+        else:  # AlexeyAB's read_tree never fills child (nothing of its reads it)
+            assert not c.child
+
+
+def test_hierarchy_walks_equal_darknets(tree_lib, tmp_path, reference):
+    f32p = ctypes.POINTER(ctypes.c_float)
+    rs = np.random.RandomState(11)
+    for path in _tree_paths(tmp_path, reference):
+        ctree = tree_lib.read_tree(str(path).encode())
+        ours = T.read_tree(path)
+        # the grouped softmax of logits spread enough that walks go deep and stop early
+        logits = torch.from_numpy(rs.normal(0, 3, (40, ours.n)).astype(np.float32))
+        rows = T.hier_softmax(logits, ours).numpy()
+        want = rows.copy()
+        for r in want:
+            if tree_lib.fork == "pjreddie":
+                tree_lib.hierarchy_predictions(r.ctypes.data_as(f32p), ours.n, ctree, 0, 1)
+            else:
+                tree_lib.hierarchy_predictions(r.ctypes.data_as(f32p), ours.n, ctree, 0)
+        got = T.hierarchy_predictions(rows.copy(), ours)
+        assert np.array_equal(got, want)
+        if tree_lib.fork != "pjreddie":
+            continue  # AlexeyAB's hierarchy_top_prediction reads the child table it never fills
+        tree_lib.hierarchy_top_prediction.restype = ctypes.c_int
+        tops = set()
+        for th in (0.0, 0.05, 0.3, 0.5, 0.9):
+            for r in got:
+                c = tree_lib.hierarchy_top_prediction(r.ctypes.data_as(f32p), ctree,
+                                                      ctypes.c_float(th), 1)
+                assert T.hierarchy_top_prediction(r, ours, th) == c
+                tops.add(c)
+        assert len(tops) > 5  # the walks end in many places
