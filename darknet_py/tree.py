@@ -123,9 +123,10 @@ class Tree:
     # -- index tensors for the vectorised softmax --------------------------------------
     @functools.cached_property
     def _segments(self) -> Tuple[Tensor, Tensor, Tensor]:
-        sizes = torch.tensor(self.group_size, dtype=torch.int64)
-        offsets = torch.tensor(self.group_offset, dtype=torch.int64)
-        seg = torch.repeat_interleave(torch.arange(self.groups), sizes)
+        cpu = torch.device("cpu")  # not the meta device a model may be built under
+        sizes = torch.tensor(self.group_size, dtype=torch.int64, device=cpu)
+        offsets = torch.tensor(self.group_offset, dtype=torch.int64, device=cpu)
+        seg = torch.repeat_interleave(torch.arange(self.groups, device=cpu), sizes)
         return offsets, sizes, seg
 
 
@@ -215,16 +216,18 @@ def hier_softmax(x: Tensor, tree: Tree, temperature: float = 1.0) -> Tensor:
     v = x[..., :n]
     t = torch.tensor(float(_F32(temperature)), dtype=v.dtype)
     lead = v.shape[:-1]
-    flat = v.reshape(-1, n)
-    largest = torch.full((flat.shape[0], tree.groups), -float(np.finfo(_F32).max),
-                         dtype=v.dtype, device=v.device)
-    largest = largest.scatter_reduce(1, seg.expand(flat.shape[0], n), flat, "amax")
-    e = torch.exp((flat / t - largest[:, seg] / t).double()).to(v.dtype)
+    # classes first (rows of a group are then whole rows of memory)
+    flat = v.reshape(-1, n).t().contiguous()
+    cols = flat.shape[1]
+    largest = torch.full((tree.groups, cols), -float(np.finfo(_F32).max), dtype=v.dtype,
+                         device=v.device)
+    largest = largest.scatter_reduce(0, seg[:, None].expand(n, cols), flat, "amax")
+    e = torch.exp((flat / t - largest[seg] / t).double()).to(v.dtype)
     total = torch.zeros_like(largest)
-    for k in range(int(sizes.max()) if n else 0):
+    for k in range(int(sizes.max()) if n else 0):  # float sums in Darknet's order
         live = (sizes > k).nonzero().flatten()
-        total[:, live] = total[:, live] + e[:, offsets[live] + k]
-    out = (e / total[:, seg]).reshape(lead + (n,))
+        total.index_add_(0, live, e[offsets[live] + k])
+    out = (e / total[seg]).t().reshape(lead + (n,))
     if x.shape[-1] > n:
         out = torch.cat([out, torch.zeros(lead + (x.shape[-1] - n,), dtype=x.dtype,
                                           device=x.device)], dim=-1)

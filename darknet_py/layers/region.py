@@ -23,9 +23,9 @@ temperature 1. pjreddie's CPU forward calls ``softmax_cpu`` on group ``k`` with 
 ``coords + 1 + (sizes of the groups before)`` (not scaled by the cell count), stride and
 group count ``num*w*h`` and ``l.temperature``, which ``parse_region`` never sets (0):
 every value it writes is NaN (``x/0 - max/0``), i.e. the flat range from index
-``coords+1`` to the end of the farthest group's block; the module does the same, so
-pjreddie's yolo9000 detects nothing on a CPU, as its Darknet does (its GPU kernel
-would give the real softmax).
+``coords+1`` to the end of the farthest group's block; the rest keeps the logistic
+(x, y, objectness) or the raw input (class values). The module does the same (its GPU
+kernel would give the real softmax).
 
     >>> import torch
     >>> from darknet_py.cfg import parse_cfg
@@ -124,8 +124,6 @@ class RegionLayer(DarknetLayer):
         self.xy_activated = not self.cell_major
         #: YOLO9000's softmax tree (``tree=``), or None
         self.tree: Optional[_tree.Tree] = None
-        #: pjreddie's CPU tree softmax temperature: ``l.temperature``, never set (0)
-        self.tree_temperature = 0.0
 
     @property
     def entry_count(self) -> int:
@@ -180,26 +178,24 @@ class RegionLayer(DarknetLayer):
 
     def _pjreddie_tree_softmax(self, x: Tensor, y: Tensor) -> Tensor:
         """pjreddie's CPU ``softmax_cpu(net.input + count, size_k, batch, inputs, num*w*h, 1,
-        num*w*h, l.temperature, l.output + count)`` per group k: the softmax of the
-        ``size_k`` input values ``count + g + i*num*w*h`` for every g < num*w*h, written
-        over ``y`` (the logistic output) group after group (the blocks overlap; the last
-        write wins)."""
+        num*w*h, l.temperature, l.output + count)`` per group k (``count`` = coords + 1 +
+        the sizes of the groups before): the softmax of the ``size_k`` values ``count + g +
+        i*num*w*h`` for every g < num*w*h, written over ``y``. ``l.temperature`` is 0 here
+        (``parse_region`` never sets it), so at each softmax's largest value ``x/0 - max/0``
+        is inf - inf (or NaN - NaN at 0): its ``exp`` and the sum are NaN, and so is every
+        value written, whatever the input. The blocks ``[count, count + size_k*num*w*h)``
+        overlap and start at ``coords + 1``: the NaN covers that index up to the farthest
+        block end, in every image."""
         b = x.shape[0]
-        src = x.reshape(b, -1)
-        out = y.reshape(b, -1).clone()
         cells = self.num * x.shape[2] * x.shape[3]
-        t = torch.tensor(float(_F32(self.tree_temperature)), dtype=src.dtype)
-        count = self.coords + 1
+        count, end = self.coords + 1, 0
         for size in self.tree.group_size:
             if size:
-                block = src[:, count:count + size * cells].reshape(b, size, cells)
-                largest = block.max(dim=1, keepdim=True).values
-                e = torch.exp((block / t - largest / t).double()).to(src.dtype)
-                total = torch.zeros_like(largest)
-                for k in range(size):
-                    total = total + e[:, k:k + 1]
-                out[:, count:count + size * cells] = (e / total).reshape(b, -1)
+                end = max(end, count + size * cells)
             count += size
+        out = y.reshape(b, -1).clone()
+        if end:
+            out[:, self.coords + 1:end] = float("nan")
         return out.reshape(x.shape)
 
     def entries(self, out: Tensor) -> Tensor:
