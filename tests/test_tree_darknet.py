@@ -377,14 +377,14 @@ def test_hierarchy_walks_equal_darknets(tree_lib, tmp_path, reference):
         # the grouped softmax of logits spread enough that walks go deep and stop early
         logits = torch.from_numpy(rs.normal(0, 3, (40, ours.n)).astype(np.float32))
         rows = T.hier_softmax(logits, ours).numpy()
-        want = rows.copy()
-        for r in want:
-            if tree_lib.fork == "pjreddie":
-                tree_lib.hierarchy_predictions(r.ctypes.data_as(f32p), ours.n, ctree, 0, 1)
-            else:
-                tree_lib.hierarchy_predictions(r.ctypes.data_as(f32p), ours.n, ctree, 0)
-        got = T.hierarchy_predictions(rows.copy(), ours)
-        assert np.array_equal(got, want)
+        for only_leaves in (1, 0):  # 1: as the classifier's predict does (net->hierarchy)
+            want = rows.copy()
+            for r in want:
+                args = (r.ctypes.data_as(f32p), ours.n, ctree, only_leaves)
+                tree_lib.hierarchy_predictions(*args, *((1,) if tree_lib.fork == "pjreddie"
+                                                        else ()))
+            got = T.hierarchy_predictions(rows.copy(), ours, bool(only_leaves))
+            assert np.array_equal(got, want)
         if tree_lib.fork != "pjreddie":
             continue  # AlexeyAB's hierarchy_top_prediction reads the child table it never fills
         tree_lib.hierarchy_top_prediction.restype = ctypes.c_int
