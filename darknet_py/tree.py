@@ -10,7 +10,7 @@ softmax is a plain softmax over each group's contiguous entries, group after gro
 
     >>> t = Tree.parse(["animal -1", "plant -1", "dog 0", "cat 0", "fern 1"])
     >>> t.group_offset, t.group_size, t.child, t.leaf
-    ([0, 2, 4], [2, 2, 1], [1, 2, -1, -1, -1], [False, False, True, True, True])
+    ((0, 2, 4), (2, 2, 1), (1, 2, -1, -1, -1), (False, False, True, True, True))
     >>> import torch
     >>> [round(v, 4) for v in hier_softmax(torch.tensor([0., 0., 1., 1., 7.]), t).tolist()]
     [0.5, 0.5, 0.5, 0.5, 1.0]
