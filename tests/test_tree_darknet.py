@@ -292,7 +292,8 @@ def test_region_tree_detect_matches_darknet(fork, thresh, hier, tree_file, refer
                                             request):
     build = request.getfixturevalue(f"darknet_{fork}")
     cfg = tmp_path / "region_tree.cfg"
-    cfg.write_text(REGION_CFG.format(w=32, h=24, stride=2, tree=tree_file))
+    # 32x32: dog.jpg (768x576) is letterboxed (pjreddie) or stretched (AlexeyAB's default)
+    cfg.write_text(REGION_CFG.format(w=32, h=32, stride=2, tree=tree_file))
     # one threshold per case: Darknet's decode multiplies l.output down the tree in place,
     # so a second get_network_boxes on the same output would multiply again
     case = dump_case(build, cfg, mode="detect", seed=7, image=reference / "images" / "dog.jpg",
@@ -311,7 +312,9 @@ def test_region_tree_detect_matches_darknet(fork, thresh, hier, tree_file, refer
     with torch.no_grad():
         head = model.layer_outputs(x)[model.heads[0]][0]
     _, ih, iw = c.manifest["image_shape_chw"]
-    dets = get_network_boxes(model, [head], iw, ih, thresh, hier)
+    assert c.manifest["letterbox"] == (fork == "pjreddie")
+    dets = get_network_boxes(model, [head], iw, ih, thresh, hier,
+                             letterbox=c.manifest["letterbox"])
     kept, _ = do_nms_sort(dets, 0.45)
     if fork == "pjreddie":
         got = [d.line for d in to_detections(kept, NAMES, thresh, iw, ih)]
