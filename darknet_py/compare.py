@@ -321,7 +321,8 @@ def detection_checks(case: Case, model: Darknet, heads: Sequence[torch.Tensor]) 
         ref_path = case.folder / f"dets_t{t:g}.npy"
         if not ref_path.is_file():
             continue
-        dets = get_network_boxes(model, [h[0].cpu() for h in heads], im_w, im_h, t, hier)
+        dets = get_network_boxes(model, [h[0].cpu() for h in heads], im_w, im_h, t, hier,
+                                 letterbox=bool(m.get("letterbox", True)))
         kept, _ = do_nms_sort(dets, nms)
         ok, detail = match_detections(kept.to_array(), _load_npy(ref_path), t)
         checks.append((f"detections at thresh {t:g}", ok, detail))

@@ -28,8 +28,8 @@ Where the sizes and checksums come from (each entry says which):
   listing shows the same byte count. Entries without a trusted checksum say so
   and are checked by size only.
 
-yolo9000.weights is left out: its cfg needs ``tree=`` (hierarchical softmax),
-which darknet_py does not build.
+yolo9000.weights is not listed (no entry with a checksum for it yet); its cfg builds, and
+reads Darknet's ``data/9k.tree`` (:mod:`darknet_py.tree`).
 """
 from __future__ import annotations
 

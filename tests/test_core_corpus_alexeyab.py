@@ -21,8 +21,7 @@ AlexeyAB's Darknet is what reads them, even the ones pjreddie's could too):
 
 At the time of writing the cfgs that raise are: darknet53_448_xnor.cfg,
 tiny-yolo_xnor.cfg, yolov3-tiny_xnor.cfg and yolov1/xyolo.test.cfg (AlexeyAB's
-xnor=1); yolo9000.cfg ([region] tree=, the 9k hierarchy);
-cspx-p7-mish.cfg and cspx-p7-mish_hp.cfg (:data:`INCONSISTENT`).
+xnor=1); cspx-p7-mish.cfg and cspx-p7-mish_hp.cfg (:data:`INCONSISTENT`).
 """
 from __future__ import annotations
 
@@ -77,7 +76,14 @@ SLOW = {
     "yolo2.cfg", "yolo-coco.cfg", "yolo-small.cfg", "vgg-16.cfg", "strided.cfg",
     "extraction.cfg", "extraction.conv.cfg", "darknet19.cfg", "darknet19_448.cfg",
     "resnet50.cfg", "resnet50_yolo.cfg", "yolov7-tiny.cfg", "resnet152_trident.cfg",
+    "yolo9000.cfg",
 }
+
+
+@pytest.fixture(autouse=True)
+def _darknet_data(monkeypatch):
+    """Darknet reads ``tree=data/9k.tree`` from its own folder: here the reference's data."""
+    monkeypatch.setenv("DARKNET_PY_DATA", str(reference_root() / "data"))
 
 
 def _id(path: Path) -> str:

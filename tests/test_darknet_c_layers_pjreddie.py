@@ -178,8 +178,8 @@ def test_region_alexeyab_flattens_and_activates_entry_4_and_5(softmax):
 def test_region_errors():
     bad = head(1, 1, 26) + "[region]\n"
     expect_error(bad, "26 channels", "needs 25", "classes")
-    msg = expect_error(head(1, 1, 25) + "[region]\nnum=1\ntree=data/9k.tree\n", "tree",
-                       "not supported")
+    msg = expect_error(head(1, 1, 25) + "[region]\nnum=1\ntree=data/no-such.tree\n", "tree",
+                       "not found")
     assert msg.startswith("t.cfg:7: tree:")
     expect_error(head(1, 1, 25) + "[region]\nnum=1\nanchors=1,2,3,4\n", "anchors")
     expect_error(head(1, 1, 25) + "[region]\nnum=0\n", "num")

@@ -23,6 +23,7 @@ rewrites the table between ``<!-- coverage:start -->`` and ``<!-- coverage:end -
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -46,9 +47,30 @@ TESTED = {
     ("pjreddie", "yolov1-tiny.cfg"): "tests/test_detect_alexeyab.py (AlexeyAB's build)",
     ("pjreddie", "rnn.cfg"): "tests/test_recurrent_darknet.py",
     ("pjreddie", "gru.cfg"): "tests/test_recurrent_darknet.py",
+    ("pjreddie", "yolo9000.cfg"): "tests/test_tree_darknet.py (96x96, slow)",
+    ("pjreddie", "darknet9000.cfg"): "tests/test_tree_darknet.py (64x64)",
+    ("alexeyab", "yolo9000.cfg"): "tests/test_tree_darknet.py (96x96, slow)",
 }
 
 START, END = "<!-- coverage:start -->", "<!-- coverage:end -->"
+
+#: the corpus cfgs name Darknet's data files relative to its folder (``tree=data/9k.tree``):
+#: both darknet_py (``$DARKNET_PY_DATA``, unless set) and Darknet (run where ``data/`` is
+#: this folder) read them from the reference's data folder
+DATA = REFERENCE / "data"
+
+
+@contextlib.contextmanager
+def _data_env():
+    """``$DARKNET_PY_DATA`` = :data:`DATA` while building, unless it is set already."""
+    if os.environ.get("DARKNET_PY_DATA") or not DATA.is_dir():
+        yield
+        return
+    os.environ["DARKNET_PY_DATA"] = str(DATA)
+    try:
+        yield
+    finally:
+        os.environ.pop("DARKNET_PY_DATA", None)
 
 
 def reference_cases() -> Dict[tuple, str]:
@@ -79,6 +101,8 @@ def darknet_size(tool: Optional[Path], cfg: Path, tmp: Path) -> "Optional[int | 
     """The byte count, None without a build, or why Darknet could not parse the cfg."""
     if tool is None:
         return None
+    if DATA.is_dir() and not (tmp / "data").exists():
+        (tmp / "data").symlink_to(DATA, target_is_directory=True)
     try:
         done = subprocess.run([str(tool), str(cfg), str(tmp / "w.weights")], capture_output=True,
                               text=True, timeout=600, cwd=tmp)
@@ -102,7 +126,7 @@ def row(fork: str, cfg: Path, tool: Optional[Path], cases: Dict[tuple, str], for
     parity = cases.get((fork, cfg.name)) or TESTED.get((fork, cfg.name))
     out["parity"] = "yes" if parity else ""
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _data_env():
             warnings.simplefilter("ignore")
             if forward:
                 model = darknet_py.load(cfg, dialect=fork)

@@ -16,7 +16,16 @@ buffer as is (``cell_major=True``, ``xy_activated=False``);
 with x, y activated.
 
 ``anchors`` are (w, h) pairs in grid cells (``biases``, default 0.5 each).
-``tree=`` (YOLO9000's hierarchical softmax) is not supported.
+
+``tree=`` (YOLO9000, :mod:`darknet_py.tree`): the classes get the hierarchical softmax
+instead of the logistic/softmax. AlexeyAB: each record's classes, group by group,
+temperature 1. pjreddie's CPU forward calls ``softmax_cpu`` on group ``k`` with offset
+``coords + 1 + (sizes of the groups before)`` (not scaled by the cell count), stride and
+group count ``num*w*h`` and ``l.temperature``, which ``parse_region`` never sets (0):
+every value it writes is NaN (``x/0 - max/0``), i.e. the flat range from index
+``coords+1`` to the end of the farthest group's block; the rest keeps the logistic
+(x, y, objectness) or the raw input (class values). The module does the same (its GPU
+kernel would give the real softmax).
 
     >>> import torch
     >>> from darknet_py.cfg import parse_cfg
@@ -38,8 +47,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-import numpy as np
-
+from .. import tree as _tree
 from ..cfg.options import option
 from ..postprocess import DetectionArrays
 from .activations import logistic
@@ -72,7 +80,7 @@ class RegionOptions:
     mask_scale: float = option(1.0)
     class_scale: float = option(1.0)
     bias_match: int = option(0)
-    tree: Optional[str] = option(None, doc="YOLO9000 hierarchy file (not supported)")
+    tree: Optional[str] = option(None, doc="YOLO9000 hierarchy file (hierarchical softmax)")
     map: Optional[str] = option(None, doc="class map file (training/validation only)")
     anchors: Optional[List[float]] = option(None, doc="w,h pairs in grid cells")
     focal_loss: int = option(0, only="alexeyab")
@@ -114,6 +122,8 @@ class RegionLayer(DarknetLayer):
         self.cell_major = dialect.name == "alexeyab"
         #: pjreddie activates x, y in the forward pass; AlexeyAB only when decoding
         self.xy_activated = not self.cell_major
+        #: YOLO9000's softmax tree (``tree=``), or None
+        self.tree: Optional[_tree.Tree] = None
 
     @property
     def entry_count(self) -> int:
@@ -139,7 +149,11 @@ class RegionLayer(DarknetLayer):
         if self.cell_major:
             # forward_region_layer (AlexeyAB, CPU): flatten, then index+4 and index+5 hard-coded
             parts = [v[:, :, :4], logistic(v[:, :, 4:5])]
-            if self.softmax:
+            if self.tree is not None:
+                n = self.tree.n
+                cls = _tree.hier_softmax(v[:, :, 5:5 + n].movedim(2, -1), self.tree)
+                parts += [cls.movedim(-1, 2), v[:, :, 5 + n:]]
+            elif self.softmax:
                 parts += [darknet_softmax(v[:, :, 5:5 + self.classes], 2),
                           v[:, :, 5 + self.classes:]]
             else:
@@ -148,6 +162,10 @@ class RegionLayer(DarknetLayer):
             b, _, h, w = x.shape
             return y.reshape(b, n_e * self.num, h * w).transpose(1, 2).reshape(x.shape)
         parts = [logistic(v[:, :, :2]), v[:, :, 2:c]]
+        if self.tree is not None:
+            obj = v[:, :, c:c + 1]
+            parts += [obj if self.background else logistic(obj), v[:, :, c + 1:]]
+            return self._pjreddie_tree_softmax(x, torch.cat(parts, dim=2).reshape(x.shape))
         if self.softmax and self.background:
             # the softmax covers [background=objectness entry, classes...]
             parts.append(darknet_softmax(v[:, :, c:], 2))
@@ -157,6 +175,28 @@ class RegionLayer(DarknetLayer):
             cls = v[:, :, c + 1:]
             parts.append(darknet_softmax(cls, 2) if self.softmax else logistic(cls))
         return torch.cat(parts, dim=2).reshape(x.shape)
+
+    def _pjreddie_tree_softmax(self, x: Tensor, y: Tensor) -> Tensor:
+        """pjreddie's CPU ``softmax_cpu(net.input + count, size_k, batch, inputs, num*w*h, 1,
+        num*w*h, l.temperature, l.output + count)`` per group k (``count`` = coords + 1 +
+        the sizes of the groups before): the softmax of the ``size_k`` values ``count + g +
+        i*num*w*h`` for every g < num*w*h, written over ``y``. ``l.temperature`` is 0 here
+        (``parse_region`` never sets it), so at each softmax's largest value ``x/0 - max/0``
+        is inf - inf (or NaN - NaN at 0): its ``exp`` and the sum are NaN, and so is every
+        value written, whatever the input. The blocks ``[count, count + size_k*num*w*h)``
+        overlap and start at ``coords + 1``: the NaN covers that index up to the farthest
+        block end, in every image."""
+        b = x.shape[0]
+        cells = self.num * x.shape[2] * x.shape[3]
+        count, end = self.coords + 1, 0
+        for size in self.tree.group_size:
+            if size:
+                end = max(end, count + size * cells)
+            count += size
+        out = y.reshape(b, -1).clone()
+        if end:
+            out[:, self.coords + 1:end] = float("nan")
+        return out.reshape(x.shape)
 
     def entries(self, out: Tensor) -> Tensor:
         """This layer's output as (batch, num, coords+classes+1, h, w), x and y activated.
@@ -180,6 +220,9 @@ class RegionLayer(DarknetLayer):
 
     def loss(self, output: Tensor, truth: Tensor, net_size: Tuple[int, int], seen: int = 0
              ) -> Tuple[Tensor, Tensor]:
+        if self.tree is not None:
+            raise ValueError(f"layer {self.index} [region]: training with tree= (YOLO9000's "
+                             f"softmax tree) is not supported")
         if self.cell_major:
             return region_delta_alexeyab(self, output.detach(), truth, seen)
         return region_delta_pjreddie(self, output.detach(), truth, seen)
@@ -209,7 +252,8 @@ class RegionLayer(DarknetLayer):
                        thresh: float, hier_thresh: float = 0.5,
                        letterbox: bool = True) -> DetectionArrays:
         """:func:`get_region_detections` of one image's output."""
-        return get_region_detections(output, self, im_w, im_h, net_w, net_h, thresh, letterbox)
+        return get_region_detections(output, self, im_w, im_h, net_w, net_h, thresh, letterbox,
+                                     hier_thresh)
 
     def table_line(self, in_shape: Shape) -> str:
         return "detection"  # make_region_layer's fprintf
@@ -250,7 +294,8 @@ def region_rows(output: Tensor, layer: "RegionLayer") -> Tuple[Tensor, ...]:
 
 
 def get_region_detections(output: Tensor, layer, im_w: int, im_h: int, net_w: int, net_h: int,
-                          thresh: float, letterbox: bool = True) -> DetectionArrays:
+                          thresh: float, letterbox: bool = True,
+                          hier_thresh: float = 0.5) -> DetectionArrays:
     """Darknet's detections of one image's (num*(coords+classes+1), H, W) [region] output
     (the layer's ``l.output``): H*W*num rows, every cell and anchor, in Darknet's order.
 
@@ -260,8 +305,16 @@ def get_region_detections(output: Tensor, layer, im_w: int, im_h: int, net_w: in
     = scale if scale > thresh else 0, prob = scale*class_prob where > thresh and objectness
     != 0. AlexeyAB (``custom_get_region_detections``): objectness = 1 for every row, prob =
     scale*class_prob where > thresh (scale = 0 below .5 with ``classfix=-1``), and its own
-    record layout (see :func:`region_rows`). ``[region]`` with a softmax tree (YOLO9000) is
-    not built, so ``hier_thresh`` never matters.
+    record layout (see :func:`region_rows`).
+
+    With a softmax tree (YOLO9000; Darknet's ``map`` argument is 0 in ``detector test``):
+    each row's class vector first gets ``hierarchy_predictions`` (every class times its
+    parent's product). pjreddie then gives one class, ``hierarchy_top_prediction`` with
+    ``hier_thresh``, the probability scale (if scale > thresh, else 0), the class vector
+    starting at entry ``coords + !background``. AlexeyAB (``get_region_boxes``) keeps the
+    last class whose product is > .5 and gives it that product (not times scale; 0 unless
+    scale > thresh); ``hier_thresh`` is unused. Darknet does this in place on ``l.output``
+    (a second call would multiply again); here it works on a copy.
     """
     output = output.detach().cpu()
     _, lh, lw = output.shape
@@ -275,6 +328,8 @@ def get_region_detections(output: Tensor, layer, im_w: int, im_h: int, net_w: in
     boxes = correct_yolo_boxes(torch.stack([x, y, w, h], dim=1), im_w, im_h, net_w, net_h,
                                letterbox, "alexeyab" if layer.cell_major else "pjreddie")
     zero = torch.zeros((), dtype=torch.float32)
+    if layer.tree is not None:
+        return _tree_detections(output, layer, boxes, scale, cls, t, hier_thresh)
     if layer.cell_major:
         if layer.opts.classfix == -1:
             scale = torch.where(scale < 0.5, zero, scale)
@@ -289,13 +344,37 @@ def get_region_detections(output: Tensor, layer, im_w: int, im_h: int, net_w: in
                            probs.numpy().astype(_F32))
 
 
+def _tree_detections(output: Tensor, layer: "RegionLayer", boxes: Tensor, scale: Tensor,
+                     cls: Tensor, t: float, hier_thresh: float) -> DetectionArrays:
+    """The softmax-tree branch of :func:`get_region_detections` (see there)."""
+    tree = layer.tree
+    scale = scale.numpy().astype(_F32)
+    rows = scale.shape[0]
+    probs = np.zeros((rows, layer.classes), dtype=_F32)
+    if layer.cell_major:
+        if layer.opts.classfix == -1:
+            scale = np.where(scale < 0.5, _F32(0), scale)
+        pred = _tree.hierarchy_predictions(cls.numpy().astype(_F32).copy(), tree)
+        kept = _tree.leaf_first_above(pred, 0.5)
+        probs = np.where((scale > _F32(t))[:, None], kept, _F32(0)).astype(_F32)
+        objectness = np.ones(rows, dtype=_F32)
+    else:
+        start = layer.coords + (0 if layer.background else 1)
+        p = output.detach().float().reshape(layer.num, layer.entry_count, -1)
+        vec = p[:, start:start + layer.classes].permute(0, 2, 1).reshape(rows, layer.classes)
+        pred = _tree.hierarchy_predictions(vec.numpy().astype(_F32).copy(), tree)
+        objectness = np.where(scale > _F32(t), scale, _F32(0)).astype(_F32)
+        for r in range(rows):
+            j = _tree.hierarchy_top_prediction(pred[r], tree, hier_thresh)
+            probs[r, j] = scale[r] if scale[r] > _F32(t) else 0
+    return DetectionArrays(boxes.numpy().astype(_F32), objectness, probs)
+
+
 
 @register("region", options=RegionOptions)
 def build(ctx: BuildContext) -> RegionLayer:
     r = ctx.reader
     o = r.read(RegionOptions)
-    r.check(o.tree is None, f"tree={o.tree} (YOLO9000 hierarchical softmax) is not supported",
-            "tree")
     r.check(o.num >= 1, f"num must be >= 1, got {o.num}", "num")
     r.check(o.classes >= 1, f"classes must be >= 1, got {o.classes}", "classes")
     if ctx.dialect.name == "alexeyab":
@@ -314,7 +393,13 @@ def build(ctx: BuildContext) -> RegionLayer:
     r.check(i.c == expected,
             f"the previous layer has {i.c} channels but num={o.num} anchors x ({o.coords} coords "
             f"+ {o.classes} classes + 1) needs {expected}", "classes")
-    return RegionLayer(ctx.index, i, o, ctx.dialect)
+    layer = RegionLayer(ctx.index, i, o, ctx.dialect)
+    if o.tree is not None:
+        layer.tree = _tree.tree_option(r, o.tree)
+        r.check(layer.tree.n == o.classes,
+                f"the tree {o.tree} has {layer.tree.n} classes but classes={o.classes} (Darknet "
+                f"would read or write past the class entries)", "tree")
+    return layer
 
 
 # =====================================================================================

@@ -11,6 +11,10 @@ network's mean). ``backward_softmax_layer`` adds ``l.delta`` to the input's delt
 without the softmax's (or the temperature's) derivative: so does this layer's backward in
 training mode.
 
+With ``tree=`` (darknet9000's hierarchical softmax, :mod:`darknet_py.tree`) the groups are
+the tree's, over the first ``tree.n`` inputs of each image, with ``temperature``
+(``groups`` is then unused, as in Darknet); inputs past the tree stay 0.
+
     >>> import torch
     >>> from darknet_py.cfg import parse_cfg
     >>> from darknet_py.model import Darknet
@@ -28,6 +32,7 @@ from torch import Tensor
 
 import numpy as np
 
+from .. import tree as _tree
 from ..cfg.options import option
 from .base import BuildContext, DarknetLayer, Shape, head_output
 from .registry import register
@@ -37,7 +42,7 @@ from .registry import register
 class SoftmaxOptions:
     groups: int = option(1)
     temperature: float = option(1.0)
-    tree: Optional[str] = option(None, doc="YOLO9000 hierarchy file (not supported)")
+    tree: Optional[str] = option(None, doc="YOLO9000 hierarchy file (hierarchical softmax)")
     spatial: float = option(0.0)
     noloss: int = option(0)
 
@@ -51,15 +56,18 @@ class SoftmaxLayer(DarknetLayer):
     ab_forward_zeroes_delta = True
 
     def __init__(self, index: int, out_shape: Shape, groups: int, temperature: float,
-                 noloss: int = 0) -> None:
+                 noloss: int = 0, tree: "Optional[_tree.Tree]" = None) -> None:
         super().__init__(index, out_shape)
         self.flat = True
         self.groups = groups
         self.temperature = temperature
         self.noloss = noloss
+        self.tree = tree
 
     def _softmax(self, x: Tensor) -> Tensor:
         b = x.shape[0]
+        if self.tree is not None:
+            return _tree.hier_softmax(x.reshape(b, -1), self.tree, self.temperature)
         g = x.reshape(b, self.groups, -1)
         t = self.temperature
         largest = g.max(dim=2, keepdim=True).values
@@ -102,10 +110,15 @@ class SoftmaxLayer(DarknetLayer):
 def build(ctx: BuildContext) -> SoftmaxLayer:
     r = ctx.reader
     o = r.read(SoftmaxOptions)
-    r.check(o.tree is None, "tree= (hierarchical softmax) is not supported", "tree")
     r.check(o.spatial == 0, "spatial= is not supported", "spatial")
     n = ctx.input_shape.numel
     r.check(o.groups >= 1 and n % o.groups == 0,
             f"groups={o.groups} must divide the {n} inputs", "groups")
     r.check(o.temperature != 0, "temperature must not be 0", "temperature")
-    return SoftmaxLayer(ctx.index, ctx.input_shape, o.groups, o.temperature, o.noloss)
+    tree = None
+    if o.tree is not None:
+        tree = _tree.tree_option(r, o.tree)
+        r.check(tree.n <= n, f"the tree {o.tree} has {tree.n} classes, more than the {n} "
+                f"inputs (Darknet would read and write past them)", "tree")
+    return SoftmaxLayer(ctx.index, ctx.input_shape, o.groups, o.temperature, o.noloss,
+                        tree)
