@@ -348,6 +348,9 @@ def compare_case(folder: "os.PathLike[str] | str", weights: "os.PathLike[str] | 
     model = load(case.cfg, path, dialect=dialect or case.dialect,
                  warn_unused=False).to(device).eval()
     model.fast = fast
+    # the harness's forward mode runs network_predict right after loading; its detect mode
+    # runs fuse_conv_batchnorm and calculate_binary_weights first, as detector test does
+    model.calculate_binary_weights(case.mode == "detect")
     x = torch.from_numpy(_load_npy(case.folder / "input.npy")).to(device)
     if x.dim() == 1:  # the flat input of a [net] inputs= cfg: one row
         x = x.view(1, -1)
@@ -368,7 +371,7 @@ def compare_case(folder: "os.PathLike[str] | str", weights: "os.PathLike[str] | 
                                       ours64, floor_factor, strict))
     if not report.rows:
         raise DataError("no layer_NNN.npy files to compare", file=case.folder)
-    if case.mode == "detect":
+    if case.mode == "detect" and model.heads:
         report.checks.extend(detection_checks(case, model, [outs[i] for i in model.heads]))
     return report
 

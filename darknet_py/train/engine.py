@@ -130,6 +130,9 @@ def check_trainable(model: "Darknet") -> None:
             raise CfgError(f"{key}= is not implemented in darknet_py's training",
                            file=model.source, line=model.sections[0].line, key=key)
     for index, (sec, common) in enumerate(zip(model.sections[1:], model.common)):
+        reason = model.layers[index].untrainable()
+        if reason is not None:
+            raise CfgError(reason, file=sec.file, line=sec.line, layer=index)
         for key in _UNSUPPORTED_LAYER_KEYS:
             if getattr(common, key, 0):
                 raise CfgError(f"{key}= is not implemented in darknet_py's training",
