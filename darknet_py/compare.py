@@ -292,12 +292,15 @@ def detection_checks(case: Case, model: Darknet, heads: Sequence[torch.Tensor]) 
         raise DataError("detect case without image_shape_chw/thresholds",
                         file=case.folder / "case.json") from None
     nms, hier = float(m.get("nms", 0.45)), float(m.get("hier_thresh", 0.5))
+    # AlexeyAB's detect cases resize unless letterboxed, and decode boxes to match
+    letterbox = bool(m.get("letterbox", True))
     checks = []
     for t in thresholds:
         ref_path = case.folder / f"dets_t{t:g}.npy"
         if not ref_path.is_file():
             continue
-        dets = get_network_boxes(model, [h[0].cpu() for h in heads], im_w, im_h, t, hier)
+        dets = get_network_boxes(model, [h[0].cpu() for h in heads], im_w, im_h, t, hier,
+                                 letterbox)
         kept, _ = do_nms_sort(dets, nms)
         ok, detail = match_detections(kept.to_array(), _load_npy(ref_path), t)
         checks.append((f"detections at thresh {t:g}", ok, detail))
