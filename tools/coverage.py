@@ -44,6 +44,10 @@ TESTED = {
     ("alexeyab", "yolov4.cfg"): "tests/test_detect_alexeyab.py (slow)",
     ("alexeyab", "Gaussian_yolov3_BDD.cfg"): "tests/test_detect_alexeyab.py (256x256)",
     ("pjreddie", "yolov1-tiny.cfg"): "tests/test_detect_alexeyab.py (AlexeyAB's build)",
+    ("alexeyab", "tiny-yolo_xnor.cfg"): "tests/test_xnor_darknet.py (96x96)",
+    ("alexeyab", "yolov3-tiny_xnor.cfg"): "tests/test_xnor_darknet.py (64x64)",
+    ("alexeyab", "xyolo.test.cfg"): "tests/test_xnor_darknet.py (64x64)",
+    ("alexeyab", "darknet53_448_xnor.cfg"): "tests/test_xnor_darknet.py (64x64, slow)",
     ("pjreddie", "rnn.cfg"): "tests/test_recurrent_darknet.py",
     ("pjreddie", "gru.cfg"): "tests/test_recurrent_darknet.py",
 }
