@@ -237,7 +237,8 @@ def _weights(cfg: Path, seed: int, tame_heads: bool = False) -> Path:
     model = _quiet_load(cfg)
     random_init(model, seed=seed)
     if tame_heads:
-        x = torch.rand((1,) + tuple(model.input_shape), generator=torch.Generator().manual_seed(seed))
+        gen = torch.Generator().manual_seed(seed)
+        x = torch.rand((1,) + tuple(model.input_shape), generator=gen)
         with torch.no_grad():
             outs = model.layer_outputs(x)
             for i in model.heads:
