@@ -106,7 +106,8 @@ def test_xnor_by_hand():
 #: AlexeyAB bit-packed path: c % 32 != 0 read by im2col_cpu_custom_bin (layer 1, groups=2
 #: ignored as make_convolutional_layer does for xnor), layers that read no input (2: stride 2
 #: on 40 channels; 3: 1x1 on 8, with bin_output), the repacked c % 32 == 0 path (4, 5:
-#: stride 2), bin_output cleared by a [route] (4), stride_x != stride_y (7: no binarization)
+#: stride 2), bin_output cleared by a [route] (4) and a [shortcut] (8: its from-layer, 9: the
+#: layer before it; 11 keeps it), stride_x != stride_y (7: no binarization)
 CFG_AB = """[net]
 width=12
 height=10
@@ -172,6 +173,33 @@ size=3
 stride_x=2
 stride_y=1
 pad=1
+activation=leaky
+
+[convolutional]
+xnor=1
+bin_output=1
+filters=32
+size=3
+pad=1
+activation=leaky
+
+[convolutional]
+xnor=1
+bin_output=1
+batch_normalize=1
+filters=32
+size=1
+activation=leaky
+
+[shortcut]
+from=-2
+activation=linear
+
+[convolutional]
+xnor=1
+bin_output=1
+filters=8
+size=1
 activation=leaky
 """
 
@@ -265,10 +293,20 @@ def test_xnor_alexeyab_bit_packed_matches_darknet(darknet_alexeyab, reference, t
                      out_dir=tmp_path / "case")
     report, worst = _compare(case)
     assert report.ok, str(report)
-    assert len(report.rows) == 8 and worst < 1e-5
-    # layer 4's bin_output is cleared by the [route], layer 3's stays (linear)
-    model = _quiet_load(cfg)
-    assert model.layers[4].bin_output is False and model.layers[3].bin_output is True
+    assert len(report.rows) == 12 and worst < 1e-5
+    # bin_output cleared by the [route] (4) and the [shortcut] (8, 9), kept (linear) on 3, 11
+    model = _quiet_load(case / "xnor_ab.cfg", case / "xnor_ab.weights")
+    assert [model.layers[i].bin_output for i in (3, 4, 8, 9, 11)] == [True, False, False,
+                                                                      False, True]
+    # and it shows: with bin_output kept, layers 4, 8 and 9 would not match Darknet's
+    x = torch.from_numpy(np.load(case / "input.npy"))[None]
+    for i in (4, 8, 9):
+        model.layers[i].bin_output = True
+    with torch.no_grad():
+        outs = model.layer_outputs(x)
+    for i in (4, 8, 9):
+        ref = np.load(case / f"layer_{i:03d}.npy")
+        assert np.abs(outs[i][0].numpy() - ref).max() > 1e-2 * np.abs(ref).max()
 
 
 def test_xnor_alexeyab_float_path_matches_darknet(darknet_alexeyab, tmp_path):
