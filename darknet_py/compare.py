@@ -669,8 +669,14 @@ def delta_checks(case: "Case", model: Darknet, X: torch.Tensor, y: torch.Tensor,
     checks: List[Tuple[str, bool, str]] = []
     meta: Dict[str, Tuple[int, bool]] = {}
     skipped: List[str] = []
+    stops = [i for i, c in enumerate(model.common) if c.stopbackward]
     for i, path in sorted(files.items()):
         layer = twin.layers[i]
+        if stops and i <= max(stops):
+            # backward_network breaks at the stopbackward layer: its l.delta is what the
+            # next layer sent (its own backward never ran), the earlier ones' untouched
+            skipped.append(f"{i} [{layer.kind}] (backward stops at layer {max(stops)})")
+            continue
         if layer.has_cost or not layer.delta_comparable:
             skipped.append(f"{i} [{layer.kind}]" + (" (head: see its delta check)"
                                                       if layer.has_cost else ""))

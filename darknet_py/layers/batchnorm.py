@@ -321,6 +321,11 @@ class BatchNorm(nn.Module):
         return [self.scales, self.rolling_mean, self.rolling_variance]
 
 
+def has_batchnorm(layer: nn.Module) -> bool:
+    """Whether ``layer`` (or an inner layer of it) normalizes with a :class:`BatchNorm`."""
+    return any(isinstance(m, BatchNorm) for m in layer.modules())
+
+
 class BatchnormLayer(DarknetLayer):
     """``[batchnorm]``: a standalone BN over the previous layer's output, then its biases
     (``forward_batchnorm_layer``: normalize, scale_bias, add_bias).

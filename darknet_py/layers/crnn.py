@@ -87,6 +87,10 @@ class CRNNLayer(Recurrent):
         self.self_layer = make(hidden, hidden)
         self.output_layer = make(hidden, output)
 
+    def overwrites_input_delta(self) -> bool:
+        # backward_crnn_layer's input layer writes the previous layer's delta step by step
+        return self.input_layer.overwrites_input_delta()
+
     def rate_scale(self, cfg_scale: float) -> float:
         # pjreddie's make_convolutional_layer never sets l.learning_rate_scale (0, only the
         # parser sets it, on top-level layers): its [crnn] inner layers never move; AlexeyAB's: 1

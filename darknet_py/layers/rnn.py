@@ -129,9 +129,6 @@ class Recurrent(DarknetLayer):
         # make_connected_layer's 1 in both forks
         return 1.0
 
-    def overwrites_input_delta(self) -> bool:
-        return self.input_layer.overwrites_input_delta() if hasattr(self, "input_layer") else False
-
     def weight_tensors(self) -> List[Tensor]:
         tensors: List[Tensor] = []
         for l in self.inner():
@@ -225,6 +222,9 @@ class RNNLayer(Recurrent):
         out, state = vanilla_steps(self, xs, state, self.opts.shortcut, (self.hidden,))
         self.keep_state([state])
         return torch.cat(out, 0)
+
+    def overwrites_input_delta(self) -> bool:
+        return self.input_layer.overwrites_input_delta()
 
     def table_line(self, in_shape: Shape) -> str:
         return (f"RNN Layer: {self.inputs} inputs, {self.outputs} outputs\n" +

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from ..errors import CfgError
+from ..layers.batchnorm import has_batchnorm
 from .optimizer import update_network
 from .schedule import current_batch, current_rate
 
@@ -131,8 +132,9 @@ def check_trainable(model: "Darknet") -> None:
                            file=model.source, line=model.sections[0].line, key=key)
     stops = [i for i, c in enumerate(model.common) if c.stopbackward]
     for index, (sec, common) in enumerate(zip(model.sections[1:], model.common)):
+        layer = model.layers[index]
         if (model.dialect.update_needs_layer_train and stops and index < max(stops)
-                and getattr(model.layers[index], "bn", None) is not None):
+                and layer.ab_train and has_batchnorm(layer)):
             raise CfgError(f"batch_normalize=1 before the last stopbackward=1 (layer "
                            f"{max(stops)}): AlexeyAB builds these layers with train=0, without "
                            f"their BN buffers, and its CPU training forward segfaults there",
