@@ -399,3 +399,12 @@ def test_hierarchy_walks_equal_darknets(tree_lib, tmp_path, reference):
                 assert T.hierarchy_top_prediction(r, ours, th) == c
                 tops.add(c)
         assert len(tops) > 5  # the walks end in many places
+
+
+def test_softmax_tree_cannot_shrink_below_its_tree(tree_file):
+    from darknet_py.layers.base import ResizeError, Shape
+    model = Darknet(parse_cfg(SOFTMAX_CFG.format(filters=16, temperature=1, tree=tree_file)))
+    layer = model.layers[2]
+    assert layer.resize(Shape(16, 1, 1), []) == Shape(16, 1, 1)
+    with pytest.raises(ResizeError, match="fewer than the 13 classes"):
+        layer.resize(Shape(12, 1, 1), [])

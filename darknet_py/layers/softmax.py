@@ -25,7 +25,7 @@ from torch import Tensor
 
 from .. import tree as _tree
 from ..cfg.options import option
-from .base import BuildContext, DarknetLayer, Shape
+from .base import BuildContext, DarknetLayer, ResizeError, Shape
 from .registry import register
 
 
@@ -59,6 +59,12 @@ class SoftmaxLayer(DarknetLayer):
         largest = g.max(dim=2, keepdim=True).values
         e = torch.exp(g / t - largest / t)
         return (e / e.sum(dim=2, keepdim=True)).reshape(b, -1)
+
+    def resize(self, in_shape: Shape, ref_shapes) -> Shape:
+        if self.tree is not None and in_shape.numel < self.tree.n:
+            raise ResizeError(f"layer {self.index} [softmax]: {in_shape.numel} inputs are fewer "
+                              f"than the {self.tree.n} classes of its tree")
+        return super().resize(in_shape, ref_shapes)
 
     def describe(self, in_shape: Shape) -> str:
         return f"{in_shape.numel:>8}"
