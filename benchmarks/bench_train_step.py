@@ -1,13 +1,14 @@
 """Speed of one Darknet training step: yolov3-tiny, 416x416, batch 8 (CPU by default).
 
     python benchmarks/bench_train_step.py [--cfg cfg/yolov3-tiny.cfg] [--size 416]
-        [--batch 8] [--device cpu] [--repeat 3] [--fast-sums]
+        [--batch 8] [--device cpu] [--repeat 3] [--exact]
 
 One step = ``train_network``: train-mode forward (BN batch statistics), every [yolo]
 layer's Darknet loss, backward (Darknet's BN backward), update_network (SGD, momentum,
 decay). Prints the best time per step and its parts (forward, loss, backward, update)
-timed separately. ``--fast-sums`` sets ``batchnorm.SEQUENTIAL_SUMS = False`` (PyTorch's
-reductions instead of Darknet's sequential float sums: faster, ~1e-5 from Darknet).
+timed separately. Training batchnorm's backward is the default fused one; ``--exact`` runs
+the step inside ``batchnorm.exact()`` (the backward's sums in Darknet's sequential float
+order and its factors in double, as ``darknet-py compare`` checks it; slower).
 
 When pip ``pytorchyolo`` is installed (the ``bench`` extra), its step (its model of the
 same cfg, compute_loss, backward, SGD step with momentum and decay) on the same batch
@@ -65,11 +66,13 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--fast-sums", action="store_true")
+    ap.add_argument("--exact", action="store_true",
+                    help="training batchnorm in Darknet's exact arithmetic order")
     ap.add_argument("--pairs", type=int, default=7,
                     help="interleaved darknet_py/pytorchyolo step pairs for the ratio")
     args = ap.parse_args()
-    batchnorm.SEQUENTIAL_SUMS = not args.fast_sums
+    if args.exact:
+        batchnorm.EXACT = True
     sections = read_cfg(args.cfg)
     sections[0].set("batch", args.batch)
     sections[0].set("subdivisions", 1)
@@ -115,8 +118,8 @@ def main() -> None:
     t_fwd, t_loss, t_fb, t_upd = (best(fwd, args.repeat), best(loss, args.repeat),
                                  best(fwd_bwd, args.repeat), best(upd, args.repeat))
     print(f"darknet_py {os.path.basename(args.cfg)} {args.size}x{args.size} batch {args.batch} "
-          f"on {args.device} ({torch.get_num_threads()} threads, sequential sums "
-          f"{batchnorm.SEQUENTIAL_SUMS}):")
+          f"on {args.device} ({torch.get_num_threads()} threads, batchnorm "
+          f"{'exact' if batchnorm.EXACT else 'fused'}):")
     print(f"  train step {t_step:.3f} s  = {args.batch / t_step:.1f} images/s")
     print(f"  forward (no grad) {t_fwd:.3f} s, [yolo] losses {t_loss * 1000:.1f} ms, "
           f"forward+loss+backward {t_fb:.3f} s, update {t_upd * 1000:.1f} ms")

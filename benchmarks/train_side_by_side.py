@@ -41,6 +41,7 @@ from darknet_py import load  # noqa: E402
 from darknet_py.cfg import read_cfg  # noqa: E402
 from darknet_py.cfg.writer import format_cfg  # noqa: E402
 from darknet_py.train import synthetic  # noqa: E402
+from darknet_py.layers import batchnorm  # noqa: E402
 from darknet_py.train.engine import TrainState, train_network  # noqa: E402
 
 CFG = {"pjreddie": ROOT / "cfg" / "yolov3-tiny.cfg", "alexeyab": ROOT / "cfg" / "yolov4-tiny.cfg"}
@@ -120,7 +121,8 @@ def run_fork(fork: str, args, out: Path) -> dict:
         i = (k - 1) % args.batches
         if args.resync and k > 1:
             model.load_weights(case / f"weights_iter{k - 1}.weights")
-        loss = train_network(model, state, Xt[i], yt[i])
+        with batchnorm.exact():  # Darknet's arithmetic order, as compare checks it
+            loss = train_network(model, state, Xt[i], yt[i])
         ours.append(loss)
         r = abs(loss - theirs[k - 1]) / max(abs(theirs[k - 1]), 1e-30)
         if not np.isfinite(r):  # a NaN on either side (Darknet's own loss can blow up)

@@ -42,7 +42,8 @@ __version__ = "0.1.0"
 
 def load(cfg: "os.PathLike[str] | str", weights: "os.PathLike[str] | str | None" = None, *,
          dialect: "str | Dialect" = "auto", upto: Optional[int] = None,
-         warn_unused: bool = True, limits: "Optional[Limits]" = None) -> Darknet:
+         warn_unused: bool = True, limits: "Optional[Limits]" = None,
+         mmap: bool = False) -> Darknet:
     """Build the network of ``cfg`` and, if given, load ``weights`` into it.
 
     ``dialect="auto"`` takes the dialect the cfg needs (AlexeyAB sections, keys
@@ -52,6 +53,12 @@ def load(cfg: "os.PathLike[str] | str", weights: "os.PathLike[str] | str | None"
     ``weights`` may also name official weights (``"yolov4"``, ``"darknet53.conv.74"``):
     they are fetched once and verified (:mod:`darknet_py.zoo`); an official partial
     file sets ``upto`` itself.
+
+    The graph is built without random init and the file is read once, the parameters
+    being views of that one buffer. ``mmap=True`` maps the file copy-on-write instead
+    of reading it: the load costs almost no time or memory, pages come in on first
+    use and are shared with the page cache; the file must then not be rewritten in
+    place or truncated while the model lives (:func:`darknet_py.weights.load_weights`).
     """
     from .model import Darknet, detect_dialect
     from .weights import read_header
@@ -75,7 +82,7 @@ def load(cfg: "os.PathLike[str] | str", weights: "os.PathLike[str] | str | None"
         model = Darknet(sections, dialect, warn_unused=warn_unused, limits=limits)
     for index in uncovered_layers(model, upto):
         model.layers[index].reset_parameters()
-    load_weights(model, weights, upto=upto)
+    load_weights(model, weights, upto=upto, mmap=mmap)
     return model
 
 

@@ -44,6 +44,13 @@ class Dialect:
     #: whatever its stride and padding (pjreddie), or only when l.stride (= stride_x) is 1
     #: (AlexeyAB); the input is then read flat, as if it already had the output's size.
     conv1x1_skips_im2col_any_stride: bool = True
+    #: the same weight in a BN [connected] layer (and the recurrent layers' inner ones):
+    #: pjreddie's forward_batchnorm_layer (.01), AlexeyAB's forward_connected_layer .95/.05
+    connected_bn_rolling_momentum: float = 0.01
+    #: update_network skips layers whose ``l.train`` is 0 (AlexeyAB: only the make_*_layer
+    #: calls given ``params.train`` set it -- convolutional, batchnorm, shortcut, crnn, maxpool
+    #: -- and not for layers before the last ``stopbackward=1``); pjreddie updates every layer
+    update_needs_layer_train: bool = False
 
     def __str__(self) -> str:
         return self.name
@@ -55,7 +62,8 @@ ALEXEYAB = Dialect("alexeyab", bn_eps=1e-5, bn_eps_inside_sqrt=True,
                    bn_rolling_momentum=0.1, weights_revision=5,
                    bn_delta_eps_inside_sqrt=False, bn_bias_learns=False, update_per_call=True,
                    truth_size=6,
-                   batchnorm_layer_saves_biases=True, conv1x1_skips_im2col_any_stride=False)
+                   batchnorm_layer_saves_biases=True, conv1x1_skips_im2col_any_stride=False,
+                   connected_bn_rolling_momentum=0.05, update_needs_layer_train=True)
 
 DIALECTS: Dict[str, Dialect] = {d.name: d for d in (PJREDDIE, ALEXEYAB)}
 

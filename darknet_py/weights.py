@@ -9,8 +9,8 @@ float32. Which layer stores what lives in that layer's module; this file only
 walks them.
 
 Loading checks the file size against the network *before* touching any
-parameter, reads the body with one ``readinto`` and copies slices into the
-parameters. Saving writes atomically and reproduces a loaded file byte for byte.
+parameter, reads the body with one ``readinto`` (or maps it, ``mmap=True``) and
+makes the parameters views of it. Saving writes atomically and reproduces a loaded file byte for byte.
 
     >>> import io, struct
     >>> header = parse_header(struct.pack("<iiiQ", 0, 2, 0, 32013312), "x.weights")
@@ -217,7 +217,7 @@ def check_weights(model: "Darknet", path: "os.PathLike[str] | str",
 
 
 def load_weights(model: "Darknet", path: "os.PathLike[str] | str",
-                 upto: Optional[int] = None) -> Header:
+                 upto: Optional[int] = None, *, mmap: bool = False) -> Header:
     """Load ``path`` into ``model`` (layers ``0..upto-1`` when given).
 
     The whole file must match the network exactly (with ``upto``, it may be
@@ -228,17 +228,36 @@ def load_weights(model: "Darknet", path: "os.PathLike[str] | str",
     others (another device or dtype, a transposed view) get a copy. So the load
     adds the file's size to the process once, and a model built with
     :func:`darknet_py.layers.base.uninitialised` holds no other copy.
+
+    With ``mmap=True`` the body is not read: it is mapped copy-on-write
+    (``numpy.memmap`` mode ``"c"``) and the parameters are views of the mapping.
+    Pages are read from the file (or the page cache, shared with other processes)
+    on first use, and a parameter changed in place (training) gets private copies
+    of only the pages it writes; the file is never written. The mapping follows
+    the file, so the file must not be rewritten in place or truncated while the
+    model lives (Darknet's own ``save_weights`` does that; this package's writes a
+    new file and renames it, which is safe).
     """
     source = os.fspath(path)
     try:
         with open(source, "rb") as handle:
             header, needed = _check_file(model, handle, source, upto)
-            handle.seek(header.nbytes)
-            # numpy's allocator asks for transparent huge pages: 5x faster than torch.empty
-            # here, where every 4 KiB page would fault once on first write
-            body = np.empty(needed, dtype="<f4")
-            if handle.readinto(memoryview(body).cast("B")) != needed * 4:
-                raise WeightsError("file changed while reading", file=source)
+            if mmap and needed:
+                try:
+                    body = np.memmap(handle, dtype="<f4", mode="c", offset=header.nbytes,
+                                     shape=(needed,))
+                except (OSError, ValueError) as exc:  # ValueError: it shrank since checked
+                    raise WeightsError(f"cannot map weights: "
+                                       f"{getattr(exc, 'strerror', None) or exc}",
+                                       file=source) from None
+            else:
+                handle.seek(header.nbytes)
+                # torch.empty: 4 KiB pages. numpy's allocator asks for transparent huge
+                # pages, which fault in 3x faster when the kernel has free 2 MiB blocks and
+                # up to 5x slower when it must compact memory first (a busy machine)
+                body = torch.empty(needed, dtype=torch.float32).numpy()
+                if handle.readinto(memoryview(body).cast("B")) != needed * 4:
+                    raise WeightsError("file changed while reading", file=source)
     except OSError as exc:
         raise WeightsError(f"cannot read weights: {exc.strerror or exc}", file=source) from None
     if sys.byteorder != "little":  # pragma: no cover

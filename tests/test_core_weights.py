@@ -78,13 +78,14 @@ def test_parameter_order_is_darknets(tmp_path):
     (COUNTS[0], r"t\.weights: layer 2: truncated: .*none are left; .*upto=2"),
     (sum(COUNTS) + 5, r"t\.weights: oversized: expected 134 floats .*found 139 \(5 extra\)"),
 ])
-def test_size_errors_leave_the_model_untouched(tmp_path, floats, match):
+@pytest.mark.parametrize("mmap", [False, True])
+def test_size_errors_leave_the_model_untouched(tmp_path, floats, match, mmap):
     path = tmp_path / "t.weights"
     write(path, struct.pack("<iiiQ", 0, 2, 0, 0), floats)
     model = small()
     before = state(model)
     with pytest.raises(WeightsError, match=match) as info:
-        model.load_weights(path)
+        model.load_weights(path, mmap=mmap)
     assert "\n" not in str(info.value)
     after = state(model)
     assert all(torch.equal(before[k], after[k]) for k in before)

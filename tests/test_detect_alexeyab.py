@@ -7,14 +7,14 @@ alexeyab``, ``--darknet BUILD`` so that both decode the JPEG with the build's
 stb_image), and compares
 
 * what each prints per image, from `` Detection layer:`` to the last box line
-  (the milliseconds masked), exactly -- except where a printed number is a
-  rounding of a value within float rounding of the .5 boundary (our value, from
-  ``--json``, within 2e-6 relative of k+.5): there Darknet's and ours may print
-  k and k+1, which :func:`_match` accepts and counts (eagle.jpg, letterboxed,
-  yolov3-tiny: bird at a probability of 0.765000 prints 76% in Darknet, 77% here);
-* the ``-out`` JSON (``detection_to_json``): same objects, classes, names,
-  numbers within 1e-4 (they match to the 6 printed decimals but for 1e-6
-  float rounding).
+  (the milliseconds masked): exactly. ``--darknet BUILD`` also evaluates the network
+  in that build's arithmetic order (:mod:`darknet_py.gemm_order`), so even values on
+  a rounding boundary print as Darknet prints them (eagle.jpg, letterboxed,
+  yolov3-tiny: a bird at a probability of 0.765000 prints 76% in Darknet and here;
+  the fast path, whose sums run in other orders, prints 77%);
+* the ``-out`` JSON (``detection_to_json``): the same objects, each number equal to its
+  6 printed decimals or 1 in the last apart (measured: [Gaussian_yolo] at 128x128 has
+  box centres 1e-6 apart; its box decode is not in Darknet's arithmetic order).
 
 Networks: yolov3-tiny with its official weights (pjreddie's file: only
 ``--dialect alexeyab`` asks for AlexeyAB's behaviour), yolov4-tiny and yolov4
@@ -29,7 +29,6 @@ import re
 import subprocess
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -86,46 +85,6 @@ def _ours(capsys, build, data: Path, cfg: Path, weights: Path, image: Path, out:
     return _block(capsys.readouterr().out), json.loads(records.read_text())
 
 
-_LINE = re.compile(r"^(.*): (-?\d+)%\t\(left_x: +(-?\d+) +top_y: +(-?\d+) +width: +(-?\d+) +"
-                   r"height: +(-?\d+)\)$")
-
-
-def _near_half(value: float) -> bool:
-    frac = value - float(int(value // 1))
-    return abs(frac - 0.5) <= 2e-6 * max(1.0, abs(value))
-
-
-def _match(got: list, want: list, records: list, size) -> int:
-    """Lines equal, or differing by 1 only in numbers whose exact value (ours) sits on a
-    rounding boundary; returns how many such boundary lines there were."""
-    assert len(got) == len(want)
-    boxes = [line for line in got if _LINE.match(line)]
-    assert len(boxes) == len(records)
-    im_w, im_h = size
-    boundary, k = 0, 0
-    for a, b in zip(got, want):
-        m = _LINE.match(a)
-        if m is None or a == b:
-            k += m is not None
-            if a != b:
-                assert a == b
-            continue
-        r = records[k]
-        k += 1
-        n = _LINE.match(b)
-        assert n is not None and m.group(1) == n.group(1), (a, b)
-        x, y, w, h = (np.float32(r[key]) for key in ("x", "y", "w", "h"))
-        exact = [float(np.float32(r["prob"]) * np.float32(100)),
-                 float((x - w / np.float32(2)) * np.float32(im_w)),
-                 float((y - h / np.float32(2)) * np.float32(im_h)),
-                 float(w * np.float32(im_w)), float(h * np.float32(im_h))]
-        for i, value in enumerate(exact, start=2):
-            p, q = int(m.group(i)), int(n.group(i))
-            assert p == q or (abs(p - q) == 1 and _near_half(value)), (a, b, value)
-        boundary += 1
-    return boundary
-
-
 def _objects(path: Path) -> list:
     return [o for frame in json.loads(path.read_text()) for o in frame["objects"]]
 
@@ -134,18 +93,17 @@ def _same(capsys, build, data, cfg, weights, tmp_path, images, letter_box) -> in
     """Compare every image (``images``: paths); returns how many box lines were compared."""
     lines = 0
     for image in images:
-        name = image.name
         want = _darknet(build, data, cfg, weights, image, tmp_path / "darknet.json", letter_box)
         got, records = _ours(capsys, build, data, cfg, weights, image, tmp_path / "ours.json",
                              letter_box)
-        boundary = _match(got, want, records, image_size(image))
-        assert boundary <= 1, f"{name}: {boundary} lines on a rounding boundary"
+        assert got == want, image.name
+        assert len(records) == sum(1 for line in got if line.endswith(")"))
         a, b = _objects(tmp_path / "darknet.json"), _objects(tmp_path / "ours.json")
         assert [(o["class_id"], o["name"]) for o in a] == [(o["class_id"], o["name"]) for o in b]
-        for x, y in zip(a, b):
-            assert x["confidence"] == pytest.approx(y["confidence"], abs=1e-4)
+        for x, y in zip(a, b):  # %f's 6 decimals: equal, or 1 apart (the boxes' decode)
+            assert x["confidence"] == pytest.approx(y["confidence"], abs=1.01e-6)
             for key, value in x["relative_coordinates"].items():
-                assert value == pytest.approx(y["relative_coordinates"][key], abs=1e-4)
+                assert value == pytest.approx(y["relative_coordinates"][key], abs=1.01e-6)
         lines += len(want) - 1 - sum(line.startswith(" Detection layer:") for line in want)
     return lines
 
@@ -219,15 +177,16 @@ def test_yolov4_random_weights(darknet_alexeyab, data_file, reference, capsys, t
     assert lines >= 5
 
 
+@pytest.mark.parametrize("size", [128, pytest.param(256, marks=pytest.mark.slow)])
 @pytest.mark.parametrize("letter_box", [False, True])
 def test_gaussian_yolov3_random_weights(darknet_alexeyab, reference, capsys, tmp_path,
-                                        letter_box):
-    """[Gaussian_yolo] (Gaussian_yolov3_BDD.cfg at 256x256 instead of 512 to keep the test
-    short; 10 classes): its decode (uncertainty-weighted probabilities, pjreddie-style
-    box correction) and printing against AlexeyAB's own."""
+                                        letter_box, size):
+    """[Gaussian_yolo] (Gaussian_yolov3_BDD.cfg at 128x128, ``-m slow`` also 256x256,
+    instead of 512 to keep the test short; 10 classes): its decode (uncertainty-weighted
+    probabilities, pjreddie-style box correction) and printing against AlexeyAB's own."""
     text = (reference / "cfg" / "alexeyab" / "Gaussian_yolov3_BDD.cfg").read_text()
-    cfg = tmp_path / "Gaussian_yolov3_BDD-256.cfg"
-    cfg.write_text(re.sub(r"(?m)^(width|height)=512$", r"\1=256", text))
+    cfg = tmp_path / f"Gaussian_yolov3_BDD-{size}.cfg"
+    cfg.write_text(re.sub(r"(?m)^(width|height)=512$", rf"\1={size}", text))
     names = tmp_path / "bdd.names"
     names.write_text("".join(f"c{i}\n" for i in range(10)))
     data = tmp_path / "bdd.data"

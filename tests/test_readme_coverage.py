@@ -4,7 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from darknet_py.testing.cfgs import kinds
-from darknet_py.testing.coverage import DECODE, REAL, SECTIONS, cell, readme_table, table
+from darknet_py.testing.coverage import (DECODE, FORWARD, REAL, SECTIONS, TRAIN, TRAIN_NOTE,
+                                         cell, readme_table, table)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -19,10 +20,14 @@ def test_real_darknet_is_claimed_only_with_a_test_behind_it():
     tests = {p.name: p.read_text(encoding="utf-8") for p in (ROOT / "tests").glob("test_*.py")}
     for kind in SECTIONS:
         for fork in ("pjreddie", "alexeyab"):
-            if cell(kind, fork, "forward") == REAL:
+            if cell(kind, fork, "forward") == REAL and (fork, kind) not in FORWARD:
                 # the differential test parametrizes over exactly these kinds
                 assert kind in kinds(fork)
+            if cell(kind, fork, "train").startswith(REAL):
+                assert (fork, kind) in TRAIN, (fork, kind)
     assert "test_each_section_type_matches_darknet" in tests["test_diff_darknet.py"]
-    for (fork, kind), test in DECODE.items():
+    for (fork, kind) in TRAIN_NOTE:
+        assert kind in SECTIONS, kind
+    for (fork, kind), test in [*DECODE.items(), *FORWARD.items(), *TRAIN.items()]:
         path, name = test.split("::")
         assert f"def {name}(" in tests[Path(path).name], test

@@ -9,10 +9,11 @@ from __future__ import annotations
 import struct
 
 import numpy as np
+import pytest
 import torch
 
 import darknet_py
-from darknet_py import Darknet
+from darknet_py import Darknet, WeightsError
 from darknet_py.cfg import parse_cfg
 from darknet_py.layers.base import uninitialised
 from darknet_py.weights import uncovered_layers
@@ -80,3 +81,59 @@ def test_uncovered_layers():
         model = Darknet(parse_cfg(CFG))
     assert uncovered_layers(model) == []
     assert uncovered_layers(model, upto=1) == [2, 3]
+
+
+def test_mmap_load_is_the_same_and_copy_on_write(tmp_path):
+    (tmp_path / "n.cfg").write_text(CFG)
+    body = write(tmp_path / "n.weights", sum(COUNTS))
+    on_disk = (tmp_path / "n.weights").read_bytes()
+    read = darknet_py.load(tmp_path / "n.cfg", tmp_path / "n.weights")
+    mapped = darknet_py.load(tmp_path / "n.cfg", tmp_path / "n.weights", mmap=True)
+    a, b = read.state_dict(), mapped.state_dict()
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    storages = {t.untyped_storage().data_ptr() for t in b.values()}
+    assert len(storages) == 1  # every parameter a view of the one mapping
+    x = torch.rand(2, 3, 8, 8)
+    assert torch.equal(read(x), mapped(x))
+    # writing a parameter (as training does) never reaches the file
+    with torch.no_grad():
+        mapped.layers[0].weight.add_(1.0)
+    assert (tmp_path / "n.weights").read_bytes() == on_disk
+    assert torch.equal(mapped.layers[0].weight, read.layers[0].weight + 1.0)
+    # saving over the mapped file writes a new file and renames it: the model keeps its values
+    mapped.save_weights(tmp_path / "n.weights")
+    assert torch.equal(mapped.layers[2].weight, read.layers[2].weight)
+    assert np.array_equal(np.frombuffer((tmp_path / "n.weights").read_bytes()[20 + 4 * COUNTS[0]:],
+                                        "<f4"), body[COUNTS[0]:])
+
+
+def test_mmap_load_upto_of_a_longer_file(tmp_path):
+    (tmp_path / "n.cfg").write_text(CFG)
+    write(tmp_path / "n.weights", sum(COUNTS))
+    plain = Darknet(parse_cfg(CFG))
+    plain.load_weights(tmp_path / "n.weights", upto=1)
+    mapped = Darknet(parse_cfg(CFG))
+    mapped.load_weights(tmp_path / "n.weights", upto=1, mmap=True)
+    assert torch.equal(plain.layers[0].weight, mapped.layers[0].weight)
+    assert torch.equal(plain.layers[0].bn.rolling_variance, mapped.layers[0].bn.rolling_variance)
+
+
+@pytest.mark.parametrize("mmap", [False, True])
+@pytest.mark.parametrize("floats, match", [
+    (sum(COUNTS) - 1, r"n\.weights: layer 3: truncated: expected 239 floats, found 238; the file "
+                      r"ends inside layer 3 \[connected\] \(98 of its 99 floats\)"),
+    (sum(COUNTS) + 2, r"n\.weights: oversized: expected 239 floats for the network, found 241"),
+])
+def test_load_size_errors_are_one_line_before_reading(tmp_path, monkeypatch, floats, match,
+                                                        mmap):
+    (tmp_path / "n.cfg").write_text(CFG)
+    write(tmp_path / "n.weights", floats)
+    touched = []
+    monkeypatch.setattr(np, "empty", lambda *a, **k: touched.append("read"))
+    monkeypatch.setattr(np, "memmap", lambda *a, **k: touched.append("map"))
+    with pytest.raises(WeightsError, match=match) as info:
+        darknet_py.load(tmp_path / "n.cfg", tmp_path / "n.weights", mmap=mmap)
+    assert "\n" not in str(info.value)
+    assert touched == []  # the size was checked before any buffer was made

@@ -40,6 +40,7 @@ def check(cfg: str, weights: Optional[str] = None, *, width: Optional[int] = Non
     sections = read_cfg(cfg)
     import torch  # after reading the cfg: a missing or broken file needs no torch
 
+    from ..layers.base import uninitialised
     from ..model import Darknet, detect_dialect
     from ..weights import check_weights, read_header
     first = sections[0]
@@ -56,7 +57,9 @@ def check(cfg: str, weights: Optional[str] = None, *, width: Optional[int] = Non
         chosen = (found or PJREDDIE).name
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", CfgWarning)
-        with torch.device("meta"):
+        # no init either: random init on the meta device goes through torch._refs,
+        # which imports torch._dynamo (~3 s) for values that would not exist anyway
+        with torch.device("meta"), uninitialised():
             model = Darknet(sections, chosen, warn_unused=False, limits=limits)
     lines = list(model.layer_table())
     n_params = sum(layer.weight_count() for layer in model.layers)

@@ -8,6 +8,9 @@ temporary case folder, then compares it.
 Each layer passes within max(--tolerance, k x its noise floor) (see darknet_py.compare);
 ``--strict`` keeps the fixed tolerance alone. ``--plain`` runs darknet_py's plain path
 (Darknet's operation order) instead of the inference fast path (darknet_py.fast).
+``--darknet-order`` (with ``--darknet``) runs in that build's arithmetic order
+(darknet_py.gemm_order: its summation order and activation code), where every layer's
+error is 0.
 """
 from __future__ import annotations
 
@@ -48,10 +51,14 @@ def _run(args: argparse.Namespace) -> int:
             raise BridgeError("give one CASE_DIR (or --darknet BUILD CFG [WEIGHTS] [IMAGE])")
         else:
             case = args.case[0]
+        if args.darknet_order and not args.darknet:
+            raise BridgeError("--darknet-order needs --darknet BUILD (the build whose "
+                              "arithmetic to follow)")
         report = compare.compare_case(case, weights=args.weights, tolerance=args.tolerance,
                                       device=args.device or "cpu", strict=args.strict,
                                       fast=not args.plain,
-                                      dialect=None if args.dialect == "auto" else args.dialect)
+                                      dialect=None if args.dialect == "auto" else args.dialect,
+                                      darknet_order=args.darknet if args.darknet_order else None)
     for line in report.lines():
         print(line)
     return 0 if report.ok else 1
@@ -82,4 +89,7 @@ def register(sub) -> None:
     p.add_argument("--plain", action="store_true",
                    help="run the plain path (Darknet's operation order, no batchnorm folding) "
                         "instead of the inference fast path")
+    p.add_argument("--darknet-order", action="store_true",
+                   help="with --darknet: evaluate in that build's arithmetic order "
+                        "(darknet_py.gemm_order; CPU, slow): every layer equal bit for bit")
     p.set_defaults(func=_run)

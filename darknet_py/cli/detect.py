@@ -11,6 +11,7 @@ Darknet's shortcut with ``cfg/coco.data``. See :data:`TEST_HELP`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -164,6 +165,7 @@ def run_test(data: Optional[str], cfg: str, weights: str, images: Sequence[str],
     from PIL import Image, ImageOps
 
     from .. import sniff
+    from ..gemm_order import darknet_order
     from ..detect import (default_thresh, detection_to_json, draw_detections, line_v3,
                           names_from_data, resolve_names, run_detector)
 
@@ -207,35 +209,44 @@ def run_test(data: Optional[str], cfg: str, weights: str, images: Sequence[str],
     thresh = default_thresh(model) if args.thresh is None else args.thresh
     if args.thresh is None and alexeyab and getattr(args, "verb_default_thresh", None):
         thresh = args.verb_default_thresh  # AlexeyAB's `darknet detect`: -thresh default .24
+
+    def _show(result) -> None:
+        if alexeyab:
+            for layer in listed:
+                say(f" Detection layer: {layer.index} - type = {layer.alexeyab_layer_type} ")
+            say(f"{result.source}: Predicted in {result.seconds * 1000:f} milli-seconds.")
+            for det in result.detections:
+                say(line_v3(det, result.width, result.height, args.ext_output))
+            if json_out is not None:
+                darknet_json.append(detection_to_json(result.dets, names,
+                                                      len(darknet_json) + 1, result.source))
+        else:
+            say(f"{result.source}: Predicted in {result.seconds:f} seconds.")
+            for det in result.detections:
+                say(det.line)
+        sys.stdout.flush()
+        records.extend(d.to_json() for d in result.detections)
+        if not args.no_image and result.source is not None:
+            target = outputs.next(result.source)
+            with Image.open(result.source) as pil:
+                pil = ImageOps.exif_transpose(pil) if args.exif else pil
+                drawn = draw_detections(pil.convert("RGB"), result.dets, names, thresh)
+            drawn.save(target, quality=80)
+        if bar is not None:
+            bar.update(1)
+
+    build = _decoder(args)
+    # --darknet BUILD: that build's pixels and its arithmetic (darknet_py.gemm_order)
+    evaluation = contextlib.nullcontext() if build is None else darknet_order(build)
     try:
-        for result in run_detector(model, inputs, thresh=thresh, nms=args.nms,
+        with evaluation:
+            results = run_detector(model, inputs, thresh=thresh, nms=args.nms,
                                    hier_thresh=args.hier, names=names, batch_size=batch,
                                    letterbox=True if args.letter_box else None, exif=args.exif,
-                                   on_error=on_error, decoder=_decoder(args),
-                                   workers=0 if count is None else 2):
-            if alexeyab:
-                for layer in listed:
-                    say(f" Detection layer: {layer.index} - type = {layer.alexeyab_layer_type} ")
-                say(f"{result.source}: Predicted in {result.seconds * 1000:f} milli-seconds.")
-                for det in result.detections:
-                    say(line_v3(det, result.width, result.height, args.ext_output))
-                if json_out is not None:
-                    darknet_json.append(detection_to_json(result.dets, names,
-                                                          len(darknet_json) + 1, result.source))
-            else:
-                say(f"{result.source}: Predicted in {result.seconds:f} seconds.")
-                for det in result.detections:
-                    say(det.line)
-            sys.stdout.flush()
-            records.extend(d.to_json() for d in result.detections)
-            if not args.no_image and result.source is not None:
-                target = outputs.next(result.source)
-                with Image.open(result.source) as pil:
-                    pil = ImageOps.exif_transpose(pil) if args.exif else pil
-                    drawn = draw_detections(pil.convert("RGB"), result.dets, names, thresh)
-                drawn.save(target, quality=80)
-            if bar is not None:
-                bar.update(1)
+                                   on_error=on_error, decoder=build,
+                                   workers=0 if count is None else 2)
+            for result in results:
+                _show(result)
     finally:
         if bar is not None:
             bar.close()
@@ -249,7 +260,7 @@ def run_test(data: Optional[str], cfg: str, weights: str, images: Sequence[str],
 
 
 def _decoder(args: argparse.Namespace):
-    """--darknet BUILD: decode images with that Darknet build's own stb_image."""
+    """--darknet BUILD: that Darknet build (its stb_image decodes the images)."""
     if not getattr(args, "darknet", None):
         return None
     from ..darknet import resolve_build
@@ -284,8 +295,9 @@ def _add_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--exif", action="store_true",
                    help="apply EXIF orientation (Darknet ignores it)")
     p.add_argument("--darknet", metavar="BUILD",
-                   help="decode images with this Darknet build's own stb_image (a folder from "
-                        "`darknet-py darknet build`): Darknet's exact pixels")
+                   help="be this Darknet build (a folder from `darknet-py darknet build`): "
+                        "decode images with its own stb_image and evaluate in its arithmetic "
+                        "order (darknet_py.gemm_order; CPU, ~50x slower): its exact lines")
 
 
 def _detector(args: argparse.Namespace) -> int:

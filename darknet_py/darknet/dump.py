@@ -12,10 +12,14 @@ and writes a case folder in the format of ``shared/reference/darknet/README.md``
   unless ``letterbox``, and BN fused as its ``detector test`` does), every layer,
   ``dets_<t>.npy`` / ``_prenms`` / ``_order`` and ``printed_<t>.txt`` per threshold;
 * ``train``: ``iterations`` ``train_network`` calls on ``X`` (B,C,H,W) / ``y``
-  (B, boxes, 5 pjreddie | 6 AlexeyAB), or on a seeded random batch with random
-  boxes: ``train_log``, ``yolo_cost_iter1``, ``iter1_yolo_output/delta_NNN``,
-  ``iter1_layer_NNN`` and ``weights_iter{k}.weights``; with ``deltas=True`` also
-  ``iter1_delta_NNN``: every layer's ``l.delta`` as iteration 1's backward left it.
+  (B, boxes, 5 pjreddie | 6 AlexeyAB; a network without detection heads, a classifier
+  with a [softmax] loss: (B, truths), one-hot rows), or on a seeded random batch with random
+  boxes / labels: ``train_log``, ``yolo_cost_iter1`` (every layer with a cost, [softmax]
+  included), ``iter1_yolo_output/delta_NNN``, ``iter1_layer_NNN`` and
+  ``weights_iter{k}.weights``; with ``deltas=True`` also ``iter1_delta_NNN``: every layer's
+  ``l.delta`` as iteration 1's backward left it. ``HARNESS_ALLOC_LSTM_DELTA=1`` in the
+  environment lets the harness allocate the CPU ``l.delta`` that both forks'
+  ``make_lstm_layer`` omit (without it their training forward segfaults); the case says so.
 
 Without ``weights`` the network is initialised at random from ``seed`` exactly as
 the reference cases' ``init`` says (reproduces their ``.weights`` byte for byte)
@@ -42,6 +46,9 @@ PathLike = Union[str, "os.PathLike[str]"]
 ArrayLike = Union[PathLike, np.ndarray]
 
 MODES = ("forward", "detect", "train")
+
+#: layer types (as the harness names them, lower-cased) that read boxes from the truth
+DETECTION_HEADS = ("yolo", "region", "detection", "gaussian_yolo")
 
 #: learning_rate_policy enum of darknet.h (both forks; AlexeyAB appends sgdr)
 POLICIES = ("constant", "step", "exp", "poly", "steps", "sig", "random", "sgdr")
@@ -171,6 +178,13 @@ def random_boxes(rs: np.random.RandomState, rows: int, max_boxes: int, per_box: 
         y[b, :n, 0:2] = rs.uniform(0.1, 0.9, (n, 2))
         y[b, :n, 2:4] = rs.uniform(0.05, 0.6, (n, 2))
         y[b, :n, 4] = rs.randint(0, max(classes, 1), n)
+    return y
+
+
+def random_labels(rs: np.random.RandomState, rows: int, classes: int) -> np.ndarray:
+    """Seeded classifier truth: one class uniform per row, one-hot over ``classes``."""
+    y = np.zeros((rows, classes), dtype=np.float32)
+    y[np.arange(rows), rs.randint(0, max(classes, 1), rows)] = 1
     return y
 
 
@@ -323,7 +337,11 @@ def dump_case(build: "DarknetBuild | PathLike", cfg: PathLike, weights: Optional
             manifest.update(image=image_p.name, thresholds=[float(t) for t in thresholds],
                             hier_thresh=hier_thresh, nms=nms)
         else:
-            per_box = 6 if build.fork == "alexeyab" else 5
+            # detection heads read boxes of 5 (pjreddie) / 6 (AlexeyAB) floats; a classifier
+            # ([softmax] loss) reads a row of net.truths floats (one-hot labels)
+            detector = any(l["type"].lower() in DETECTION_HEADS for l in info.layers)
+            per_box = (6 if build.fork == "alexeyab" else 5) if detector else max(info.truths, 1)
+            row_shape = (info.truths // per_box, per_box) if detector else (info.truths,)
             nb = 1
             if X is not None:
                 xs = np.ascontiguousarray(_array(X, "X"), dtype=np.float32)
@@ -340,15 +358,18 @@ def dump_case(build: "DarknetBuild | PathLike", cfg: PathLike, weights: Optional
                 manifest["input_seed"] = input_seed
             if y is not None:
                 ys = np.ascontiguousarray(_array(y, "y"), dtype=np.float32)
-            else:
+            elif detector:
                 ys = random_boxes(np.random.RandomState(input_seed + 1), rows,
                                   info.truths // per_box, per_box, info.classes)
+            else:
+                ys = random_labels(np.random.RandomState(input_seed + 1), rows, info.truths)
             if ys.size != nb * rows * info.truths:
                 lead = f"{nb}, " if nb > 1 else ""
-                raise DataError(f"y must be ({lead}B, {info.truths // per_box}, {per_box}) for this "
-                                f"cfg (net truths {info.truths}), got {ys.shape}")
+                want = ", ".join(map(str, row_shape))
+                raise DataError(f"y must be ({lead}B, {want}) for this cfg (net truths "
+                                f"{info.truths}), got {ys.shape}")
             stack = (nb,) if nb > 1 else ()
-            ys = ys.reshape(stack + (rows, info.truths // per_box, per_box))
+            ys = ys.reshape(stack + (rows,) + row_shape)
             if rows % info.batch:
                 raise DataError(f"{rows} images is not a multiple of the mini-batch {info.batch}")
             if int(save_every) < 1:
@@ -367,9 +388,10 @@ def dump_case(build: "DarknetBuild | PathLike", cfg: PathLike, weights: Optional
             if deltas:
                 args.append("-D")
             files += [_npy_entry(stage, "X.npy", layout=("N x " if nb > 1 else "") + "BCHW, [0,1]"),
-                      _npy_entry(stage, "y.npy", layout=f"B x {info.truths // per_box} x {per_box}: "
-                                 "x,y,w,h (relative, center), class_id" +
-                                 (", track_id" if per_box == 6 else ""))]
+                      _npy_entry(stage, "y.npy", layout=(
+                          f"B x {info.truths // per_box} x {per_box}: x,y,w,h (relative, center), "
+                          "class_id" + (", track_id" if per_box == 6 else "")) if detector else
+                          f"B x {info.truths}: net.truth rows (one-hot labels)")]
             params = dict(info.params)
             policy = int(params.get("policy", -1))
             params["policy"] = POLICIES[policy] if 0 <= policy < len(POLICIES) else policy
@@ -392,6 +414,12 @@ def dump_case(build: "DarknetBuild | PathLike", cfg: PathLike, weights: Optional
             manifest["init"] = INIT[build.fork]
             manifest["seed"] = seed
         manifest["procedure"] = PROCEDURE[(build.fork, mode)]
+        patched = [int(i) for i, in facts.extra.get("lstm_delta", [])]
+        if patched:
+            manifest["harness_patch"] = (
+                f"HARNESS_ALLOC_LSTM_DELTA=1: the harness allocated l.delta (outputs*batch*steps "
+                f"floats) of the [lstm] layers {patched}, which make_lstm_layer leaves NULL on the "
+                f"CPU (Darknet's own training dies there)")
         prefix = "iter1_" if mode == "train" else ""
         manifest["layers"] = [{k: l[k] for k in ("index", "type", "out_c", "out_h", "out_w", "dumped")}
                               for l in facts.layers]
@@ -446,4 +474,5 @@ def dump_case(build: "DarknetBuild | PathLike", cfg: PathLike, weights: Optional
     return out
 
 
-__all__ = ["MODES", "NetInfo", "decode_image", "dump_case", "network_info", "random_boxes"]
+__all__ = ["MODES", "NetInfo", "decode_image", "dump_case", "network_info", "random_boxes",
+           "random_labels"]

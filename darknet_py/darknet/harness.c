@@ -175,14 +175,15 @@ static float net_train(network *net, data d)
 }
 
 /* floats of truth per image: pjreddie keeps it in net->truths; AlexeyAB's layers index the
-   truth with their own l.truths (max_boxes*6) and leave net.truths 0 */
+   truth with their own l.truths (max_boxes*6) and leave net.truths 0; without such a layer
+   (a classifier) its train_network_datum_gpu sizes the truth as the network's output */
 static int net_truths(network *net)
 {
 #ifdef DPY_ALEXEYAB
     int i, t = net->truths;
     for (i = 0; i < net->n; ++i)
         if (net->layers[i].truths > t) t = net->layers[i].truths;
-    return t;
+    return t ? t : net->outputs;
 #else
     return net->truths;
 #endif
@@ -514,12 +515,10 @@ static void dump_deltas(network *net, const char *prefix)
 }
 
 /* -- train: K train_network calls on one data batch --------------------------------------- */
+/* the layers with a cost: heads and [softmax] (Darknet's l.cost, counted in net->cost) */
 static int is_train_head(layer l)
 {
-#ifdef DPY_ALEXEYAB
-    if (l.type == GAUSSIAN_YOLO) return 1;
-#endif
-    return l.type == YOLO || l.type == REGION;
+    return l.cost != 0 && l.type != COST;
 }
 
 static void train(network *net, int seed, char *x_path, char *y_path, int rows, int iterations,
@@ -661,6 +660,17 @@ int main(int argc, char **argv)
         if (!input || !y_path) die("train needs -i X -y Y -r ROWS", 0);
         network *net = load_or_init(cfg, weights, seed, 0);
         net_facts(net);
+        /* both forks' make_lstm_layer allocate l.delta for the GPU only: a CPU training
+           forward clears it (NULL) and dies. HARNESS_ALLOC_LSTM_DELTA=1 allocates it here
+           (outputs*batch*steps floats, as forward/backward_lstm_layer index it) */
+        if (getenv("HARNESS_ALLOC_LSTM_DELTA") && atoi(getenv("HARNESS_ALLOC_LSTM_DELTA"))) {
+            for (i = 0; i < net->n; ++i) {
+                layer *l = &net->layers[i];
+                if (l->type != LSTM || l->delta) continue;
+                l->delta = calloc((size_t)l->outputs * l->batch * l->steps, sizeof(float));
+                fprintf(facts, "lstm_delta %d\n", i);
+            }
+        }
         if (nbatches < 1 || save_every < 1) die("-b and -e take a positive count", 0);
         train(net, seed, input, y_path, rows, iterations, nbatches, save_every, deltas);
     } else {

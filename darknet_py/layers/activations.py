@@ -169,6 +169,29 @@ _INPLACE: Dict[str, ActivationFn] = {
 }
 
 
+def _leaky_(x: Tensor) -> Tensor:
+    return F.leaky_relu_(x, 0.1)
+
+
+def _linear_(x: Tensor) -> Tensor:
+    return x
+
+
+#: in-place forms autograd can differentiate (their backward needs only the output, and
+#: leaky's slope is positive), module-level functions so that a model still pickles: for a
+#: fresh tensor in training, one allocation fewer
+_INPLACE_AUTOGRAD: Dict[str, ActivationFn] = {"linear": _linear_, "relu": torch.relu_,
+                                              "leaky": _leaky_, "revleaky": _leaky_}
+
+
+def get_inplace_autograd(name: str, dialect: "object | None" = None) -> "ActivationFn | None":
+    """The in-place form of ``name`` that may run under autograd on a tensor nobody else
+    holds (same values as :func:`get`), or None where there is none."""
+    if name in _DIALECT_ACTIVATIONS.get(str(dialect), {}):
+        return None
+    return _INPLACE_AUTOGRAD.get(name)
+
+
 def activate_(x: Tensor, name: str, dialect: "object | None" = None) -> Tensor:
     """``activate(x, name)`` (as ``dialect`` computes it, when given), overwriting ``x`` where
     an in-place form exists (``x`` must be the caller's alone and need no gradient)."""

@@ -105,6 +105,9 @@ class DarknetLayer(nn.Module):
     #: the output has the input's shape whatever its size (activations, BN, heads...):
     #: :meth:`resize` then needs nothing more
     elementwise: bool = False
+    #: forward reads ``x``, the previous layer's output (False: only ``refs``, as [route]);
+    #: with ``refs`` the layers whose outputs (and so deltas) this layer's depends on
+    reads_previous: bool = True
 
     def __init__(self, index: int, out_shape: Shape, refs: Sequence[int] = ()) -> None:
         super().__init__()
@@ -122,6 +125,12 @@ class DarknetLayer(nn.Module):
         output of :meth:`forward` up to float rounding. ``reuse``: ``x`` is nobody else's
         and may be overwritten. The default is :meth:`forward` itself."""
         return self.forward(x, refs)
+
+    def darknet_indexes(self, x: Tensor) -> Optional[Tensor]:
+        """Darknet's ``l.indexes`` of a train-mode forward on ``x`` (the input cell each
+        output's delta goes back to, -1: none), for layers whose backward routes deltas by
+        them ([maxpool]); None for the others."""
+        return None
 
     def resize(self, in_shape: Shape, ref_shapes: Sequence[Shape]) -> Shape:
         """Darknet's ``resize_*_layer``: this layer's output shape for input ``in_shape``
@@ -161,6 +170,11 @@ class DarknetLayer(nn.Module):
         """
         raise NotImplementedError(f"layer {self.index} [{self.kind}] has no loss")
 
+    def train_refusal(self) -> Optional[str]:
+        """Why darknet_py cannot train a network with this layer as Darknet does (None: it
+        can); :func:`darknet_py.train.engine.check_trainable` refuses with it."""
+        return None
+
     def input_delta(self, delta: Tensor, output: Tensor) -> Tensor:
         """The delta this layer's backward adds to the previous layer, from ``l.delta``
         (the same for every head but pjreddie's [region], see there)."""
@@ -176,6 +190,11 @@ class DarknetLayer(nn.Module):
     #: the others (route, upsample, ...) keep adding every backward into the same buffer
     ab_forward_zeroes_delta: bool = False
 
+    #: AlexeyAB's ``l.train``: its update_network skips the layers without it (only
+    #: make_convolutional/batchnorm/shortcut/crnn/maxpool_layer get it; [connected], [rnn],
+    #: [gru], [lstm], [local]... are never updated by its CPU build)
+    ab_train: bool = False
+
     #: False where Darknet's ``l.delta`` after backward is no gradient :meth:`mark_delta`
     #: exposes (it aliases another layer's, or holds the input's gradient): compare skips it
     delta_comparable: bool = True
@@ -183,17 +202,44 @@ class DarknetLayer(nn.Module):
     def mark_delta(self, t: Tensor) -> Tensor:
         """``t``, the tensor whose negative gradient Darknet's backward leaves in this
         layer's ``l.delta`` when that is not the output's (a convolution's: before BN and
-        activation); recorded only inside :func:`probe_deltas`."""
+        activation); recorded only inside :func:`probe_deltas`. Tensors handed to
+        :meth:`share_delta` before this forward receive that same gradient."""
+        tie = self.__dict__.pop("_tie", None)
+        if tie:
+            t = Tie.apply(t, *tie)
         probe = _DELTA_PROBE.get()
         if probe is not None:
             probe.record(self.index, t, inner=True)
         return t
+
+    def share_delta(self, *tensors: Tensor) -> None:
+        """For this layer's next forward only: ``tensors`` (each of the shape of its l.delta)
+        get the gradient of its l.delta after its backward, as a recurrent layer's backward
+        copies an inner layer's l.delta to another's (:class:`Tie`)."""
+        tied = [t for t in tensors if t.requires_grad]
+        if tied:
+            self.__dict__["_tie"] = tied
+
+    def weight_grad_input(self, t: "Tensor | Later") -> None:
+        """For this layer's next forward only: its weight gradient reads ``t`` (detached, of
+        the input's shape; or a :class:`Later` filled before the backward) in place of the
+        input, as ``backward_rnn_layer`` hands the output layer a state recomputed without the
+        shortcut term. Layers with weights honour it."""
+        self.__dict__["_weight_input"] = t if isinstance(t, Later) else t.detach()
+
+    def pending_weight_input(self) -> "Tensor | Later | None":
+        return self.__dict__.pop("_weight_input", None)
 
     def overwrites_input_delta(self) -> bool:
         """True when this layer's CPU backward *assigns* the previous layer's delta instead
         of adding to it, so that gradients other consumers (routes, shortcuts) put there
         first are lost. The graph then lets only this layer's gradient reach its input."""
         return False
+
+    def rate_scale(self, cfg_scale: float) -> float:
+        """The multiplier of the learning rate update_network applies to this layer's
+        tensors: the section's ``learning_rate=`` (``l.learning_rate_scale``), by default."""
+        return cfg_scale
 
     def update_tensors(self) -> "List[tuple[str, Tensor, bool]]":
         """(name, parameter, decayed) in the order ``update_*_layer`` moves them; Darknet's
@@ -259,7 +305,9 @@ class DarknetLayer(nn.Module):
 
 class StaleDelta(torch.autograd.Function):
     """Identity forward; backward adds the layer's delta left from every earlier backward
-    (AlexeyAB's CPU build never clears it for layers without ``l.train``) and keeps the sum."""
+    (AlexeyAB's CPU build never clears it for layers without ``l.train``) and keeps the sum.
+    A layer whose backward transforms its l.delta in place (a [connected]'s activation and
+    BN backward) replaces the kept sum with the transformed one from a hook of its own."""
 
     @staticmethod
     def forward(ctx, x: Tensor, holder: "DarknetLayer") -> Tensor:  # type: ignore[override]
@@ -273,6 +321,57 @@ class StaleDelta(torch.autograd.Function):
         total = grad + old if old is not None and old.shape == grad.shape else grad
         holder._stale_delta = total.detach().clone()
         return total, None
+
+
+class Tie(torch.autograd.Function):
+    """``x`` forward; backward hands x's gradient to ``x`` and to every other argument too
+    (each gets the same delta, as Darknet's recurrent backward copies one inner layer's
+    l.delta into another's or adds it to an earlier step's)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, *others: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.shapes = [o.shape for o in others]
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        return (grad,) + tuple(grad.reshape(s) for s in ctx.shapes)
+
+
+class Later:
+    """A tensor known only after it is used: ``value`` is set later in the same forward
+    (read by a backward, e.g. :class:`AltWeightGrad`'s)."""
+
+    def __init__(self) -> None:
+        self.value: Optional[Tensor] = None
+
+
+class AltWeightGrad(torch.autograd.Function):
+    """``op(x, w)`` (linear in each) forward; backward: the input's gradient as usual, the
+    weight's from ``alt`` (a tensor or a :class:`Later`) in place of ``x`` (see
+    :meth:`DarknetLayer.weight_grad_input`). ``op`` is ``"linear"`` or a conv2d's (stride,
+    padding, dilation, groups)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, alt, w: Tensor, op) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(x, w)
+        ctx.alt = alt
+        ctx.op = op
+        if op == "linear":
+            return torch.nn.functional.linear(x, w)
+        return torch.nn.functional.conv2d(x, w, None, *op)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        x, w = ctx.saved_tensors
+        alt = ctx.alt.value if isinstance(ctx.alt, Later) else ctx.alt
+        if ctx.op == "linear":
+            return grad @ w, None, grad.t() @ alt.reshape(x.shape), None
+        stride, padding, dilation, groups = ctx.op
+        gx = torch.nn.grad.conv2d_input(x.shape, w, grad, stride, padding, dilation, groups)
+        gw = torch.nn.grad.conv2d_weight(alt.reshape(x.shape), w.shape, grad, stride, padding,
+                                         dilation, groups)
+        return gx, None, gw, None
 
 
 class PassDelta(torch.autograd.Function):

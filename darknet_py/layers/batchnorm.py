@@ -6,6 +6,13 @@ dialect's epsilon -- pjreddie ``(x-mean)/(sqrt(var)+1e-6)``, AlexeyAB
 pjreddie models. Training uses the batch mean and the *unbiased* batch variance
 and updates the rolling statistics with the dialect's momentum.
 
+Training has two arithmetic modes with the same formulas. By default the sums run on
+PyTorch's fast reductions (:class:`_FusedTrainBN`: one centred copy, batched dot products
+for the variance and the backward's sums, fused multiply-adds); inside :func:`exact`
+(what ``darknet-py compare`` uses) every per-channel sum is Darknet's sequential float32
+loop and the backward's arithmetic is double, as the C's (:class:`_TrainBN`). The two
+differ by float rounding only (Darknet's own sequential sums are the less exact ones).
+
     >>> import torch
     >>> from darknet_py.dialect import PJREDDIE
     >>> x = torch.ones(1, 1, 2, 2) * 3
@@ -14,7 +21,8 @@ and updates the rolling statistics with the dialect's momentum.
 """
 from __future__ import annotations
 
-from typing import List
+import contextlib
+from typing import Iterator, List
 
 import numpy as np
 import torch
@@ -36,30 +44,90 @@ def normalize(x: Tensor, mean: Tensor, var: Tensor, dialect: Dialect) -> Tensor:
     return (x - _c(mean)) / (_c(torch.sqrt(var)) + dialect.bn_eps)
 
 
-#: sum per channel in Darknet's order (one float32 running sum over batch, then
-#: position, as mean_cpu/variance_cpu loop) on the CPU; False: PyTorch's faster reductions,
-#: whose better rounding moves train-mode outputs ~1e-5 away from Darknet's after a few layers
-SEQUENTIAL_SUMS = True
+#: True inside :func:`exact`: training batchnorm's backward sums per channel in Darknet's
+#: order with its arithmetic in double (:class:`_TrainBN`); False (default): the fused
+#: backward (:class:`_FusedTrainBN`), whose rounding differs from Darknet's by float noise.
+#: The forward is the same in both: batch statistics summed in Darknet's order.
+EXACT = False
 
 
-def channel_sums(x: Tensor) -> Tensor:
-    """Per-channel sum of NCHW ``x``: Darknet's sequential float32 loop (CPU float32 with
-    :data:`SEQUENTIAL_SUMS`), else ``x.sum``."""
-    if not (SEQUENTIAL_SUMS and x.device.type == "cpu" and x.dtype == torch.float32):
-        return x.sum(dim=(0, 2, 3))
-    rows = x.detach().transpose(0, 1).reshape(x.shape[1], -1).numpy()
-    if rows.shape[1] == 0:
-        return x.new_zeros(x.shape[1])
-    return torch.from_numpy(np.add.accumulate(rows, axis=1, dtype=np.float32)[:, -1].copy())
+@contextlib.contextmanager
+def exact(enabled: bool = True) -> Iterator[None]:
+    """Within this block, training batchnorm's backward reproduces Darknet's arithmetic
+    order too (sequential float32 sums, double factors), as ``darknet-py compare`` checks
+    it; slower than the default. Restores the previous mode on exit."""
+    global EXACT
+    before = EXACT
+    EXACT = bool(enabled)
+    try:
+        yield
+    finally:
+        EXACT = before
+
+
+def _sequential(x: Tensor) -> bool:
+    return x.device.type == "cpu" and x.dtype == torch.float32
+
+
+#: positions per chunk x channels: a chunk's buffer stays in the CPU cache (256 KiB)
+_CHUNK = 65536
+
+
+def channel_sums(x: Tensor, square: bool = False) -> Tensor:
+    """Per-channel sum of NCHW ``x`` (of ``x*x`` with ``square``) in Darknet's order on a
+    CPU float32 tensor: one float32 running sum per channel over image, then position, as
+    mean_cpu/variance_cpu loop (bit for bit; ``x.sum`` elsewhere).
+
+    Without a transposed copy of ``x``: chunks of positions go, channels along a row, into
+    a small (positions+1, channels) buffer whose first row holds the running sums, and
+    numpy's ``add.reduce`` along axis 0 of a C-contiguous array adds row after row into one
+    accumulator per column (sequentially, unlike its pairwise sum along a contiguous axis;
+    a single channel gets a zero second column to stay in that case). A channels-last
+    ``x`` is already in rows of channels, in Darknet's order of positions."""
+    if not _sequential(x):
+        return (x * x if square else x).sum(dim=(0, 2, 3))
+    b, c = x.shape[0], x.shape[1]
+    hw = x.shape[2] * x.shape[3]
+    cols = max(c, 2)
+    carry = np.zeros(cols, np.float32)
+    if b == 0 or hw == 0:
+        return torch.from_numpy(carry[:c].copy())
+    x = x.detach()
+    k = max(16, _CHUNK // c)
+    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        rows_of = [x.permute(0, 2, 3, 1).numpy().reshape(b * hw, c)]
+        transpose = False
+    else:
+        rows_of = list(x.contiguous().numpy().reshape(b, c, hw))
+        transpose = True
+    buf = np.zeros((k + 1, cols), np.float32)
+    for block in rows_of:
+        for start in range(0, block.shape[1 if transpose else 0], k):
+            chunk = block[:, start:start + k].T if transpose else block[start:start + k]
+            rows = buf[:chunk.shape[0] + 1]
+            rows[0] = carry
+            if square:
+                np.multiply(chunk, chunk, out=rows[1:, :c])
+            else:
+                rows[1:, :c] = chunk
+            carry = np.add.reduce(rows, axis=0)
+    return torch.from_numpy(carry[:c].copy())
 
 
 def batch_statistics(x: Tensor) -> "tuple[Tensor, Tensor]":
     """Darknet's mean_cpu/variance_cpu: mean over (N,H,W), variance divided by N*H*W-1
     (each a float sum times a float ``1./n``)."""
+    mean, var, _ = _statistics(x)
+    return mean, var
+
+
+def _statistics(x: Tensor) -> "tuple[Tensor, Tensor, Tensor]":
+    """(mean, var, x - mean) of :func:`batch_statistics`."""
     n = x.shape[0] * x.shape[2] * x.shape[3]
     mean = channel_sums(x) * float(np.float32(1.0 / n))
-    var = channel_sums((x - _c(mean)) ** 2) * float(np.float32(1.0 / max(n - 1, 1)))
-    return mean, var
+    centred = x - _c(mean)
+    var = channel_sums(centred, square=True) * float(np.float32(1.0 / max(n - 1, 1)))
+    return mean, var, centred
 
 
 #: the epsilon of backward_batchnorm_layer's mean/variance deltas (both forks)
@@ -73,7 +141,7 @@ def _seq(x: Tensor) -> Tensor:
 
 def _bias_sums(x: Tensor) -> Tensor:
     """backward_bias: per image and channel sum_array over the plane, added image by image."""
-    if not (SEQUENTIAL_SUMS and x.device.type == "cpu" and x.dtype == torch.float32):
+    if not _sequential(x):
         return x.sum(dim=(0, 2, 3))
     planes = x.detach().reshape(x.shape[0], x.shape[1], -1).numpy()
     per_image = np.add.accumulate(planes, axis=2, dtype=np.float32)[:, :, -1]
@@ -90,9 +158,11 @@ class _TrainBN(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: Tensor, mean: Tensor, var: Tensor, scales: Tensor,
-                bias: "Tensor | None", dialect: Dialect) -> Tensor:  # type: ignore[override]
+                bias: "Tensor | None", dialect: Dialect,
+                last: "BatchNorm | None" = None) -> Tensor:  # type: ignore[override]
         x_norm = normalize(x, mean, var, dialect)
         ctx.save_for_backward(x, mean, var, scales, x_norm)
+        ctx.last = last
         ctx.dialect = dialect
         ctx.has_bias = bias is not None
         out = x_norm * _c(scales)
@@ -101,6 +171,8 @@ class _TrainBN(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]
         x, mean, var, scales, x_norm = ctx.saved_tensors
+        if ctx.last is not None:  # the statistics of the BN's last forward (see BatchNorm)
+            mean, var = ctx.last.last_stats
         grad = grad.contiguous()
         grad_bias = _bias_sums(grad) if ctx.has_bias and ctx.needs_input_grad[4] else None
         grad_scales = _seq(grad * x_norm) if ctx.needs_input_grad[3] else None
@@ -117,22 +189,81 @@ class _TrainBN(torch.autograd.Function):
             direct = 1.0 / (torch.sqrt(var.double()) + np.float32(DELTA_EPS))
         dx = (d.double() * _c(direct) + _c(var_delta.double()) * 2.0 * centred.double() / n
               + _c(mean_delta.double()) / n)
-        return _f32(dx), None, None, grad_scales, grad_bias, None
+        return _f32(dx), None, None, grad_scales, grad_bias, None, None
 
 
 def _f32(x: Tensor) -> Tensor:
     return x.to(torch.float32)
 
 
+class _FusedTrainBN(torch.autograd.Function):
+    """The default training batchnorm: :class:`_TrainBN`'s forward, bit for bit (batch
+    statistics in Darknet's order, the dialect's epsilon), and Darknet's backward
+    (backward_batchnorm_layer: var+1e-5 and the biased 2/N, not the derivative of the
+    forward) by PyTorch's fused batchnorm backward, in any memory layout.
+
+    Forward: c = x - mean (the one tensor saved, the size of x), out = c / std * scales
+    (+ bias) in place on one new tensor. Backward: with d = g*scales and
+    istd = 1/sqrt(var+1e-5), Darknet's mean_delta, variance_delta and normalize_delta give
+    dx = d*istd - istd*sum(d)/n - c*istd^3*sum(d*c)/n, which is exactly PyTorch's training
+    batchnorm backward (``native_batch_norm_backward``) of c with mean 0, invstd istd and
+    weight scales; AlexeyAB's normalize_delta divides by sqrt(var)+1e-5 instead of istd's
+    root, added as g*scales*(1/(sqrt(var)+1e-5) - istd). dscales = sum(g*c)/std
+    (backward_scale_cpu's sum of g*x_norm), dbias = sum(g). Also returns (mean, var)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, scales: Tensor, bias: "Tensor | None",
+                dialect: Dialect):  # type: ignore[override]
+        mean, var, c = _statistics(x)
+        if dialect.bn_eps_inside_sqrt:
+            std = torch.sqrt(var + dialect.bn_eps)
+        else:
+            std = torch.sqrt(var) + dialect.bn_eps
+        out = torch.div(c, _c(std)).mul_(_c(scales))
+        if bias is not None:
+            out.add_(_c(bias))
+        ctx.save_for_backward(c, var, scales, std)
+        ctx.dialect = dialect
+        ctx.mark_non_differentiable(mean, var)
+        return out, mean, var
+
+    @staticmethod
+    def backward(ctx, grad: Tensor, _mean: Tensor, _var: Tensor):  # type: ignore[override]
+        c, var, scales, std = ctx.saved_tensors
+        v = var.double() + np.float32(DELTA_EPS)
+        istd = 1.0 / torch.sqrt(v)
+        need = ctx.needs_input_grad
+        dx, dscales, dbias = torch.ops.aten.native_batch_norm_backward(
+            grad, c, scales, None, None, torch.zeros_like(var), _f32(istd), True,
+            DELTA_EPS, [need[0], need[1], need[2]])
+        if need[1]:
+            # PyTorch's weight gradient is sum(g*c)*istd; Darknet's is sum(g*c)/std
+            dscales = _f32(dscales.double() / (istd * std.double()))
+        if need[0] and not ctx.dialect.bn_delta_eps_inside_sqrt:
+            direct = 1.0 / (torch.sqrt(var.double()) + np.float32(DELTA_EPS))
+            dx.addcmul_(grad, _c(_f32(scales.double() * (direct - istd))))
+        return (dx if need[0] else None, dscales if need[1] else None,
+                dbias if need[2] else None, None)
+
+
 class BatchNorm(nn.Module):
     """Scales + rolling statistics of one Darknet BN (the bias lives with the layer)."""
 
-    def __init__(self, channels: int, dialect: Dialect) -> None:
+    def __init__(self, channels: int, dialect: Dialect,
+                 rolling_momentum: "float | None" = None) -> None:
         super().__init__()
         self.dialect = dialect
+        #: weight of the batch statistics in the rolling ones (default: the dialect's)
+        self.rolling_momentum = (dialect.bn_rolling_momentum if rolling_momentum is None
+                                 else rolling_momentum)
         self.scales = nn.Parameter(filled(channels, value=1.0))
         self.register_buffer("rolling_mean", filled(channels))
         self.register_buffer("rolling_variance", filled(channels, value=1.0))
+        #: a recurrent layer's inner BN runs once per step on one l.mean/l.variance: its
+        #: backward of every step reads the statistics of the last step's forward (x and
+        #: x_norm are per step). True: the same here (the last batch statistics are kept)
+        self.backward_reads_last_stats = False
+        self.last_stats: "tuple[Tensor, Tensor] | None" = None
 
     def reset_parameters(self) -> None:
         """Neutral: scales 1, rolling mean 0, rolling variance 1."""
@@ -145,12 +276,22 @@ class BatchNorm(nn.Module):
         """scales * normalize(x) (+ ``bias``, the owning layer's, added after as Darknet's
         add_bias): batch statistics in training, rolling ones otherwise."""
         if self.training:
+            last = None
+            if EXACT or self.backward_reads_last_stats:
+                # the recurrent layers' inner BN backward reads the last step's statistics:
+                # only the exact Function carries them
+                with torch.no_grad():
+                    mean, var = batch_statistics(x)
+                if self.backward_reads_last_stats:
+                    self.last_stats, last = (mean, var), self
+                out = _TrainBN.apply(x, mean, var, self.scales, bias, self.dialect, last)
+            else:
+                out, mean, var = _FusedTrainBN.apply(x, self.scales, bias, self.dialect)
             with torch.no_grad():
-                mean, var = batch_statistics(x)
-                m = self.dialect.bn_rolling_momentum
+                m = self.rolling_momentum
                 self.rolling_mean.mul_(1 - m).add_(m * mean)
                 self.rolling_variance.mul_(1 - m).add_(m * var)
-            return _TrainBN.apply(x, mean, var, self.scales, bias, self.dialect)
+            return out
         mean, var = self.rolling_mean, self.rolling_variance
         out = normalize(x, mean, var, self.dialect) * _c(self.scales)
         return out + _c(bias) if bias is not None else out
@@ -191,6 +332,7 @@ class BatchnormLayer(DarknetLayer):
     kind = "batchnorm"
     delta_comparable = False  # backward leaves the input's gradient in l.delta
     ab_forward_zeroes_delta = True
+    ab_train = True
     elementwise = True
 
     def __init__(self, index: int, shape: Shape, dialect: Dialect) -> None:

@@ -34,7 +34,8 @@ from torch import Tensor, nn
 
 from ..cfg.options import option
 from . import activations
-from .base import BuildContext, DarknetLayer, Shape, check_shape, filled, initialising
+from .base import (AltWeightGrad, BuildContext, DarknetLayer, Shape, check_shape, filled,
+                   initialising)
 from .batchnorm import BatchNorm
 from .registry import register
 
@@ -60,7 +61,8 @@ class ConnectedLayer(DarknetLayer):
         self._act = activations.get(opts.activation, dialect)
         self.weight = nn.Parameter(filled(opts.output, inputs))
         self.bias = nn.Parameter(filled(opts.output))
-        self.bn = BatchNorm(opts.output, dialect) if opts.batch_normalize else None
+        self.bn = (BatchNorm(opts.output, dialect, dialect.connected_bn_rolling_momentum)
+                   if opts.batch_normalize else None)
         #: Darknet's per-layer ``dontloadscales``: the .weights file lacks this layer's BN values.
         self.dontloadscales = False
         #: set by the .weights loader: the file stores W as [inputs][outputs] (major/minor > 1000)
@@ -78,11 +80,23 @@ class ConnectedLayer(DarknetLayer):
 
     def forward(self, x: Tensor, refs: List[Tensor]) -> Tensor:
         b = x.shape[0]
-        y = self.mark_delta(F.linear(x.reshape(b, -1), self.weight).view(b, self.outputs, 1, 1))
+        alt = self.pending_weight_input()
+        flat = x.reshape(b, -1)
+        lin = (F.linear(flat, self.weight) if alt is None
+               else AltWeightGrad.apply(flat, alt, self.weight, "linear"))
+        y = self.mark_delta(lin.view(b, self.outputs, 1, 1))
+        if self.training and y.requires_grad:
+            # backward_connected_layer leaves in l.delta the gradient of W x (after the
+            # activation's and BN's backward, in place): what AlexeyAB's next backward adds
+            # to, as it never clears a [connected] l.delta (see base.StaleDelta)
+            y.register_hook(self._keep_stale_delta)
         if self.bn is not None:
             y = self.bn(y)
         y = y + self.bias.view(1, -1, 1, 1)
         return self._act(y)
+
+    def _keep_stale_delta(self, grad: Tensor) -> None:
+        self._stale_delta = grad.detach().clone()
 
     def weight_tensors(self) -> List[Tensor]:
         weight = self.weight.t() if self.transposed_weights else self.weight

@@ -25,9 +25,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .. import gemm_order
 from ..cfg.options import option
 from . import activations
-from .base import (BuildContext, DarknetLayer, ResizeError, Shape, check_shape, filled,
+from .base import (AltWeightGrad, BuildContext, DarknetLayer, ResizeError, Shape, check_shape, filled,
                    initialising, table_shape)
 from .batchnorm import BatchNorm
 from .registry import register
@@ -130,6 +131,7 @@ class ConvolutionalLayer(DarknetLayer):
     kind = "convolutional"
     channels_key = "filters"
     ab_forward_zeroes_delta = True
+    ab_train = True
 
     def __init__(self, index: int, in_shape: Shape, out_shape: Shape, opts: ConvolutionalOptions,
                  dialect) -> None:
@@ -137,6 +139,7 @@ class ConvolutionalLayer(DarknetLayer):
         self.opts = opts
         self.activation = opts.activation
         self._act = activations.get(opts.activation, dialect)
+        self._act_train_ = activations.get_inplace_autograd(opts.activation, dialect)
         n, c, k = opts.filters, in_shape.c, opts.size
         self.weight = nn.Parameter(filled(n, c // opts.groups, k, k))
         self.bias = nn.Parameter(filled(n))
@@ -180,6 +183,11 @@ class ConvolutionalLayer(DarknetLayer):
 
     def conv(self, x: Tensor, bias: "Tensor | None" = None) -> Tensor:
         weight = self.weight
+        alt = self.pending_weight_input()
+        if alt is not None and not (self.xnor or self.flat_1x1):
+            y = AltWeightGrad.apply(x, alt, weight, (self.stride, self.padding, self.dilation,
+                                                     self.groups))
+            return y if bias is None else y + bias.view(1, -1, 1, 1)
         if self.xnor:
             weight, x = xnor_binarize(weight, x)
         if self.flat_1x1:
@@ -187,6 +195,9 @@ class ConvolutionalLayer(DarknetLayer):
         return F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, self.groups)
 
     def forward(self, x: Tensor, refs: List[Tensor]) -> Tensor:
+        order = gemm_order.current()
+        if order is not None:
+            return self.darknet_order(order, x)
         if self.bn is None:
             y = self.mark_delta(self.conv(x, self.bias))
         else:
@@ -194,9 +205,26 @@ class ConvolutionalLayer(DarknetLayer):
             if self.training or y.requires_grad:
                 bias = self.bias if self.bn.dialect.bn_bias_learns else self.bias.detach()
                 y = self.bn(y, bias)
+                if self._act_train_ is not None:  # y is BN's new output, no one else's
+                    return self._act_train_(y)
             else:  # plain inference: y is ours alone, so BN and bias may work in place
                 y = self.bn.inference_(y).add_(self.bias.view(1, -1, 1, 1))
         return self._act(y)
+
+    def darknet_order(self, order: "gemm_order.DarknetOrder", x: Tensor) -> Tensor:
+        """forward_convolutional_layer with the build's arithmetic (:mod:`darknet_py.gemm_order`):
+        im2col + gemm into zeros, then normalize/scale + bias (or bias), then activate."""
+        weight = self.weight.detach()
+        if self.xnor:
+            weight, x = xnor_binarize(weight, x)
+        stride, padding, dilation = self.stride, self.padding, self.dilation
+        if self.flat_1x1:
+            x = self._flat_input(x)
+            stride, padding, dilation = (1, 1), 0, 1
+        y = order.conv2d(x.contiguous(), weight, stride, padding, dilation, self.groups)
+        if self.bn is not None:
+            y = order.batchnorm(y, self.bn.rolling_mean, self.bn.rolling_variance, self.bn.scales)
+        return order.activate(order.add_bias(y, self.bias), self.activation)
 
     def fuse_batchnorm(self) -> None:
         """AlexeyAB's ``network.c:fuse_conv_batchnorm`` (what its ``detector test`` does

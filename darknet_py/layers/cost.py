@@ -58,6 +58,11 @@ class CostLayer(DarknetLayer):
     def forward(self, x: Tensor, refs: List[Tensor]) -> Tensor:
         return torch.zeros_like(x)  # no truth: the loss buffer stays zeros
 
+    def train_refusal(self) -> str:
+        return (f"[cost] type={self.cost_type}: its training loss and backward (cost_layer.c) "
+                f"are not implemented in darknet_py; train with the [softmax] loss or a "
+                f"detection head instead")
+
     def describe(self, in_shape) -> str:
         return f"{in_shape.numel:>8}"
 

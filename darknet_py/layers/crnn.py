@@ -17,6 +17,9 @@ other orientation, and the layer's output is ``h x w`` swapped. This module does
 warns). pjreddie's [crnn] also does not count its inner convolutions' workspace in the
 network's, so Darknet itself only runs it safely when another layer needs a workspace as large.
 
+Training: ``backward_crnn_layer`` is [rnn]'s (:func:`~darknet_py.layers.rnn.vanilla_steps`);
+pjreddie's inner convolutions never move (their ``l.learning_rate_scale`` is never set: 0).
+
 .weights order: input, self, output layer, each as ``load_convolutional_weights``.
 Darknet cannot resize a [crnn].
 """
@@ -35,7 +38,7 @@ from . import activations
 from .base import BuildContext, Shape, check_shape
 from .convolutional import ConvolutionalLayer, ConvolutionalOptions
 from .registry import register
-from .rnn import Recurrent
+from .rnn import Recurrent, inner_bn, vanilla_steps
 
 
 @dataclass
@@ -62,6 +65,8 @@ def _conv_out(n: int, pad: int, size: int, stride: int) -> int:
 
 class CRNNLayer(Recurrent):
     kind = "crnn"
+    #: make_crnn_layer sets l.train (AlexeyAB updates it; its [rnn]/[gru]/[lstm] not)
+    ab_train = True
     inner_names = ("input_layer", "self_layer", "output_layer")
 
     def __init__(self, index: int, in_shape: Shape, hidden: int, output: int, conv: dict,
@@ -76,24 +81,23 @@ class CRNNLayer(Recurrent):
             o = ConvolutionalOptions(filters=n, activation=opts.activation,
                                      batch_normalize=opts.batch_normalize, **conv)
             o.stride_x = o.stride_y = o.stride
-            return ConvolutionalLayer(index, Shape(cin, h, w), Shape(n, h, w), o, dialect)
+            return inner_bn(ConvolutionalLayer(index, Shape(cin, h, w), Shape(n, h, w), o, dialect))
 
         self.input_layer = make(c, hidden)
         self.self_layer = make(hidden, hidden)
         self.output_layer = make(hidden, output)
 
+    def rate_scale(self, cfg_scale: float) -> float:
+        # pjreddie's make_convolutional_layer never sets l.learning_rate_scale (0, only the
+        # parser sets it, on top-level layers): its [crnn] inner layers never move; AlexeyAB's: 1
+        return 0.0 if self.output_layer.dialect_name == "pjreddie" else 1.0
+
     def forward(self, x: Tensor, refs: List[Tensor]) -> Tensor:
         k, xs = self.split_steps(x)
         (state,) = self.initial_state(k, x, [self.hidden_shape.numel])
-        hs = (k,) + tuple(self.hidden_shape)
         xs = xs.view((self.steps, k) + tuple(self.in_shape))
-        state = state.view(hs)
-        out = []
-        for i in range(self.steps):
-            a = self.input_layer(xs[i], [])
-            s = self.self_layer(state, [])
-            state = (state + a if self.opts.shortcut else a) + s
-            out.append(self.output_layer(state, []))
+        state = state.view((k,) + tuple(self.hidden_shape))
+        out, state = vanilla_steps(self, xs, state, self.opts.shortcut, tuple(self.hidden_shape))
         self.keep_state([state.reshape(k, -1)])
         return torch.cat(out, 0)
 

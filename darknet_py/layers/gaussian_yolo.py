@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .. import gemm_order
 from ..cfg.options import option
 from ..postprocess import DetectionArrays
 from ..errors import DataError
@@ -142,7 +143,14 @@ class GaussianYoloLayer(DarknetLayer):
         return [(self.anchors[2 * m], self.anchors[2 * m + 1]) for m in self.mask]
 
     def activate(self, x: Tensor) -> Tensor:
-        y = torch.where(self._logistic, logistic(x), x)
+        order = gemm_order.current()
+        if order is not None:  # forward_gaussian_yolo_layer's activate_array calls, per anchor
+            k = self.entries
+            y = order.logistic_segments(x, [s for a in range(len(self.mask)) for s in (
+                (a * k, 2), (a * k + 2, 2), (a * k + 5, 1), (a * k + 7, 1),
+                (a * k + 8, 1 + self.classes))])
+        else:
+            y = torch.where(self._logistic, logistic(x), x)
         return torch.where(self._xy, y * self.scale_x_y + self.xy_bias, y)
 
     def forward(self, x: Tensor, refs: List[Tensor]) -> Tensor:

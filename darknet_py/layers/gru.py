@@ -13,6 +13,11 @@ Darknet never zeroes a GRU's state (neither between inference calls nor when tra
 it runs on from call to call here too (:meth:`GRULayer.reset_state` zeroes it). AlexeyAB's
 fork has no ``tanh=`` (its ``USET`` compile flag is off).
 
+Training: ``backward_gru_layer`` is empty in both forks' CPU code, so a [gru] passes no delta
+to the layers before it and its inner layers get no gradient: pjreddie's update_network then
+moves their weights by the weight decay (and momentum) alone, AlexeyAB's not at all (no
+``l.train``). A training forward here runs without autograd, to the same effect.
+
 .weights order (``parser.c:load_weights``): pjreddie ``wz, wr, wh, uz, ur, uh``; AlexeyAB
 ``input_z, input_r, input_h, state_z, state_r, state_h`` (= ``uz, ur, uh, wz, wr, wh``).
 Darknet cannot resize a [gru].
@@ -59,6 +64,14 @@ class GRULayer(Recurrent):
         self._h_act = activation("tanh" if opts.tanh and dialect.name != "alexeyab" else "logistic")
 
     def forward(self, x: Tensor, refs: List[Tensor]) -> Tensor:
+        if self.training and torch.is_grad_enabled():
+            # backward_gru_layer is empty in both forks: no gradient reaches the inner layers
+            # (update_network moves them by the weight decay alone) nor the layer's input
+            with torch.no_grad():
+                return self._forward(x)
+        return self._forward(x)
+
+    def _forward(self, x: Tensor) -> Tensor:
         k, xs = self.split_steps(x)
         (state,) = self.initial_state(k, x, [self.outputs], keep_when_training=True)
 

@@ -36,6 +36,7 @@ class LocalAvgpoolOptions(PoolWindowOptions):
 class LocalAvgpoolLayer(DarknetLayer):
     kind = "local_avgpool"
     ab_forward_zeroes_delta = True
+    ab_train = True
 
     def __init__(self, index: int, out_shape: Shape, opts: LocalAvgpoolOptions) -> None:
         super().__init__(index, out_shape)

@@ -6,6 +6,13 @@ to ``stride``, ``padding`` (total) defaults to ``size-1``, windows start at
 outside the image are *ignored* (the max starts at -FLT_MAX), never zeros.
 So a 2x2/1 maxpool keeps the size and the last column/row sees only itself.
 
+Backward (training) is Darknet's ``backward_maxpool_layer``: each output's delta goes to
+the one input ``l.indexes`` names, the *first* maximum of its window in Darknet's scan
+order (rows, then columns; channels for AlexeyAB's ``maxpool_depth``) by a strict ``>``
+from ``-FLT_MAX``, so a later equal value and a padding cell never win. PyTorch's own max
+splits a tie's gradient instead, which changes every delta behind a tie (ties are common:
+a leaky layer's equal outputs, saturated inputs).
+
     >>> import torch
     >>> from darknet_py.cfg import parse_cfg
     >>> from darknet_py.model import Darknet
@@ -118,9 +125,61 @@ def _window_max(x: Tensor, dim: int, size: int, stride: int) -> Tensor:
     return out
 
 
+def _first_max(views: List[Tensor], carry: Optional[List[Tensor]] = None):
+    """Darknet's window scan over ``views`` (the window's cells in scan order): ``max``
+    starts at -FLT_MAX and a cell replaces it only when strictly greater. Returns the max
+    (-FLT_MAX when no cell won), the winning view's number (-1: none) and, for each tensor
+    of ``carry`` (one list per view), the winner's entry."""
+    best = torch.full_like(views[0], -FLT_MAX)
+    at = torch.full(best.shape, -1, dtype=torch.int64, device=best.device)
+    kept = [torch.full_like(c[0], -1) for c in carry or []]
+    for k, view in enumerate(views):
+        better = view > best
+        best = torch.where(better, view, best)
+        at.masked_fill_(better, k)
+        for n, c in enumerate(carry or []):
+            kept[n] = torch.where(better, c[k], kept[n])
+    return best, at, kept
+
+
+def _strided_views(x: Tensor, dim: int, size: int, stride: int) -> List[Tensor]:
+    """Offset ``k`` of every window along ``dim`` (see :func:`_window_max`)."""
+    index = [slice(None)] * x.dim()
+    views = []
+    for k in range(size):
+        index[dim] = slice(k, -(size - 1 - k) or None, stride)
+        views.append(x[tuple(index)])
+    return views
+
+
+class _IndexedMax(torch.autograd.Function):
+    """Forward: the window maxima and Darknet's ``l.indexes`` (flat input position per
+    output, -1 where no cell won); backward: ``net.delta[index] += l.delta[i]``."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, layer: "MaxpoolLayer") -> Tensor:  # type: ignore[override]
+        out, index = layer._indexed(x)
+        ctx.save_for_backward(index)
+        ctx.in_shape = x.shape
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        (index,) = ctx.saved_tensors
+        n, c = ctx.in_shape[0], ctx.in_shape[1:].numel()
+        flat = index.reshape(n, -1)
+        won = flat >= 0
+        delta = torch.where(won, grad.reshape(n, -1), torch.zeros((), dtype=grad.dtype,
+                                                                   device=grad.device))
+        out = torch.zeros((n, c), dtype=grad.dtype, device=grad.device)
+        out.scatter_add_(1, flat.clamp(min=0), delta)
+        return out.view(ctx.in_shape), None
+
+
 class MaxpoolLayer(DarknetLayer):
     kind = "maxpool"
     ab_forward_zeroes_delta = True
+    ab_train = True
 
     def __init__(self, index: int, out_shape: Shape, opts: MaxpoolOptions) -> None:
         super().__init__(index, out_shape)
@@ -131,6 +190,8 @@ class MaxpoolLayer(DarknetLayer):
         self.depth = opts.out_channels if opts.maxpool_depth else 0
 
     def forward(self, x: Tensor, refs: List[Tensor]) -> Tensor:
+        if x.requires_grad and torch.is_grad_enabled() and not torch.jit.is_tracing():
+            return _IndexedMax.apply(x, self)
         if self.depth:
             # AlexeyAB maxpool_depth: out[g] = max over input channels g, g+G, g+2G, ... < c
             # (G = out_channels), starting from -FLT_MAX; size/stride/padding are unused
@@ -154,6 +215,44 @@ class MaxpoolLayer(DarknetLayer):
         # rows first: its views read whole rows, and the column pass then sees half the data
         return _window_max(_window_max(x, 2, self.size, self.stride[0]),
                            3, self.size, self.stride[1])
+
+    def _indexed(self, x: Tensor):
+        """forward_maxpool_layer in training: outputs and ``l.indexes`` (flat positions in
+        each image's input, Darknet's scan order, first maximum wins)."""
+        n, c, h, w = x.shape
+        if self.depth:
+            # out[g] scans input channels g, g+G, ... < c (G = out_channels)
+            g = self.depth
+            groups = -(-c // g)
+            padded = F.pad(x, (0, 0, 0, 0, 0, groups * g - c), value=-float("inf"))
+            views = list(padded.unflatten(1, (groups, g)).unbind(1))
+            out, at, _ = _first_max(views)
+            plane = torch.arange(h * w, device=x.device).view(1, 1, h, w)
+            chan = at * g + torch.arange(g, device=x.device).view(1, g, 1, 1)
+            return out, torch.where(at >= 0, chan * (h * w) + plane, at)
+        left, right, top, bottom = self.pad
+        sy, sx = self.stride
+        k = self.size
+        # padding cells are -inf here: below -FLT_MAX, they never win (Darknet: "valid")
+        padded = F.pad(x, self.pad, value=-float("inf")) if any(self.pad) else x
+        # per row of each window: its first max over the window's columns and that column
+        cols = _strided_views(padded, 3, k, sx)
+        row_max, col_at, _ = _first_max(cols)
+        # over the window's rows: the first row holding a strictly greater max wins, with
+        # its column -- Darknet's row-major scan with a strict > gives that same cell
+        out, row_at, (col,) = _first_max(_strided_views(row_max, 2, k, sy),
+                                         [_strided_views(col_at, 2, k, sy)])
+        oh, ow = out.shape[2], out.shape[3]
+        iy = torch.arange(oh, device=x.device).view(1, 1, oh, 1) * sy + row_at - top
+        ix = torch.arange(ow, device=x.device).view(1, 1, 1, ow) * sx + col - left
+        chan = torch.arange(c, device=x.device).view(1, c, 1, 1) * (h * w)
+        return out, torch.where(row_at >= 0, chan + iy * w + ix, row_at)
+
+    def darknet_indexes(self, x: Tensor) -> Tensor:
+        """``l.indexes`` of a forward on ``x``: per output, its input cell's flat position
+        within the image (c, h, w), -1 where no cell won."""
+        with torch.no_grad():
+            return self._indexed(x)[1]
 
     def resize(self, in_shape: Shape, ref_shapes) -> Shape:
         if self.depth:

@@ -17,6 +17,11 @@ pjreddie's fork has ``hidden = output`` (it does not read ``hidden=``); AlexeyAB
 :meth:`RNNLayer.reset_state` zeroes it, and a forward whose ``k`` differs from the kept
 state's starts from zero (Darknet's buffer is sized for the cfg's batch).
 
+Training follows ``backward_rnn_layer`` (both forks), which is not the forward's gradient
+(:func:`vanilla_steps`); AlexeyAB's update_network never moves an [rnn] (no ``l.train``),
+pjreddie's Darknet cannot train one at all (its ``l.state`` holds one step and the training
+forward writes past it): darknet_py trains it by the same loops and warns.
+
 .weights order (``parser.c:load_weights``, both forks): the input, self and output layers,
 each as ``load_connected_weights`` (biases, weights, then BN scales/mean/variance).
 Darknet's ``resize_network`` has no case for [rnn]; it cannot be resized.
@@ -34,6 +39,7 @@ Darknet's ``resize_network`` has no case for [rnn]; it cannot be resized.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import List, Optional
 
@@ -41,6 +47,7 @@ import torch
 from torch import Tensor
 
 from ..cfg.options import option
+from ..errors import CfgWarning
 from . import activations
 from .base import BuildContext, DarknetLayer, Shape, check_shape
 from .connected import ConnectedLayer, ConnectedOptions
@@ -65,6 +72,8 @@ class Recurrent(DarknetLayer):
     inner_names: "tuple[str, ...]" = ()
     #: l.delta of a recurrent layer is its output layer's, over all steps
     delta_comparable = False
+    #: each one's training forward clears the delta buffers its backward reads
+    ab_forward_zeroes_delta = True
 
     def __init__(self, index: int, out_shape: Shape, steps: int) -> None:
         super().__init__(index, out_shape)
@@ -114,6 +123,15 @@ class Recurrent(DarknetLayer):
         for l in self.inner():
             l.transposed_weights = value
 
+    def rate_scale(self, cfg_scale: float) -> float:
+        # the inner layers' own l.learning_rate_scale, not the section's learning_rate=
+        # (parse_network_cfg sets it on the outer layer, which no update reads):
+        # make_connected_layer's 1 in both forks
+        return 1.0
+
+    def overwrites_input_delta(self) -> bool:
+        return self.input_layer.overwrites_input_delta() if hasattr(self, "input_layer") else False
+
     def weight_tensors(self) -> List[Tensor]:
         tensors: List[Tensor] = []
         for l in self.inner():
@@ -124,9 +142,56 @@ class Recurrent(DarknetLayer):
         return sum(l.flops(in_shape) for l in self.inner())
 
 
+def vanilla_steps(layer: Recurrent, xs: Tensor, state: Tensor, shortcut: int,
+                  hidden_shape: "tuple[int, ...]") -> "tuple[List[Tensor], Tensor]":
+    """[rnn]/[crnn]'s steps: ``state = (shortcut ? state : 0) + input(x_i) + self(state)``,
+    ``y_i = output(state)``; returns the outputs and the last state (``hidden_shape``).
+
+    A training forward (with gradients) builds the graph of ``backward_rnn_layer`` /
+    ``backward_crnn_layer`` (both forks), which is not the gradient of the forward: per step
+    the self layer's backward turns the state's delta into its own l.delta (its activation's
+    and BN's backward, in place), and *that* is copied to the input layer's delta and, with
+    ``shortcut``, added to the earlier state's delta (:meth:`DarknetLayer.share_delta`); the
+    output layer's weight gradient reads the state recomputed as ``input(x_i) + self(state)``,
+    without the shortcut term; inner convolutions that overwrite their input's delta leave
+    the state the output layers' gradient alone."""
+    inp, self_l, outp = layer.input_layer, layer.self_layer, layer.output_layer
+    k = xs.shape[1]
+    darknet_backward = layer.training and torch.is_grad_enabled()
+    # inner convolutions whose backward overwrites its input's delta (AlexeyAB's, pjreddie's
+    # 1x1): each step's output layer then overwrites the state's delta that the next step's
+    # self layer (and shortcut) wrote first: the state learns from the outputs alone
+    cut = darknet_backward and self_l.overwrites_input_delta()
+    out = []
+    for i in range(layer.steps):
+        a = inp(xs[i], []).reshape((k,) + hidden_shape)
+        if darknet_backward:
+            self_l.share_delta(a, *([state] if shortcut and not cut else []))
+        s = self_l(state.detach() if cut else state, []).reshape((k,) + hidden_shape)
+        if darknet_backward:
+            a_val = a.detach()
+            new = (state.detach() + a_val if shortcut else a_val) + s
+            if shortcut:
+                outp.weight_grad_input(a_val + s.detach())
+        else:
+            new = (state + a if shortcut else a) + s
+        state = new
+        out.append(outp(state, []))
+    return out, state
+
+
+def inner_bn(layer: DarknetLayer) -> DarknetLayer:
+    """``layer`` as a recurrent layer's inner one: its BN backward reads the statistics of
+    its last step's forward (:attr:`~darknet_py.layers.batchnorm.BatchNorm.backward_reads_last_stats`)."""
+    bn = getattr(layer, "bn", None)
+    if bn is not None:
+        bn.backward_reads_last_stats = True
+    return layer
+
+
 def connected(index: int, inputs: int, outputs: int, activation: str, bn: int, dialect) -> ConnectedLayer:
-    return ConnectedLayer(index, inputs, ConnectedOptions(output=outputs, activation=activation,
-                                                          batch_normalize=bn), dialect)
+    return inner_bn(ConnectedLayer(index, inputs, ConnectedOptions(
+        output=outputs, activation=activation, batch_normalize=bn), dialect))
 
 
 class RNNLayer(Recurrent):
@@ -139,6 +204,8 @@ class RNNLayer(Recurrent):
         self.flat = True
         self.opts = opts
         self.inputs, self.hidden, self.outputs = inputs, hidden, opts.output
+        self.dialect_name = dialect.name
+        self._warned = False
         bn = opts.batch_normalize
         self.input_layer = connected(index, inputs, hidden, opts.activation, bn, dialect)
         self.self_layer = connected(index, hidden, hidden, self_activation, bn, dialect)
@@ -147,12 +214,15 @@ class RNNLayer(Recurrent):
     def forward(self, x: Tensor, refs: List[Tensor]) -> Tensor:
         k, xs = self.split_steps(x)
         (state,) = self.initial_state(k, x, [self.hidden])
-        out = []
-        for i in range(self.steps):
-            a = self.input_layer(xs[i], []).view(k, -1)
-            s = self.self_layer(state, []).view(k, -1)
-            state = (state + a if self.opts.shortcut else a) + s
-            out.append(self.output_layer(state, []))
+        if self.training and self.dialect_name == "pjreddie" and not self._warned:
+            self._warned = True
+            warnings.warn(CfgWarning(
+                f"layer {self.index} [rnn]: pjreddie's make_rnn_layer allocates l.state for one "
+                f"step, and its training forward writes {self.steps} steps past it (a heap "
+                f"overflow: that Darknet's own training of [rnn] is undefined); darknet_py trains "
+                f"it by the loops of its forward_/backward_rnn_layer, as AlexeyAB's does"),
+                stacklevel=2)
+        out, state = vanilla_steps(self, xs, state, self.opts.shortcut, (self.hidden,))
         self.keep_state([state])
         return torch.cat(out, 0)
 

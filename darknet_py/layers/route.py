@@ -37,6 +37,7 @@ class RouteOptions:
 
 class RouteLayer(DarknetLayer):
     kind = "route"
+    reads_previous = False  # only the layers it names
 
     def __init__(self, index: int, out_shape: Shape, refs: List[int], groups: int,
                  group_id: int) -> None:

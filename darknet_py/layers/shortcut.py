@@ -48,6 +48,7 @@ class ShortcutOptions:
 class ShortcutLayer(DarknetLayer):
     kind = "shortcut"
     ab_forward_zeroes_delta = True
+    ab_train = True
 
     def __init__(self, index: int, out_shape: Shape, refs: List[int], ref_shapes: List[Shape],
                  opts: ShortcutOptions, alexeyab: bool) -> None:

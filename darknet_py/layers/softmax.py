@@ -8,6 +8,13 @@ With ``tree=`` (darknet9000's hierarchical softmax, :mod:`darknet_py.tree`) the 
 the tree's, over the first ``tree.n`` inputs of each image, with ``temperature``
 (``groups`` is then unused, as in Darknet); inputs past the tree stay 0.
 
+Training (``forward_softmax_layer`` with a truth, both forks): the truth is the network's
+``net.truth`` read flat against the output (``softmax_x_ent_cpu``): ``delta = t - p`` and
+``cost = sum(t ? -log(p) : 0)``; ``noloss=1`` leaves both 0 (the cost still counts in the
+network's mean). ``backward_softmax_layer`` adds ``l.delta`` to the input's delta as it is,
+without the softmax's (or the temperature's) derivative: so does this layer's backward in
+training mode.
+
     >>> import torch
     >>> from darknet_py.cfg import parse_cfg
     >>> from darknet_py.model import Darknet
@@ -23,9 +30,11 @@ from typing import List, Optional
 import torch
 from torch import Tensor
 
+import numpy as np
+
 from .. import tree as _tree
 from ..cfg.options import option
-from .base import BuildContext, DarknetLayer, ResizeError, Shape
+from .base import BuildContext, DarknetLayer, ResizeError, Shape, head_output
 from .registry import register
 
 
@@ -41,16 +50,21 @@ class SoftmaxOptions:
 class SoftmaxLayer(DarknetLayer):
     kind = "softmax"
     elementwise = True
+    #: make_softmax_layer allocates l.cost (counted in the network's mean cost)
+    has_cost = True
+    #: its training forward writes l.delta itself (softmax_x_ent_cpu): nothing stale
+    ab_forward_zeroes_delta = True
 
     def __init__(self, index: int, out_shape: Shape, groups: int, temperature: float,
-                 tree: "Optional[_tree.Tree]" = None) -> None:
+                 noloss: int = 0, tree: "Optional[_tree.Tree]" = None) -> None:
         super().__init__(index, out_shape)
         self.flat = True
         self.groups = groups
         self.temperature = temperature
+        self.noloss = noloss
         self.tree = tree
 
-    def forward(self, x: Tensor, refs: List[Tensor]) -> Tensor:
+    def _softmax(self, x: Tensor) -> Tensor:
         b = x.shape[0]
         if self.tree is not None:
             return _tree.hier_softmax(x.reshape(b, -1), self.tree, self.temperature)
@@ -65,6 +79,31 @@ class SoftmaxLayer(DarknetLayer):
             raise ResizeError(f"layer {self.index} [softmax]: {in_shape.numel} inputs are fewer "
                               f"than the {self.tree.n} classes of its tree")
         return super().resize(in_shape, ref_shapes)
+
+    def forward(self, x: Tensor, refs: List[Tensor]) -> Tensor:
+        if self.training:  # backward_softmax_layer: l.delta goes to the input unchanged
+            return head_output(x.reshape(x.shape[0], -1), self._softmax)
+        return self._softmax(x)
+
+    def loss(self, output: Tensor, truth: Tensor, net_size: "tuple[int, int]", seen: int = 0
+             ) -> "tuple[Tensor, Tensor]":
+        """softmax_x_ent_cpu over the batch: ``delta = t - p``, ``cost`` = the float sum of
+        ``-log(p)`` where ``t`` is non-zero (``noloss=1``: both zero)."""
+        b = output.shape[0]
+        p = output.detach().reshape(b, -1)
+        t = truth.reshape(b, -1).to(p.dtype)
+        if t.shape[1] != p.shape[1]:
+            raise ValueError(f"layer {self.index} [softmax]: a truth row has {t.shape[1]} "
+                             f"values, the layer {p.shape[1]} outputs (Darknet reads net.truth "
+                             f"flat against l.output)")
+        if self.noloss:
+            return torch.zeros_like(output), output.new_zeros(())
+        delta = (t - p).reshape(output.shape)
+        lp = p.cpu().numpy().astype(np.float64)
+        with np.errstate(divide="ignore"):
+            err = np.where(t.cpu().numpy() != 0, -np.log(lp), 0.0).astype(np.float32)
+        cost = np.add.accumulate(err.ravel(), dtype=np.float32)[-1] if err.size else 0.0
+        return delta, output.new_tensor(float(cost))
 
     def describe(self, in_shape: Shape) -> str:
         return f"{in_shape.numel:>8}"
@@ -87,4 +126,4 @@ def build(ctx: BuildContext) -> SoftmaxLayer:
         tree = _tree.tree_option(r, o.tree)
         r.check(tree.n <= n, f"the tree {o.tree} has {tree.n} classes, more than the {n} "
                 f"inputs (Darknet would read and write past them)", "tree")
-    return SoftmaxLayer(ctx.index, ctx.input_shape, o.groups, o.temperature, tree)
+    return SoftmaxLayer(ctx.index, ctx.input_shape, o.groups, o.temperature, o.noloss, tree)

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .. import gemm_order
 from ..cfg.options import option
 from ..image import letterbox_size
 from ..postprocess import DetectionArrays
@@ -194,7 +195,15 @@ class YoloLayer(DarknetLayer):
         return [(self.anchors[2 * m], self.anchors[2 * m + 1]) for m in self.mask]
 
     def activate(self, x: Tensor) -> Tensor:
-        y = x if self.new_coords else torch.where(self._logistic, logistic(x), x)
+        order = gemm_order.current()
+        if self.new_coords:
+            y = x
+        elif order is not None:  # forward_yolo_layer's activate_array calls, per anchor
+            k = 5 + self.classes
+            y = order.logistic_segments(x, [s for a in range(len(self.mask))
+                                            for s in ((a * k, 2), (a * k + 4, 1 + self.classes))])
+        else:
+            y = torch.where(self._logistic, logistic(x), x)
         if self.scale_x_y != 1.0:
             y = torch.where(self._xy, y * self.scale_x_y + self.xy_bias, y)
         return y
@@ -331,9 +340,13 @@ def box_iou(ax: Tensor, ay: Tensor, aw: Tensor, ah: Tensor,
     return inter / union
 
 
-def truth_rows(truth: Tensor, max_boxes: int, fields: int) -> Tuple[Tensor, Tensor]:
+def truth_rows(truth: Tensor, max_boxes: int, fields: int, trim: bool = False
+               ) -> Tuple[Tensor, Tensor]:
     """(rows (B, max_boxes, fields), valid (B, max_boxes)): Darknet reads at most l.max_boxes
-    rows and stops at the first whose x is 0 (``if(!truth.x) break``)."""
+    rows and stops at the first whose x is 0 (``if(!truth.x) break``). ``trim``: only the
+    first T rows, T the longest valid list in the batch (at least 1): the rows after are
+    invalid in every image, so the per-truth work (an IoU per prediction and truth) is
+    T/max_boxes of it."""
     truth = truth.to(torch.float32)
     b, t = truth.shape[0], truth.shape[1]
     if truth.shape[2] < fields:
@@ -342,6 +355,9 @@ def truth_rows(truth: Tensor, max_boxes: int, fields: int) -> Tuple[Tensor, Tens
     if t < max_boxes:
         rows = torch.cat([rows, rows.new_zeros(b, max_boxes - t, fields)], dim=1)
     valid = torch.cumprod((rows[:, :, 0] != 0).to(torch.int64), dim=1).bool()
+    if trim and valid.shape[1] > 1:
+        used = max(1, int(valid.sum(dim=1).max()))
+        rows, valid = rows[:, :used], valid[:, :used]
     return rows, valid
 
 
@@ -406,7 +422,7 @@ def yolo_delta_pjreddie(layer: "YoloLayer", output: Tensor, truth: Tensor,
     delta = torch.zeros_like(out)
     anchors = torch.tensor([layer.anchors_wh], dtype=torch.float32,
                            device=out.device).view(n, 2)
-    rows, valid = truth_rows(truth, layer.opts.max, 5)
+    rows, valid = truth_rows(truth, layer.opts.max, 5, trim=True)
     tx, ty, tw, th = rows[..., 0], rows[..., 1], rows[..., 2], rows[..., 3]
     px, py, pw, ph = pred_boxes(layer, out, net_w, net_h, anchors)
     # best IoU of each prediction with the image's truths: (B, n, H, W, T)
@@ -806,7 +822,7 @@ def yolo_delta_alexeyab(layer: "YoloLayer", output: Tensor, truth: Tensor,
                                device=dev).view(total, 2)
     mask_t = torch.tensor(layer.mask, device=dev)
     anchors = all_anchors[mask_t]
-    rows, valid = truth_rows(truth, o.max, 5)
+    rows, valid = truth_rows(truth, o.max, 5, trim=True)
     cls_f = rows[..., 4]
     cls = cls_f.to(torch.int64)  # C: (int) of the float
     class_ok = valid & (cls >= 0) & (cls < classes)

@@ -9,7 +9,11 @@ output of the real Darknet C code for that section type, fork and kind of check:
 * decode: the detect-mode reference cases that ``tests/test_core_compare.py`` compares
   (detections after get_network_boxes + do_nms_sort) and AlexeyAB's live ``detector test``
   (``tests/test_detect_alexeyab.py``), listed in :data:`DECODE`;
-* train: :data:`TRAIN` (empty until a test compares train mode with Darknet's).
+* forward of the recurrent types (which the generator does not draw):
+  ``tests/test_recurrent_darknet.py``, listed in :data:`FORWARD`;
+* train: :data:`TRAIN`, the tests that compare train mode (loss, deltas, every tensor's
+  update over 3 iterations) with Darknet's own ``train_network``; :data:`TRAIN_NOTE` says
+  where the real Darknet cannot train a type or darknet_py refuses to.
 
 ``python tools/coverage_table.py`` prints the table; ``tests/test_readme_coverage.py``
 fails when README.md's copy is stale.
@@ -27,7 +31,13 @@ SECTIONS = ["convolutional", "maxpool", "avgpool", "route", "shortcut", "upsampl
             "dropout", "yolo", "batchnorm", "region", "reorg", "connected", "local", "crop",
             "cost", "activation", "logistic", "l2norm", "normalization", "deconvolutional",
             "detection", "sam", "scale_channels", "reorg3d", "empty", "local_avgpool",
-            "implicit", "Gaussian_yolo", "contrastive"]
+            "implicit", "Gaussian_yolo", "contrastive", "rnn", "gru", "lstm", "crnn"]
+
+_RECURRENT_FORWARD = "tests/test_recurrent_darknet.py::test_recurrent_forward_matches_darknet"
+#: (fork, type) -> a test comparing forward output with Darknet's, for types outside kinds()
+FORWARD: Dict[Tuple[str, str], str] = {
+    (fork, kind): _RECURRENT_FORWARD
+    for fork in ("pjreddie", "alexeyab") for kind in ("rnn", "gru", "lstm", "crnn")}
 
 #: (fork, type) -> the test comparing decoded detections with Darknet's
 DECODE: Dict[Tuple[str, str], str] = {
@@ -38,8 +48,30 @@ DECODE: Dict[Tuple[str, str], str] = {
     ("alexeyab", "detection"):
         "tests/test_detect_alexeyab.py::test_yolov1_tiny_detection_layer_random_weights",
 }
+_RECURRENT_TRAIN = "tests/test_train_recurrent_darknet.py::test_recurrent_training_matches_darknet"
+_CLASSIFIER_TRAIN = ("tests/test_train_recurrent_darknet.py::"
+                     "test_softmax_classifier_training_matches_darknet")
 #: (fork, type) -> the test comparing train-mode results with Darknet's
-TRAIN: Dict[Tuple[str, str], str] = {}
+TRAIN: Dict[Tuple[str, str], str] = {
+    **{(fork, kind): _CLASSIFIER_TRAIN
+       for fork in ("pjreddie", "alexeyab") for kind in ("softmax", "connected")},
+    ("alexeyab", "rnn"): _RECURRENT_TRAIN,
+    ("pjreddie", "gru"): _RECURRENT_TRAIN,
+    ("alexeyab", "gru"): _RECURRENT_TRAIN,
+    ("pjreddie", "crnn"): _RECURRENT_TRAIN,
+    ("alexeyab", "crnn"): _RECURRENT_TRAIN,
+    ("alexeyab", "lstm"):
+        "tests/test_train_recurrent_darknet.py::test_alexeyab_lstm_training_matches_darknet",
+}
+#: (fork, type) -> the train cell where Darknet cannot train it or darknet_py refuses to (the
+#: first two checked by tests/test_train_recurrent_darknet.py), or a qualified claim
+TRAIN_NOTE: Dict[Tuple[str, str], str] = {
+    ("pjreddie", "rnn"): "Darknet crashes (l.state holds one step); trained with a warning",
+    ("pjreddie", "lstm"): "Darknet has no CPU backward (crashes); refused",
+    ("alexeyab", "lstm"): "real Darknet output (its missing CPU l.delta allocated)",
+    ("pjreddie", "cost"): "refused (not implemented)",
+    ("alexeyab", "cost"): "refused (not implemented)",
+}
 #: (fork, type) -> why the real Darknet cannot be compared with at all
 DARKNET_CANNOT = {
     ("pjreddie", "batchnorm"): "Darknet segfaults (l.x never allocated)",
@@ -64,9 +96,11 @@ def cell(kind: str, fork: str, what: str) -> str:
     if (fork, kind) in DARKNET_CANNOT:
         return DARKNET_CANNOT[(fork, kind)]
     if what == "forward":
-        return REAL if kind in kinds(fork) else NONE
+        return REAL if kind in kinds(fork) or (fork, kind) in FORWARD else NONE
     if what == "decode":
         return REAL if (fork, kind) in DECODE else NONE
+    if (fork, kind) in TRAIN_NOTE:
+        return TRAIN_NOTE[(fork, kind)]
     return REAL if (fork, kind) in TRAIN else NONE
 
 

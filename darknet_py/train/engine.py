@@ -129,7 +129,17 @@ def check_trainable(model: "Darknet") -> None:
         if getattr(net, key, 0):
             raise CfgError(f"{key}= is not implemented in darknet_py's training",
                            file=model.source, line=model.sections[0].line, key=key)
+    stops = [i for i, c in enumerate(model.common) if c.stopbackward]
     for index, (sec, common) in enumerate(zip(model.sections[1:], model.common)):
+        if (model.dialect.update_needs_layer_train and stops and index < max(stops)
+                and getattr(model.layers[index], "bn", None) is not None):
+            raise CfgError(f"batch_normalize=1 before the last stopbackward=1 (layer "
+                           f"{max(stops)}): AlexeyAB builds these layers with train=0, without "
+                           f"their BN buffers, and its CPU training forward segfaults there",
+                           file=sec.file, line=sec.line, layer=index)
+        why = model.layers[index].train_refusal()
+        if why:
+            raise CfgError(why, file=sec.file, line=sec.line, layer=index)
         for key in _UNSUPPORTED_LAYER_KEYS:
             if getattr(common, key, 0):
                 raise CfgError(f"{key}= is not implemented in darknet_py's training",
@@ -139,15 +149,17 @@ def check_trainable(model: "Darknet") -> None:
 def train_network(model: "Darknet", state: TrainState, X: Tensor, y: Tensor) -> float:
     """Darknet's train_network on ``X`` (B,C,H,W floats in [0,1]) and truths ``y``
     (B, rows, 5 pjreddie | 6 AlexeyAB: x,y,w,h,class[,track] relative; a zero row ends an
-    image's list). Returns Darknet's reported loss."""
+    image's list; a classifier's [softmax]: (B, outputs), e.g. one-hot). Returns Darknet's
+    reported loss."""
     net = model.net
     check_trainable(model)
     mini = mini_batch(model)
     if X.dim() != 4 or X.shape[0] % mini:
         raise ValueError(f"X must be (B, C, H, W) with B a multiple of the mini-batch "
                          f"batch/subdivisions = {mini}, got {tuple(X.shape)}")
-    if y.dim() != 3 or y.shape[0] != X.shape[0]:
-        raise ValueError(f"y must be (B, rows, fields) with B = {X.shape[0]}, got "
+    if y.dim() < 2 or y.shape[0] != X.shape[0]:
+        raise ValueError(f"y must be (B, rows, fields) (detection heads) or (B, truths) "
+                         f"(a classifier's [softmax]) with B = {X.shape[0]}, got "
                          f"{tuple(y.shape)}")
     device = next(model.parameters()).device
     was_training = model.training

@@ -27,10 +27,24 @@ if TYPE_CHECKING:  # pragma: no cover
     from .engine import TrainState
 
 
+def updated_layers(model: "Darknet") -> List[int]:
+    """Indices of the layers update_network moves: every one (pjreddie), or those with
+    ``l.train`` set (AlexeyAB: :attr:`~darknet_py.layers.base.DarknetLayer.ab_train`, and
+    none before the last ``stopbackward=1``, which parse_network_cfg builds with train=0)."""
+    indices = range(len(model.layers))
+    if not model.dialect.update_needs_layer_train:
+        return list(indices)
+    stops = [i for i, c in enumerate(model.common) if c.stopbackward]
+    first = max(stops) if stops else 0
+    return [i for i in indices if i >= first and model.layers[i].ab_train]
+
+
 def update_tensors(model: "Darknet") -> Iterator[Tuple[str, Tensor, bool, float]]:
-    """(name, parameter, decayed, layer learning-rate scale) of every trainable tensor."""
-    for index, layer in enumerate(model.layers):
-        scale = float(model.common[index].learning_rate)
+    """(name, parameter, decayed, layer learning-rate scale) of every tensor update_network
+    moves (:func:`updated_layers`)."""
+    for index in updated_layers(model):
+        layer = model.layers[index]
+        scale = float(layer.rate_scale(float(model.common[index].learning_rate)))
         for name, param, decayed in layer.update_tensors():
             yield f"layers.{index}.{name}", param, decayed, scale
 
@@ -68,4 +82,4 @@ def momentum_buffers(state: "TrainState") -> Dict[str, Tensor]:
     return state.updates
 
 
-__all__: List[str] = ["update_network", "update_tensors", "zero_updates", "momentum_buffers"]
+__all__: List[str] = ["update_network", "update_tensors", "updated_layers", "zero_updates", "momentum_buffers"]
