@@ -316,13 +316,15 @@ def detection_checks(case: Case, model: Darknet, heads: Sequence[torch.Tensor]) 
         raise DataError("detect case without image_shape_chw/thresholds",
                         file=case.folder / "case.json") from None
     nms, hier = float(m.get("nms", 0.45)), float(m.get("hier_thresh", 0.5))
+    # AlexeyAB's detect cases resize unless letterboxed, and decode boxes to match
+    letterbox = bool(m.get("letterbox", True))
     checks = []
     for t in thresholds:
         ref_path = case.folder / f"dets_t{t:g}.npy"
         if not ref_path.is_file():
             continue
         dets = get_network_boxes(model, [h[0].cpu() for h in heads], im_w, im_h, t, hier,
-                                 letterbox=bool(m.get("letterbox", True)))
+                                 letterbox)
         kept, _ = do_nms_sort(dets, nms)
         ok, detail = match_detections(kept.to_array(), _load_npy(ref_path), t)
         checks.append((f"detections at thresh {t:g}", ok, detail))
@@ -381,6 +383,9 @@ def compare_case(folder: "os.PathLike[str] | str", weights: "os.PathLike[str] | 
     model.fast = fast
     if darknet_order is not None and case.mode == "detect" and model.dialect.name == "alexeyab":
         model.fuse_batchnorm()  # the harness's detect path: fuse_conv_batchnorm after loading
+    # the harness's forward mode runs network_predict right after loading; its detect mode
+    # runs fuse_conv_batchnorm and calculate_binary_weights first, as detector test does
+    model.calculate_binary_weights(case.mode == "detect")
     x = torch.from_numpy(_load_npy(case.folder / "input.npy")).to(device)
     if x.dim() == 1:  # the flat input of a [net] inputs= cfg: one row
         x = x.view(1, -1)
@@ -406,7 +411,7 @@ def compare_case(folder: "os.PathLike[str] | str", weights: "os.PathLike[str] | 
                                       ours64, floor_factor, strict))
     if not report.rows:
         raise DataError("no layer_NNN.npy files to compare", file=case.folder)
-    if case.mode == "detect":
+    if case.mode == "detect" and model.heads:
         report.checks.extend(detection_checks(case, model, [outs[i] for i in model.heads]))
     if not report.ok:  # a NaN of AlexeyAB's -Ofast logistic is Darknet's, not a fault here
         explain(report, ofast_nan_points(model, case, "layer_"), {}, set())

@@ -482,6 +482,16 @@ class Darknet(nn.Module):
             layer.fuse_batchnorm()
         return self
 
+    def calculate_binary_weights(self, calculated: bool = True) -> "Darknet":
+        """AlexeyAB's ``calculate_binary_weights`` (every Darknet inference command runs it
+        after loading, after ``fuse_conv_batchnorm``): its ``xnor=1`` convolutions then take
+        the bit-packed path. darknet_py's models start so; ``calculated=False`` gives
+        Darknet's ``network_predict`` without it (the float path, defined for xnor layers
+        of one filter only). pjreddie's dialect has no such step. Returns self."""
+        for layer in self.layers:
+            layer.calculate_binary_weights(calculated)
+        return self
+
     # -- reporting --------------------------------------------------------------------
     #: the header line ``parse_network_cfg`` prints before the layers
     TABLE_HEADER = "layer     filters    size              input                output"

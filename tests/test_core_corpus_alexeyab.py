@@ -19,9 +19,8 @@ AlexeyAB's Darknet is what reads them, even the ones pjreddie's could too):
   AlexeyAB-only section type (sam, reorg3d, scale_channels, local_avgpool,
   contrastive, Gaussian_yolo).
 
-At the time of writing the cfgs that raise are: darknet53_448_xnor.cfg,
-tiny-yolo_xnor.cfg, yolov3-tiny_xnor.cfg and yolov1/xyolo.test.cfg (AlexeyAB's
-xnor=1); cspx-p7-mish.cfg and cspx-p7-mish_hp.cfg (:data:`INCONSISTENT`).
+At the time of writing the cfgs that raise are: cspx-p7-mish.cfg and cspx-p7-mish_hp.cfg
+(:data:`INCONSISTENT`).
 """
 from __future__ import annotations
 
@@ -77,6 +76,7 @@ SLOW = {
     "extraction.cfg", "extraction.conv.cfg", "darknet19.cfg", "darknet19_448.cfg",
     "resnet50.cfg", "resnet50_yolo.cfg", "yolov7-tiny.cfg", "resnet152_trident.cfg",
     "yolo9000.cfg",
+    "darknet53_448_xnor.cfg",
 }
 
 

@@ -277,6 +277,14 @@ class DarknetLayer(nn.Module):
     def fuse_batchnorm(self) -> None:
         """AlexeyAB's ``fuse_conv_batchnorm`` for this layer (nothing to fuse by default)."""
 
+    def calculate_binary_weights(self, calculated: bool) -> None:
+        """AlexeyAB's ``calculate_binary_weights`` for this layer (``calculated``) or its
+        absence (nothing by default; ``xnor=1`` convolutions override it)."""
+
+    def clear_bin_output(self) -> None:
+        """AlexeyAB's parser setting this layer's ``use_bin_output = 0`` because a later
+        [route]/[shortcut]/[sam]/[scale_channels] reads its output (nothing by default)."""
+
     def weight_count(self) -> int:
         return sum(t.numel() for t in self.weight_tensors())
 

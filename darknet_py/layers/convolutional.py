@@ -17,6 +17,7 @@ rolling_variance[n]; then weights[n][c/groups][size][size].
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import List
 
@@ -27,6 +28,7 @@ from torch import Tensor, nn
 
 from .. import gemm_order
 from ..cfg.options import option
+from ..errors import CfgError, CfgWarning
 from . import activations
 from .base import (AltWeightGrad, BuildContext, DarknetLayer, ResizeError, Shape, check_shape, filled,
                    initialising, table_shape)
@@ -56,7 +58,8 @@ class ConvolutionalOptions:
     share_index: int = option(-1000000000, only="alexeyab",
                               doc="share the weights, biases and BN values of that layer")
     cbn: int = option(0)
-    bin_output: int = option(0)
+    bin_output: int = option(0, only="alexeyab",
+                             doc="with xnor=1: linear activation after calculate_binary_weights")
     sway: int = option(0)
     rotate: int = option(0)
     stretch: int = option(0)
@@ -79,9 +82,11 @@ class ConvolutionalOptions:
             self.dilation = 1
         if self.pad:
             self.padding = self.size // 2
+        if self.xnor and dialect.name == "alexeyab":
+            self.groups = 1  # make_convolutional_layer: "disable groups for XNOR-net"
 
 
-_UNSUPPORTED = {"binary": 0, "flipped": 0, "antialiasing": 0, "cbn": 0, "bin_output": 0, "sway": 0, "rotate": 0,
+_UNSUPPORTED = {"binary": 0, "flipped": 0, "antialiasing": 0, "cbn": 0, "sway": 0, "rotate": 0,
                 "stretch": 0, "stretch_sway": 0, "coordconv": 0}
 
 
@@ -92,18 +97,52 @@ def xnor_binarize(weight: Tensor, x: Tensor) -> "tuple[Tensor, Tensor]":
     +, zero and below -), ``binarize_cpu`` the whole input into +1 (``> 0``) / -1; then the
     ordinary convolution runs on those (im2col pads with 0, not -1), then BN/bias and the
     activation as without xnor. Returns (binary weights, binary input)."""
+    mean = filter_means(weight).view(-1, 1, 1, 1)
+    binary_w = torch.where(weight > 0, mean, -mean)
+    return binary_w, _signs(x)
+
+
+def filter_means(weight: Tensor) -> Tensor:
+    """``binarize_weights``' mean |w| of each filter: a float32 sum over the filter's
+    weights in memory order, divided by their count (in weight's dtype)."""
     n = weight.shape[0]
     flat = weight.detach().reshape(n, -1)
     k = flat.shape[1]
     if flat.device.type == "cpu" and flat.dtype == torch.float32:
         sums = np.add.accumulate(np.abs(flat.numpy()), axis=1, dtype=np.float32)[:, -1]
-        mean = torch.from_numpy((sums / np.float32(k)).astype(np.float32))
+        mean = torch.from_numpy((sums / np.float32(k)).astype(np.float32)).to(flat.device)
     else:
         mean = flat.abs().sum(dim=1) / k
-    mean = mean.to(weight.dtype).view(n, 1, 1, 1)
-    binary_w = torch.where(weight > 0, mean, -mean)
-    binary_x = torch.where(x > 0, torch.ones_like(x), -torch.ones_like(x))
-    return binary_w, binary_x
+    return mean.to(weight.dtype)
+
+
+def _signs(t: Tensor) -> Tensor:
+    """binarize_cpu / float_to_bit: +1 where ``t > 0``, else -1 (0 and NaN included)."""
+    return torch.where(t > 0, torch.ones_like(t), -torch.ones_like(t))
+
+
+def xnor_bit_packed(weight: Tensor, bias: Tensor, x: Tensor, stride: int, padding: int,
+                    blind: bool) -> Tensor:
+    """AlexeyAB's ``xnor=1`` forward after ``calculate_binary_weights`` (the CPU path of
+    forward_convolutional_layer when ``l.align_bit_weights`` is set, not training and
+    ``stride_x == stride_y``), before the activation.
+
+    ``binary_align_weights`` packs one bit per weight, ``w > 0`` (of ``binarize_weights``'
+    ``sign * mean|w|``), and keeps each filter's mean |w| (:func:`filter_means`); the input
+    is packed one bit per value, ``x > 0``, after an im2col that pads with 0.0, so padding
+    is a 0 bit like any value <= 0. ``gemm_nn_custom_bin_mean_transposed`` then writes
+    ``(2*popcount(xnor) - K) * mean`` = ``mean * sum(sign w * sign x)`` with sign +1/-1 and
+    padding -1, and ``add_bias`` adds the bias (no batchnorm: Darknet's callers fuse it into
+    ``weight``/``bias`` first). ``blind``: the input has c % 32 != 0 and the kernel is not
+    3x3/stride 1/padding 1, where ``im2col_cpu_custom_bin`` only prints "Error: is no
+    non-optimized version" and leaves every input bit 0 (all -1). Each image of a batch
+    is computed (Darknet's bit path computes only its batch's first image, then returns)."""
+    signs_w = _signs(weight)
+    signs_x = -torch.ones_like(x) if blind else _signs(x)
+    padded = F.pad(signs_x, [padding] * 4, value=-1.0) if padding else signs_x
+    # sums of +-1 products: integers; rounding undoes any non-exact conv algorithm
+    count = torch.round(F.conv2d(padded, signs_w, None, stride))
+    return count * filter_means(weight).view(1, -1, 1, 1) + bias.view(1, -1, 1, 1)
 
 
 #: oneDNN's convolution with the bias and an activation fused as post-ops (what
@@ -154,8 +193,16 @@ class ConvolutionalLayer(DarknetLayer):
         self.dontloadscales = False
         #: a 1x1 kernel Darknet applies to its input read flat (see :func:`_flat_1x1`)
         self.flat_1x1 = False
-        #: pjreddie's xnor=1: binarized weights and input (see :func:`xnor_binarize`)
+        #: xnor=1: binarized weights and input (see :func:`xnor_binarize`)
         self.xnor = bool(opts.xnor)
+        #: AlexeyAB's xnor=1 after calculate_binary_weights (its ``l.align_bit_weights``):
+        #: the bit-packed path (:func:`xnor_bit_packed`) in inference
+        self.bit_packed = self.xnor and dialect.name == "alexeyab"
+        #: AlexeyAB's use_bin_output (cleared by later layers, see :meth:`clear_bin_output`)
+        self.bin_output = self.bit_packed and bool(opts.bin_output)
+        #: the bit path reads no input (see :func:`xnor_bit_packed`'s ``blind``)
+        self.xnor_blind = (self.bit_packed and c % 32 != 0
+                           and not (k == 3 and opts.padding == 1 and opts.stride_x == 1))
         #: AlexeyAB's share_index: the layer whose tensors this one uses (see :func:`_share`)
         self.shares: "int | None" = None
         self._folded: "tuple | None" = None  # (key, weight, bias) of fold()
@@ -181,27 +228,39 @@ class ConvolutionalLayer(DarknetLayer):
         ow = _out_size(x.shape[3], self.padding, self.weight.shape[3], self.stride[1])
         return x.reshape(b, g, -1)[:, :, :(c // g) * oh * ow].reshape(b, c, oh, ow)
 
-    def conv(self, x: Tensor, bias: "Tensor | None" = None) -> Tensor:
+    def conv(self, x: Tensor, bias: "Tensor | None" = None, binarize: "bool | None" = None
+             ) -> Tensor:
         weight = self.weight
+        xnor = self.xnor if binarize is None else binarize
         alt = self.pending_weight_input()
-        if alt is not None and not (self.xnor or self.flat_1x1):
+        if alt is not None and not (xnor or self.flat_1x1):
             y = AltWeightGrad.apply(x, alt, weight, (self.stride, self.padding, self.dilation,
                                                      self.groups))
             return y if bias is None else y + bias.view(1, -1, 1, 1)
-        if self.xnor:
+        if xnor:
             weight, x = xnor_binarize(weight, x)
         if self.flat_1x1:
             return F.conv2d(self._flat_input(x), weight, bias, 1, 0, 1, self.groups)
         return F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, self.groups)
 
     def forward(self, x: Tensor, refs: List[Tensor]) -> Tensor:
+        binarize = self.xnor
+        if self.bit_packed and not self.training:
+            if self.stride[0] == self.stride[1]:
+                return self._bit_packed_forward(x)
+            # calculate_binary_weights ran but the bit path needs stride_x == stride_y:
+            # Darknet skips the binarization too (`l.xnor && (!align || train)`), a float conv
+            binarize = False
         order = gemm_order.current()
         if order is not None:
-            return self.darknet_order(order, x)
+            return self.darknet_order(order, x, binarize)
+        if (self.xnor and not self.bit_packed and self.dialect_name == "alexeyab"
+                and not self.training):
+            self._check_float_xnor()
         if self.bn is None:
-            y = self.mark_delta(self.conv(x, self.bias))
+            y = self.mark_delta(self.conv(x, self.bias, binarize))
         else:
-            y = self.mark_delta(self.conv(x))
+            y = self.mark_delta(self.conv(x, binarize=binarize))
             if self.training or y.requires_grad:
                 bias = self.bias if self.bn.dialect.bn_bias_learns else self.bias.detach()
                 y = self.bn(y, bias)
@@ -211,11 +270,12 @@ class ConvolutionalLayer(DarknetLayer):
                 y = self.bn.inference_(y).add_(self.bias.view(1, -1, 1, 1))
         return self._act(y)
 
-    def darknet_order(self, order: "gemm_order.DarknetOrder", x: Tensor) -> Tensor:
+    def darknet_order(self, order: "gemm_order.DarknetOrder", x: Tensor,
+                      binarize: "bool | None" = None) -> Tensor:
         """forward_convolutional_layer with the build's arithmetic (:mod:`darknet_py.gemm_order`):
         im2col + gemm into zeros, then normalize/scale + bias (or bias), then activate."""
         weight = self.weight.detach()
-        if self.xnor:
+        if self.xnor if binarize is None else binarize:
             weight, x = xnor_binarize(weight, x)
         stride, padding, dilation = self.stride, self.padding, self.dilation
         if self.flat_1x1:
@@ -225,6 +285,55 @@ class ConvolutionalLayer(DarknetLayer):
         if self.bn is not None:
             y = order.batchnorm(y, self.bn.rolling_mean, self.bn.rolling_variance, self.bn.scales)
         return order.activate(order.add_bias(y, self.bias), self.activation)
+
+    def _bit_packed_forward(self, x: Tensor) -> Tensor:
+        """AlexeyAB's xnor inference (:func:`xnor_bit_packed`) on the weights and bias its
+        ``fuse_conv_batchnorm`` makes (every Darknet command that calls
+        calculate_binary_weights fuses first), then the activation (linear with bin_output)."""
+        weight, bias = self._fused_tensors()
+        y = xnor_bit_packed(weight, bias, x, self.stride[0], self.padding, self.xnor_blind)
+        if self.bin_output:
+            return y
+        return self._act(y)
+
+    def _check_float_xnor(self) -> None:
+        n = self.weight.shape[0]
+        if n > 1:
+            raise CfgError(
+                f"[convolutional] xnor=1 without calculate_binary_weights: "
+                f"AlexeyAB's forward then calls binarize_weights(l.weights, l.n, l.nweights, ...), "
+                f"reading and writing {n} filters of l.nweights floats each past its buffers "
+                f"(undefined with filters={n} > 1); call model.calculate_binary_weights() as "
+                f"Darknet's inference commands do", layer=self.index, key="xnor")
+
+    def calculate_binary_weights(self, calculated: bool) -> None:
+        """AlexeyAB's calculate_binary_weights: with it (darknet_py's default, as every
+        Darknet inference command runs it after loading) an xnor layer's inference takes
+        the bit-packed path; without it Darknet's network_predict takes the float path
+        (binarized weights and input, zero padding, BN), defined only for filters=1."""
+        if self.xnor and self.dialect_name == "alexeyab":
+            self.bit_packed = calculated
+
+    def clear_bin_output(self) -> None:
+        self.bin_output = False
+
+    def train_refusal(self) -> "str | None":
+        if self.xnor and self.dialect_name == "alexeyab":
+            return ("xnor=1 is not trainable in darknet_py in AlexeyAB's dialect (its CPU "
+                    "training forward calls binarize_weights over l.nweights per filter, past "
+                    "its buffers)")
+        return None
+
+    def _fused_tensors(self) -> "tuple[Tensor, Tensor]":
+        """(weight, bias) as :meth:`fuse_batchnorm` would leave them, the layer unchanged."""
+        weight, bias = self.weight.detach(), self.bias.detach()
+        if self.bn is None:
+            return weight, bias
+        scale = self.bn.scales.detach().double()
+        root = torch.sqrt(self.bn.rolling_variance.detach().double() + .00001)
+        bias = (bias.double() - scale * self.bn.rolling_mean.detach().double() / root)
+        factor = (scale / root).view(-1, 1, 1, 1)
+        return (weight.double() * factor).to(weight.dtype), bias.to(weight.dtype)
 
     def fuse_batchnorm(self) -> None:
         """AlexeyAB's ``network.c:fuse_conv_batchnorm`` (what its ``detector test`` does
@@ -236,13 +345,10 @@ class ConvolutionalLayer(DarknetLayer):
             self.bn = None
         if self.bn is None:
             return
+        weight, bias = self._fused_tensors()
         with torch.no_grad():
-            scale = self.bn.scales.detach().double()
-            root = torch.sqrt(self.bn.rolling_variance.detach().double() + .00001)
-            bias = self.bias.detach().double() - scale * self.bn.rolling_mean.double() / root
-            self.bias.copy_(bias.to(self.bias.dtype))
-            factor = (scale / root).view(-1, 1, 1, 1)
-            self.weight.copy_((self.weight.detach().double() * factor).to(self.weight.dtype))
+            self.bias.copy_(bias)
+            self.weight.copy_(weight)
         self.bn = None
     def _parameter_key(self) -> tuple:
         sources = [self.weight, self.bias] + (self.bn.weight_tensors() if self.bn else [])
@@ -358,10 +464,9 @@ def build(ctx: BuildContext) -> ConvolutionalLayer:
     for key, default in _UNSUPPORTED.items():
         r.check(getattr(o, key) == default,
                 f"{key}={getattr(o, key)} is not supported by darknet_py", key)
-    r.check(not o.xnor or ctx.dialect.name == "pjreddie",
-            "xnor=1 is not supported by darknet_py in AlexeyAB's dialect (its CPU forward either "
-            "runs bit-packed XNOR GEMMs after calculate_binary_weights, or, without them, "
-            "binarize_weights over the whole layer's weights per filter, past its buffer)", "xnor")
+    r.check(not o.xnor or ctx.dialect.name == "pjreddie" or o.dilation == 1,
+            f"xnor=1 with dilation={o.dilation} is not supported by darknet_py (AlexeyAB's "
+            f"bit-packed path ignores the dilation, its float path applies it)", "dilation")
     r.check(o.filters > 0, f"filters must be > 0, got {o.filters}", "filters")
     r.check(o.size > 0, f"size must be > 0, got {o.size}", "size")
     r.check(o.stride_x > 0 and o.stride_y > 0, f"stride must be > 0, got {o.stride}", "stride")
@@ -397,6 +502,13 @@ def build(ctx: BuildContext) -> ConvolutionalLayer:
                 f"not supported (use pad=1 with an odd size)", "dilation")
     layer = ConvolutionalLayer(ctx.index, ctx.input_shape, check_shape(ctx, out), o, ctx.dialect)
     layer.flat_1x1 = _flat_1x1(ctx, o, out)
+    if layer.xnor_blind:
+        warnings.warn(CfgWarning(
+            f"{r.section.file}:{r.section.line}: layer {ctx.index} [convolutional] xnor=1 on "
+            f"{c} channels (not a multiple of 32) with size={o.size}, padding={o.padding}, "
+            f"stride={o.stride_x}: AlexeyAB's bit-packed im2col handles only 3x3/stride 1/"
+            f"padding 1 there (\"Error: is no non-optimized version\") and reads no input: "
+            f"every output is -mean|w| * sum(sign w) + bias, as Darknet's"))
     if r.has("share_index"):
         _share(ctx, layer, o.share_index)
     return layer

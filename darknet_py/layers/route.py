@@ -94,4 +94,6 @@ def build(ctx: BuildContext) -> RouteLayer:
                 f"layer {ref} has {s.c} channels, not divisible by groups={o.groups}", "groups")
         channels += s.c // o.groups
     out = Shape(channels, first.h, first.w)
+    for ref in refs:  # AlexeyAB's parse_network_cfg: use_bin_output = 0 on each input
+        ctx.layers[ref].clear_bin_output()
     return RouteLayer(ctx.index, check_shape(ctx, out), refs, o.groups, o.group_id)

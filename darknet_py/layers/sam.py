@@ -81,4 +81,7 @@ def build(ctx: BuildContext) -> SamLayer:
     s, i = ctx.shapes[ref], ctx.input_shape
     r.check(s == i, f"layer {ref} is {s.c}x{s.h}x{s.w} but the previous layer is "
             f"{i.c}x{i.h}x{i.w} (c x h x w); [sam] multiplies equal shapes", "from")
+    # parse_network_cfg: use_bin_output = 0 on the previous layer and the from-layer
+    for index in {ctx.index - 1, ref} - {-1}:
+        ctx.layers[index].clear_bin_output()
     return SamLayer(ctx.index, check_shape(ctx, Shape(*s)), ref, o.activation)

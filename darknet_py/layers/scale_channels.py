@@ -83,5 +83,8 @@ def build(ctx: BuildContext) -> ScaleChannelsLayer:
         r.check((i.h, i.w) == (1, 1) and i.c == s.c,
                 f"the previous layer must be {s.c}x1x1 (c x h x w) to scale the channels of "
                 f"layer {ref}, got {i.c}x{i.h}x{i.w}", "from")
+    # parse_network_cfg: use_bin_output = 0 on the previous layer and the from-layer
+    for index in {ctx.index - 1, ref} - {-1}:
+        ctx.layers[index].clear_bin_output()
     return ScaleChannelsLayer(ctx.index, check_shape(ctx, Shape(*s)), ref, bool(o.scale_wh),
                               o.activation)

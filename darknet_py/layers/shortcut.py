@@ -188,4 +188,7 @@ def build(ctx: BuildContext) -> ShortcutLayer:
                     "from")
     if o.weights_type != "none" and any(s != ctx.input_shape for s in shapes):
         raise r.error("weights_type needs the from-layers to have the output's shape", "weights_type")
+    # AlexeyAB's parse_network_cfg: use_bin_output = 0 on the previous layer and l.index
+    for ref in {ctx.index - 1, refs[0]} - {-1}:
+        ctx.layers[ref].clear_bin_output()
     return ShortcutLayer(ctx.index, ctx.input_shape, refs, shapes, o, alexeyab)

@@ -4,16 +4,16 @@ Splits the flat input into ``groups`` contiguous groups and applies
 ``exp(x/t - max/t) / sum`` within each (``blas.c:softmax``). Darknet's output
 is a flat vector, so :meth:`Darknet.layer_outputs` returns it as (batch, N).
 
-With ``tree=`` (darknet9000's hierarchical softmax, :mod:`darknet_py.tree`) the groups are
-the tree's, over the first ``tree.n`` inputs of each image, with ``temperature``
-(``groups`` is then unused, as in Darknet); inputs past the tree stay 0.
-
 Training (``forward_softmax_layer`` with a truth, both forks): the truth is the network's
 ``net.truth`` read flat against the output (``softmax_x_ent_cpu``): ``delta = t - p`` and
 ``cost = sum(t ? -log(p) : 0)``; ``noloss=1`` leaves both 0 (the cost still counts in the
 network's mean). ``backward_softmax_layer`` adds ``l.delta`` to the input's delta as it is,
 without the softmax's (or the temperature's) derivative: so does this layer's backward in
 training mode.
+
+With ``tree=`` (darknet9000's hierarchical softmax, :mod:`darknet_py.tree`) the groups are
+the tree's, over the first ``tree.n`` inputs of each image, with ``temperature``
+(``groups`` is then unused, as in Darknet); inputs past the tree stay 0.
 
     >>> import torch
     >>> from darknet_py.cfg import parse_cfg
@@ -126,4 +126,5 @@ def build(ctx: BuildContext) -> SoftmaxLayer:
         tree = _tree.tree_option(r, o.tree)
         r.check(tree.n <= n, f"the tree {o.tree} has {tree.n} classes, more than the {n} "
                 f"inputs (Darknet would read and write past them)", "tree")
-    return SoftmaxLayer(ctx.index, ctx.input_shape, o.groups, o.temperature, o.noloss, tree)
+    return SoftmaxLayer(ctx.index, ctx.input_shape, o.groups, o.temperature, o.noloss,
+                        tree)
