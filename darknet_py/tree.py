@@ -136,7 +136,10 @@ def _read_tree_cached(path: str, mtime_ns: int, size: int) -> Tree:
         text = Path(path).read_bytes().decode("utf-8", errors="replace")
     except OSError as exc:
         raise CfgError(f"cannot read tree file ({exc.strerror})", file=path) from None
-    return Tree.parse(text.splitlines(), file=path)
+    lines = text.split("\n")  # fgetl: lines end at '\n' only (a '\r' is sscanf's whitespace)
+    if lines and lines[-1] == "":
+        lines.pop()
+    return Tree.parse(lines, file=path)
 
 
 def read_tree(path: "str | os.PathLike[str]") -> Tree:

@@ -151,6 +151,15 @@ def test_hierarchy_walks_by_hand(tree_file):
     assert not kept[1].any()
 
 
+def test_tree_file_lines_as_fgetl_reads_them(tmp_path):
+    # CRLF ends, a blank line (a class with an empty name, root), no final newline
+    path = tmp_path / "crlf.tree"
+    path.write_bytes(b"a -1\r\n\r\nb 0\r\nc 0")
+    t = T.read_tree(path)
+    assert t.name == ("a", "", "b", "c") and t.parent == (-1, -1, 0, 0)
+    assert (t.group_offset, t.group_size) == ((0, 2), (2, 2))
+
+
 def test_bad_tree_files_are_one_line_errors(tmp_path):
     bad = tmp_path / "bad.tree"
     bad.write_text("a -1\nb 5\n")
@@ -351,7 +360,9 @@ def tree_lib(request):
 def _tree_paths(tmp_path, reference):
     small = tmp_path / "small.tree"
     small.write_text(TREE)
-    return [small, reference / "data" / "9k.tree"]
+    odd = tmp_path / "odd.tree"  # CRLF, a blank line, a repeated parent run, no final newline
+    odd.write_bytes(b"a -1\r\n\r\nb 0\r\nc 0\nd 1\n  e   0  \nf 2.5")
+    return [small, odd, reference / "data" / "9k.tree"]
 
 
 def test_read_tree_equals_darknets(tree_lib, tmp_path, reference):
@@ -398,7 +409,7 @@ def test_hierarchy_walks_equal_darknets(tree_lib, tmp_path, reference):
                                                       ctypes.c_float(th), 1)
                 assert T.hierarchy_top_prediction(r, ours, th) == c
                 tops.add(c)
-        assert len(tops) > 5  # the walks end in many places
+        assert len(tops) > min(5, ours.n // 2)  # the walks end in many places
 
 
 def test_softmax_tree_cannot_shrink_below_its_tree(tree_file):
