@@ -278,7 +278,8 @@ def match_detections(ours: np.ndarray, ref: np.ndarray, thresh: float,
                      tolerance: float = 1e-4) -> Tuple[bool, str]:
     """Compare two (N, 5+classes) detection arrays as *sets* of (class, box, prob) above
     ``thresh`` (Darknet's qsort order is not stable): every pair must find a partner of the
-    same class with box and prob within ``tolerance``."""
+    same class with box and prob within ``tolerance`` (box values beyond 1 relative to their
+    size: a random network's boxes can be 1e4 image sizes tall, where a float ulp is 1e-3)."""
     def entries(arr: np.ndarray) -> List[Tuple[int, np.ndarray, float]]:
         rows, cls = np.nonzero(arr[:, 5:] > np.float32(thresh))
         return [(int(c), arr[r, :4].astype(np.float64), float(arr[r, 5 + c]))
@@ -292,7 +293,7 @@ def match_detections(ours: np.ndarray, ref: np.ndarray, thresh: float,
         best, best_d = None, math.inf
         for j in free:
             if mine[j][0] == cls:
-                d = float(np.abs(mine[j][1] - box).max())
+                d = float((np.abs(mine[j][1] - box) / np.maximum(1.0, np.abs(box))).max())
                 if d < best_d:
                     best, best_d = j, d
         if best is None or best_d > tolerance:

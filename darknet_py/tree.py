@@ -4,7 +4,7 @@ walks Darknet's decode does over it.
 A tree file has one line per class, ``<name> <parent>`` (parent -1: a root), read as
 ``read_tree`` reads it: consecutive lines with the same parent form one *group*; the
 group index grows by one whenever the parent changes (group 0 holds the leading roots,
-and is empty when the file starts with a child); ``child[p]`` is the last group whose
+and is empty when the first line's parent is not -1); ``child[p]`` is the last group whose
 parent is ``p``; a class is a leaf when no line names it as parent. The hierarchical
 softmax is a plain softmax over each group's contiguous entries, group after group.
 
@@ -26,7 +26,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, List, Optional, Sequence, Tuple
+from typing import Iterable, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -136,7 +136,10 @@ def _read_tree_cached(path: str, mtime_ns: int, size: int) -> Tree:
         text = Path(path).read_bytes().decode("utf-8", errors="replace")
     except OSError as exc:
         raise CfgError(f"cannot read tree file ({exc.strerror})", file=path) from None
-    return Tree.parse(text.splitlines(), file=path)
+    lines = text.split("\n")  # fgetl: lines end at '\n' only (a '\r' is sscanf's whitespace)
+    if lines and lines[-1] == "":
+        lines.pop()
+    return Tree.parse(lines, file=path)
 
 
 def read_tree(path: "str | os.PathLike[str]") -> Tree:

@@ -34,7 +34,7 @@ import numpy as np
 
 from .. import tree as _tree
 from ..cfg.options import option
-from .base import BuildContext, DarknetLayer, Shape, head_output
+from .base import BuildContext, DarknetLayer, ResizeError, Shape, head_output
 from .registry import register
 
 
@@ -73,6 +73,12 @@ class SoftmaxLayer(DarknetLayer):
         largest = g.max(dim=2, keepdim=True).values
         e = torch.exp(g / t - largest / t)
         return (e / e.sum(dim=2, keepdim=True)).reshape(b, -1)
+
+    def resize(self, in_shape: Shape, ref_shapes) -> Shape:
+        if self.tree is not None and in_shape.numel < self.tree.n:
+            raise ResizeError(f"layer {self.index} [softmax]: {in_shape.numel} inputs are fewer "
+                              f"than the {self.tree.n} classes of its tree")
+        return super().resize(in_shape, ref_shapes)
 
     def forward(self, x: Tensor, refs: List[Tensor]) -> Tensor:
         if self.training:  # backward_softmax_layer: l.delta goes to the input unchanged
