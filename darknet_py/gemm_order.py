@@ -38,9 +38,9 @@ every layer darknet_py knows the fork's arithmetic for does it Darknet's way:
 Layers without float arithmetic (maxpool, route, upsample, reorg, a shortcut of
 two inputs) already give Darknet's bits on the plain path, which this mode uses
 for everything else (``darknet_py.fast.plain``). The fork is the build's, not the
-model's dialect. CPU float32 only, inference only (no gradients), and slow:
-measured under load on 2 shared cores, about 3 s per 416x416 image for
-yolov3-tiny (the fast path: 0.05 s).
+model's dialect. CPU float32 only, inference only (no gradients), and slow (numpy
+passes over C per k): a 416x416 yolov3-tiny forward measured 18-20 s against 1-2 s
+on the fast path on 2 cores shared by other jobs, 4.4 s when quieter.
 """
 from __future__ import annotations
 
