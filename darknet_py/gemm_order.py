@@ -35,10 +35,13 @@ every layer darknet_py knows the fork's arithmetic for does it Darknet's way:
   only its code gives its bits); the heads' logistic likewise, per Darknet's
   ``activate_array`` call.
 
-Layers without float arithmetic (maxpool, route, upsample, reorg, a shortcut of
-two inputs) already give Darknet's bits on the plain path, which this mode uses
-for everything else (``darknet_py.fast.plain``). The fork is the build's, not the
-model's dialect. CPU float32 only, inference only (no gradients), and slow (numpy
+Layers without float arithmetic of their own (maxpool, route, upsample, a linear
+shortcut of two inputs: one float add) already give Darknet's bits on the plain
+path, which this mode uses for every other layer (``darknet_py.fast.plain``); the
+ones with arithmetic this mode does not rewrite ([connected], [local],
+[deconvolutional], [region]/[detection]/[softmax], a shortcut with weights or an
+activation, [scale_channels], ...) stay within float rounding of Darknet, as on the
+plain path. The fork is the build's, not the model's dialect. CPU float32 only, inference only (no gradients), and slow (numpy
 passes over C per k): a 416x416 yolov3-tiny forward measured 18-20 s against 1-2 s
 on the fast path on 2 cores shared by other jobs, 4.4 s when quieter.
 """
