@@ -57,6 +57,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import fast as _fast
+from .errors import DarknetError
 
 _CURRENT: "contextvars.ContextVar[Optional[DarknetOrder]]" = contextvars.ContextVar(
     "darknet_py_darknet_order", default=None)
@@ -243,4 +244,5 @@ class DarknetOrder:
 
 def _check(x: Tensor) -> None:
     if x.device.type != "cpu" or x.dtype != torch.float32:
-        raise ValueError("Darknet-order evaluation runs on the CPU in float32 only")
+        raise DarknetError(f"Darknet-order evaluation (--darknet BUILD) runs on the CPU in "
+                           f"float32 only, got {x.dtype} on {x.device}")
