@@ -41,9 +41,10 @@ path, which this mode uses for every other layer (``darknet_py.fast.plain``); th
 ones with arithmetic this mode does not rewrite ([connected], [local],
 [deconvolutional], [region]/[detection]/[softmax], a shortcut with weights or an
 activation, [scale_channels], ...) stay within float rounding of Darknet, as on the
-plain path. The fork is the build's, not the model's dialect. CPU float32 only, inference only (no gradients), and slow (numpy
-passes over C per k): a 416x416 yolov3-tiny forward measured 18-20 s against 1-2 s
-on the fast path on 2 cores shared by other jobs, 4.4 s when quieter.
+plain path. The fork is the build's, not the model's dialect. CPU float32 only,
+inference only (no gradients), and slow (numpy passes over C per k): a 416x416
+yolov3-tiny forward measured 18-20 s against 1-2 s on the fast path on 2 cores
+shared by other jobs, 4.4 s when quieter.
 """
 from __future__ import annotations
 
