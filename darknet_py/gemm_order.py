@@ -35,12 +35,16 @@ every layer darknet_py knows the fork's arithmetic for does it Darknet's way:
   only its code gives its bits); the heads' logistic likewise, per Darknet's
   ``activate_array`` call.
 
-Layers without float arithmetic (maxpool, route, upsample, reorg, a shortcut of
-two inputs) already give Darknet's bits on the plain path, which this mode uses
-for everything else (``darknet_py.fast.plain``). The fork is the build's, not the
-model's dialect. CPU float32 only, inference only (no gradients), and slow:
-measured under load on 2 shared cores, about 3 s per 416x416 image for
-yolov3-tiny (the fast path: 0.05 s).
+Layers without float arithmetic of their own (maxpool, route, upsample, a linear
+shortcut of two inputs: one float add) already give Darknet's bits on the plain
+path, which this mode uses for every other layer (``darknet_py.fast.plain``); the
+ones with arithmetic this mode does not rewrite ([connected], [local],
+[deconvolutional], [region]/[detection]/[softmax], a shortcut with weights or an
+activation, [scale_channels], ...) stay within float rounding of Darknet, as on the
+plain path. The fork is the build's, not the model's dialect. CPU float32 only,
+inference only (no gradients), and slow (numpy passes over C per k): a 416x416
+yolov3-tiny forward measured 18-20 s against 1-2 s on the fast path on 2 cores
+shared by other jobs, 4.4 s when quieter.
 """
 from __future__ import annotations
 
@@ -54,6 +58,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import fast as _fast
+from .errors import DarknetError
 
 _CURRENT: "contextvars.ContextVar[Optional[DarknetOrder]]" = contextvars.ContextVar(
     "darknet_py_darknet_order", default=None)
@@ -240,4 +245,5 @@ class DarknetOrder:
 
 def _check(x: Tensor) -> None:
     if x.device.type != "cpu" or x.dtype != torch.float32:
-        raise ValueError("Darknet-order evaluation runs on the CPU in float32 only")
+        raise DarknetError(f"Darknet-order evaluation (--darknet BUILD) runs on the CPU in "
+                           f"float32 only, got {x.dtype} on {x.device}")

@@ -70,7 +70,8 @@ class BuildActivations:
         for name in _OWN_FUNCTION.values():
             getattr(lib, name).argtypes = [_FLOAT_P, ctypes.c_int, _FLOAT_P, _FLOAT_P]
             getattr(lib, name).restype = None
-        lib.activate_array_normalize_channels.argtypes = [_FLOAT_P] + [ctypes.c_int] * 4 + [_FLOAT_P]
+        lib.activate_array_normalize_channels.argtypes = \
+            [_FLOAT_P] + [ctypes.c_int] * 4 + [_FLOAT_P]
         lib.activate_array_normalize_channels_softmax.argtypes = \
             [_FLOAT_P] + [ctypes.c_int] * 4 + [_FLOAT_P, ctypes.c_int]
         lib.get_activation.argtypes = [ctypes.c_char_p]
