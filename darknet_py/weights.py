@@ -216,8 +216,76 @@ def check_weights(model: "Darknet", path: "os.PathLike[str] | str",
         raise WeightsError(f"cannot read weights: {exc.strerror or exc}", file=source) from None
 
 
+class Prefetch:
+    """A weights file's body read in a background thread while the graph is built.
+
+    :func:`load_weights` takes the buffer once the file's size has been checked against
+    the network, so nothing changes before that check; a file that does not fit stops
+    the reader (after at most one more chunk) and the buffer is dropped. Reads are
+    ``readinto`` calls of ``chunk`` bytes, which release the GIL: on a machine with a
+    second core the read and the Python build overlap. Anything unexpected (the file
+    cannot be opened, its header is bad) leaves the buffer unused and the plain read
+    reports it.
+    """
+
+    def __init__(self, path: "os.PathLike[str] | str", chunk: int = 1 << 25) -> None:
+        import threading
+        self.source = os.fspath(path)
+        self.body: Optional[np.ndarray] = None
+        self._stop = threading.Event()
+        self._done = 0
+        self._thread: Optional[threading.Thread] = None
+        try:
+            handle = open(self.source, "rb", buffering=0)
+        except OSError:
+            return
+        try:
+            size = os.fstat(handle.fileno()).st_size
+            header = parse_header(handle.read(20), self.source)
+        except (OSError, WeightsError):
+            handle.close()
+            return
+        body = torch.empty(max(size - header.nbytes, 0) // 4, dtype=torch.float32).numpy()
+        self._offset = header.nbytes
+
+        def run() -> None:
+            view = memoryview(body).cast("B")
+            try:
+                handle.seek(self._offset)
+                while self._done < len(view) and not self._stop.is_set():
+                    n = handle.readinto(view[self._done:self._done + chunk])
+                    if not n:
+                        break
+                    self._done += n
+            except OSError:
+                self._done = -1
+            finally:
+                handle.close()
+        self.body = body
+        self._thread = threading.Thread(target=run, name="darknet_py weights", daemon=True)
+        self._thread.start()
+
+    def take(self, offset: int, floats: int) -> Optional[np.ndarray]:
+        """The body of ``floats`` floats at byte ``offset``, when that is what was read."""
+        if self._thread is None:
+            return None
+        self._thread.join()
+        body, self.body = self.body, None
+        if body is None or offset != self._offset or self._done != floats * 4 \
+                or len(body) != floats:
+            return None
+        return body
+
+    def cancel(self) -> None:
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+        self.body = None
+
+
 def load_weights(model: "Darknet", path: "os.PathLike[str] | str",
-                 upto: Optional[int] = None, *, mmap: bool = False) -> Header:
+                 upto: Optional[int] = None, *, mmap: bool = False,
+                 prefetch: Optional[Prefetch] = None) -> Header:
     """Load ``path`` into ``model`` (layers ``0..upto-1`` when given).
 
     The whole file must match the network exactly (with ``upto``, it may be
@@ -241,8 +309,16 @@ def load_weights(model: "Darknet", path: "os.PathLike[str] | str",
     source = os.fspath(path)
     try:
         with open(source, "rb") as handle:
-            header, needed = _check_file(model, handle, source, upto)
-            if mmap and needed:
+            try:
+                header, needed = _check_file(model, handle, source, upto)
+            except BaseException:
+                if prefetch is not None:
+                    prefetch.cancel()
+                raise
+            body = None if prefetch is None else prefetch.take(header.nbytes, needed)
+            if body is not None:
+                pass
+            elif mmap and needed:
                 try:
                     body = np.memmap(handle, dtype="<f4", mode="c", offset=header.nbytes,
                                      shape=(needed,))
