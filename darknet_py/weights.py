@@ -19,6 +19,7 @@ makes the parameters views of it. Saving writes atomically and reproduces a load
 """
 from __future__ import annotations
 
+import mmap as _mmap
 import os
 import struct
 import sys
@@ -216,6 +217,25 @@ def check_weights(model: "Darknet", path: "os.PathLike[str] | str",
         raise WeightsError(f"cannot read weights: {exc.strerror or exc}", file=source) from None
 
 
+def _buffer(floats: int) -> np.ndarray:
+    """An uninitialised float32 buffer for ``floats`` values, faulted in up front.
+
+    Linux: an anonymous mapping with ``MAP_POPULATE``, whose pages the kernel provides in
+    one pass rather than one page fault at a time while the file is read into it
+    (measured on this project's VM: 0.15 s vs 0.21 s median for yolov3's 236 MB, and
+    steadier than numpy's transparent-huge-page buffer, 0.06-0.9 s). Elsewhere
+    ``torch.empty``."""
+    flags = getattr(_mmap, "MAP_POPULATE", None)
+    if floats and flags is not None:
+        try:
+            area = _mmap.mmap(-1, floats * 4, flags=_mmap.MAP_PRIVATE | _mmap.MAP_ANONYMOUS
+                              | flags)
+            return np.frombuffer(area, dtype=np.float32)
+        except (OSError, ValueError):
+            pass
+    return torch.empty(floats, dtype=torch.float32).numpy()
+
+
 class Prefetch:
     """A weights file's body read in a background thread while the graph is built.
 
@@ -245,23 +265,23 @@ class Prefetch:
         except (OSError, WeightsError):
             handle.close()
             return
-        body = torch.empty(max(size - header.nbytes, 0) // 4, dtype=torch.float32).numpy()
+        floats = max(size - header.nbytes, 0) // 4
         self._offset = header.nbytes
 
         def run() -> None:
-            view = memoryview(body).cast("B")
             try:
+                self.body = body = _buffer(floats)
+                view = memoryview(body).cast("B")
                 handle.seek(self._offset)
                 while self._done < len(view) and not self._stop.is_set():
                     n = handle.readinto(view[self._done:self._done + chunk])
                     if not n:
                         break
                     self._done += n
-            except OSError:
+            except (OSError, MemoryError):
                 self._done = -1
             finally:
                 handle.close()
-        self.body = body
         self._thread = threading.Thread(target=run, name="darknet_py weights", daemon=True)
         self._thread.start()
 
@@ -328,10 +348,7 @@ def load_weights(model: "Darknet", path: "os.PathLike[str] | str",
                                        file=source) from None
             else:
                 handle.seek(header.nbytes)
-                # torch.empty: 4 KiB pages. numpy's allocator asks for transparent huge
-                # pages, which fault in 3x faster when the kernel has free 2 MiB blocks and
-                # up to 5x slower when it must compact memory first (a busy machine)
-                body = torch.empty(needed, dtype=torch.float32).numpy()
+                body = _buffer(needed)
                 if handle.readinto(memoryview(body).cast("B")) != needed * 4:
                     raise WeightsError("file changed while reading", file=source)
     except OSError as exc:
