@@ -16,6 +16,7 @@ from .cfg import read_cfg
 from .dialect import ALEXEYAB, PJREDDIE, Dialect, get_dialect
 from .errors import CfgError, CfgWarning, DarknetError, DataError, WeightsError
 from .limits import Limits
+from .limits import current as _limits_current
 from . import zoo
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -67,7 +68,9 @@ def load(cfg: "os.PathLike[str] | str", weights: "os.PathLike[str] | str | None"
         weights = zoo.resolve(weights)
         if upto is None and not mmap:
             from .weights import Prefetch
-            prefetch = Prefetch(weights)  # read while the graph is built
+            # read while the graph is built; a file larger than any allowed network is not
+            cap = (limits or _limits_current()).max_parameters
+            prefetch = Prefetch(weights, max_floats=cap)
     try:
         return _load(cfg, weights, prefetch, dialect=dialect, upto=upto,
                      warn_unused=warn_unused, limits=limits, mmap=mmap)

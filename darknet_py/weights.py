@@ -245,10 +245,12 @@ class Prefetch:
     ``readinto`` calls of ``chunk`` bytes, which release the GIL: on a machine with a
     second core the read and the Python build overlap. Anything unexpected (the file
     cannot be opened, its header is bad) leaves the buffer unused and the plain read
-    reports it.
+    reports it. A body of more than ``max_floats`` floats (the parameter limit,
+    :mod:`darknet_py.limits`) is not read ahead: no network built here could take it.
     """
 
-    def __init__(self, path: "os.PathLike[str] | str", chunk: int = 1 << 25) -> None:
+    def __init__(self, path: "os.PathLike[str] | str", chunk: int = 1 << 25,
+                 max_floats: Optional[int] = None) -> None:
         import threading
         self.source = os.fspath(path)
         self.body: Optional[np.ndarray] = None
@@ -266,6 +268,9 @@ class Prefetch:
             handle.close()
             return
         floats = max(size - header.nbytes, 0) // 4
+        if max_floats is not None and floats > max_floats:  # no network here could take it
+            handle.close()
+            return
         self._offset = header.nbytes
 
         def run() -> None:

@@ -152,6 +152,8 @@ def test_prefetch_reads_the_body_or_gives_nothing(tmp_path):
     assert Prefetch(tmp_path / "missing.weights").take(20, 1000) is None
     (tmp_path / "short.weights").write_bytes(b"\0" * 8)
     assert Prefetch(tmp_path / "short.weights").take(20, 0) is None
+    assert Prefetch(tmp_path / "n.weights", max_floats=999).take(20, 1000) is None  # over a cap
+    assert Prefetch(tmp_path / "n.weights", max_floats=1000).take(20, 1000) is not None
     stopped = Prefetch(tmp_path / "n.weights", chunk=4)
     stopped.cancel()
     assert stopped.body is None and not stopped._thread.is_alive()
