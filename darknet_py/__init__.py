@@ -16,6 +16,7 @@ from .cfg import read_cfg
 from .dialect import ALEXEYAB, PJREDDIE, Dialect, get_dialect
 from .errors import CfgError, CfgWarning, DarknetError, DataError, WeightsError
 from .limits import Limits
+from .limits import current as _limits_current
 from . import zoo
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -60,12 +61,27 @@ def load(cfg: "os.PathLike[str] | str", weights: "os.PathLike[str] | str | None"
     use and are shared with the page cache; the file must then not be rewritten in
     place or truncated while the model lives (:func:`darknet_py.weights.load_weights`).
     """
-    from .model import Darknet, detect_dialect
-    from .weights import read_header
+    prefetch = None
     if weights is not None:
         if upto is None:
             upto = zoo.default_upto(weights)
         weights = zoo.resolve(weights)
+        if upto is None and not mmap:
+            from .weights import Prefetch
+            # read while the graph is built; a file larger than any allowed network is not
+            cap = (limits or _limits_current()).max_parameters
+            prefetch = Prefetch(weights, max_floats=cap)
+    try:
+        return _load(cfg, weights, prefetch, dialect=dialect, upto=upto,
+                     warn_unused=warn_unused, limits=limits, mmap=mmap)
+    finally:
+        if prefetch is not None:
+            prefetch.cancel()
+
+
+def _load(cfg, weights, prefetch, *, dialect, upto, warn_unused, limits, mmap) -> Darknet:
+    from .model import Darknet, detect_dialect
+    from .weights import read_header
     sections = read_cfg(cfg)
     if str(dialect) == "auto":
         found = detect_dialect(sections)
@@ -82,7 +98,7 @@ def load(cfg: "os.PathLike[str] | str", weights: "os.PathLike[str] | str | None"
         model = Darknet(sections, dialect, warn_unused=warn_unused, limits=limits)
     for index in uncovered_layers(model, upto):
         model.layers[index].reset_parameters()
-    load_weights(model, weights, upto=upto, mmap=mmap)
+    load_weights(model, weights, upto=upto, mmap=mmap, prefetch=prefetch)
     return model
 
 

@@ -7,6 +7,7 @@ parameters bit for bit, and every parameter the file does not hold (past ``upto`
 from __future__ import annotations
 
 import struct
+import threading
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ import darknet_py
 from darknet_py import Darknet, WeightsError
 from darknet_py.cfg import parse_cfg
 from darknet_py.layers.base import uninitialised
-from darknet_py.weights import uncovered_layers
+from darknet_py.weights import Prefetch, uncovered_layers
 
 CFG = ("[net]\nwidth=8\nheight=8\nchannels=3\n"
        "[convolutional]\nbatch_normalize=1\nfilters=4\nsize=3\npad=1\nactivation=leaky\n"
@@ -126,14 +127,33 @@ def test_mmap_load_upto_of_a_longer_file(tmp_path):
                       r"ends inside layer 3 \[connected\] \(98 of its 99 floats\)"),
     (sum(COUNTS) + 2, r"n\.weights: oversized: expected 239 floats for the network, found 241"),
 ])
-def test_load_size_errors_are_one_line_before_reading(tmp_path, monkeypatch, floats, match,
-                                                        mmap):
+def test_load_size_errors_are_one_line_before_any_parameter(tmp_path, monkeypatch, floats,
+                                                            match, mmap):
     (tmp_path / "n.cfg").write_text(CFG)
     write(tmp_path / "n.weights", floats)
-    touched = []
-    monkeypatch.setattr(np, "empty", lambda *a, **k: touched.append("read"))
-    monkeypatch.setattr(np, "memmap", lambda *a, **k: touched.append("map"))
+    bound = []  # the file's floats become tensors only after the size check passed
+    from_numpy = torch.from_numpy
+    monkeypatch.setattr(torch, "from_numpy", lambda a: bound.append(a) or from_numpy(a))
     with pytest.raises(WeightsError, match=match) as info:
         darknet_py.load(tmp_path / "n.cfg", tmp_path / "n.weights", mmap=mmap)
     assert "\n" not in str(info.value)
-    assert touched == []  # the size was checked before any buffer was made
+    assert bound == []
+    # the read started while the graph was built (mmap=False) is stopped and dropped
+    assert not [t for t in threading.enumerate() if t.name == "darknet_py weights"]
+
+
+def test_prefetch_reads_the_body_or_gives_nothing(tmp_path):
+    body = write(tmp_path / "n.weights", 1000)
+    fetch = Prefetch(tmp_path / "n.weights", chunk=256)  # 16 reads
+    got = fetch.take(20, 1000)
+    assert got is not None and np.array_equal(got, body)
+    assert Prefetch(tmp_path / "n.weights").take(20, 999) is None  # not what the network needs
+    assert Prefetch(tmp_path / "n.weights").take(16, 1000) is None  # another header width
+    assert Prefetch(tmp_path / "missing.weights").take(20, 1000) is None
+    (tmp_path / "short.weights").write_bytes(b"\0" * 8)
+    assert Prefetch(tmp_path / "short.weights").take(20, 0) is None
+    assert Prefetch(tmp_path / "n.weights", max_floats=999).take(20, 1000) is None  # over a cap
+    assert Prefetch(tmp_path / "n.weights", max_floats=1000).take(20, 1000) is not None
+    stopped = Prefetch(tmp_path / "n.weights", chunk=4)
+    stopped.cancel()
+    assert stopped.body is None and not stopped._thread.is_alive()
