@@ -17,11 +17,13 @@ from darknet_py.layers import batchnorm
 from train_cases import make_train_case
 
 
-def _darknet_sums(x: torch.Tensor, square: bool) -> np.ndarray:
+def _darknet_sums(x: torch.Tensor, centre=None) -> np.ndarray:
     """mean_cpu/variance_cpu's loop: per channel one float32 running sum over image, then
-    position (np.add.accumulate is that sequential sum by definition)."""
+    position (np.add.accumulate is that sequential sum by definition) of x or of
+    (x - centre)**2."""
     rows = x.transpose(0, 1).reshape(x.shape[1], -1).numpy()
-    rows = rows * rows if square else rows
+    if centre is not None:
+        rows = (rows - centre.numpy()[:, None]) ** 2
     if rows.shape[1] == 0:
         return np.zeros(x.shape[1], np.float32)
     return np.add.accumulate(rows, axis=1, dtype=np.float32)[:, -1]
@@ -30,18 +32,18 @@ def _darknet_sums(x: torch.Tensor, square: bool) -> np.ndarray:
 @pytest.mark.parametrize("shape", [(2, 1, 5, 7), (3, 2, 9, 4), (4, 16, 40, 33), (4, 300, 3, 5),
                                    (1, 5, 1, 1), (2, 3, 0, 4)])
 def test_channel_sums_are_darknets_sequential_sums(shape):
-    """Bit for bit, NCHW and channels-last, sums and sums of squares (one channel too,
-    where numpy would otherwise sum pairwise); large offsets make any reordering show."""
+    """Bit for bit, NCHW and channels-last, sums and centred sums of squares (one channel
+    too, where numpy would otherwise sum pairwise); large offsets make any reordering show."""
     g = torch.Generator().manual_seed(sum(shape))
     x = torch.randn(*shape, generator=g) * 3 + 100
-    for square in (False, True):
-        ref = _darknet_sums(x, square)
+    for centre in (None, torch.rand(shape[1], generator=g) + 99):
+        ref = _darknet_sums(x, centre)
         for layout in (torch.contiguous_format, torch.channels_last):
-            got = batchnorm.channel_sums(x.contiguous(memory_format=layout), square).numpy()
-            assert np.array_equal(got, ref), (shape, square, layout)
+            got = batchnorm.channel_sums(x.contiguous(memory_format=layout), centre).numpy()
+            assert np.array_equal(got, ref), (shape, centre, layout)
     if shape[0] * shape[2] * shape[3] > 1000:
         pairwise = np.add.reduce(x.transpose(0, 1).reshape(shape[1], -1).numpy(), axis=1)
-        assert not np.array_equal(pairwise, _darknet_sums(x, False))  # the order matters
+        assert not np.array_equal(pairwise, _darknet_sums(x))  # the order matters
 
 
 @pytest.mark.parametrize("dialect", [PJREDDIE, ALEXEYAB], ids=lambda d: d.name)

@@ -73,10 +73,11 @@ def _sequential(x: Tensor) -> bool:
 _CHUNK = 65536
 
 
-def channel_sums(x: Tensor, square: bool = False) -> Tensor:
-    """Per-channel sum of NCHW ``x`` (of ``x*x`` with ``square``) in Darknet's order on a
-    CPU float32 tensor: one float32 running sum per channel over image, then position, as
-    mean_cpu/variance_cpu loop (bit for bit; ``x.sum`` elsewhere).
+def channel_sums(x: Tensor, centre: "Tensor | None" = None) -> Tensor:
+    """Per-channel sum of NCHW ``x`` (with ``centre``, per channel: of ``(x - centre)**2``,
+    each a float32 difference and square) in Darknet's order on a CPU float32 tensor: one
+    float32 running sum per channel over image, then position, as mean_cpu/variance_cpu
+    loop (bit for bit; ``x.sum`` elsewhere).
 
     Without a transposed copy of ``x``: chunks of positions go, channels along a row, into
     a small (positions+1, channels) buffer whose first row holds the running sums, and
@@ -85,7 +86,7 @@ def channel_sums(x: Tensor, square: bool = False) -> Tensor:
     a single channel gets a zero second column to stay in that case). A channels-last
     ``x`` is already in rows of channels, in Darknet's order of positions."""
     if not _sequential(x):
-        return (x * x if square else x).sum(dim=(0, 2, 3))
+        return (x if centre is None else (x - _c(centre)) ** 2).sum(dim=(0, 2, 3))
     b, c = x.shape[0], x.shape[1]
     hw = x.shape[2] * x.shape[3]
     cols = max(c, 2)
@@ -101,13 +102,16 @@ def channel_sums(x: Tensor, square: bool = False) -> Tensor:
         rows_of = list(x.contiguous().numpy().reshape(b, c, hw))
         transpose = True
     buf = np.zeros((k + 1, cols), np.float32)
+    mid = None if centre is None else centre.detach().to(torch.float32).cpu().numpy()
     for block in rows_of:
         for start in range(0, block.shape[1 if transpose else 0], k):
             chunk = block[:, start:start + k].T if transpose else block[start:start + k]
             rows = buf[:chunk.shape[0] + 1]
             rows[0] = carry
-            if square:
-                np.multiply(chunk, chunk, out=rows[1:, :c])
+            if mid is not None:
+                part = rows[1:, :c]
+                np.subtract(chunk, mid, out=part)
+                np.multiply(part, part, out=part)
             else:
                 rows[1:, :c] = chunk
             carry = np.add.reduce(rows, axis=0)
@@ -117,17 +121,10 @@ def channel_sums(x: Tensor, square: bool = False) -> Tensor:
 def batch_statistics(x: Tensor) -> "tuple[Tensor, Tensor]":
     """Darknet's mean_cpu/variance_cpu: mean over (N,H,W), variance divided by N*H*W-1
     (each a float sum times a float ``1./n``)."""
-    mean, var, _ = _statistics(x)
-    return mean, var
-
-
-def _statistics(x: Tensor) -> "tuple[Tensor, Tensor, Tensor]":
-    """(mean, var, x - mean) of :func:`batch_statistics`."""
     n = x.shape[0] * x.shape[2] * x.shape[3]
     mean = channel_sums(x) * float(np.float32(1.0 / n))
-    centred = x - _c(mean)
-    var = channel_sums(centred, square=True) * float(np.float32(1.0 / max(n - 1, 1)))
-    return mean, var, centred
+    var = channel_sums(x, centre=mean) * float(np.float32(1.0 / max(n - 1, 1)))
+    return mean, var
 
 
 #: the epsilon of backward_batchnorm_layer's mean/variance deltas (both forks)
@@ -202,11 +199,11 @@ class _FusedTrainBN(torch.autograd.Function):
     (backward_batchnorm_layer: var+1e-5 and the biased 2/N, not the derivative of the
     forward) by PyTorch's fused batchnorm backward, in any memory layout.
 
-    Forward: c = x - mean (the one tensor saved, the size of x), out = c / std * scales
-    (+ bias) in place on one new tensor. Backward: with d = g*scales and
+    Forward: out = (x - mean) / std * scales (+ bias), Darknet's operations in its order,
+    in place on one new tensor; x is saved. Backward: with d = g*scales, c = x - mean and
     istd = 1/sqrt(var+1e-5), Darknet's mean_delta, variance_delta and normalize_delta give
     dx = d*istd - istd*sum(d)/n - c*istd^3*sum(d*c)/n, which is exactly PyTorch's training
-    batchnorm backward (``native_batch_norm_backward``) of c with mean 0, invstd istd and
+    batchnorm backward (``native_batch_norm_backward``) with that mean, invstd istd and
     weight scales; AlexeyAB's normalize_delta divides by sqrt(var)+1e-5 instead of istd's
     root, added as g*scales*(1/(sqrt(var)+1e-5) - istd). dscales = sum(g*c)/std
     (backward_scale_cpu's sum of g*x_norm), dbias = sum(g). Also returns (mean, var)."""
@@ -214,27 +211,27 @@ class _FusedTrainBN(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, scales: Tensor, bias: "Tensor | None",
                 dialect: Dialect):  # type: ignore[override]
-        mean, var, c = _statistics(x)
+        mean, var = batch_statistics(x)
         if dialect.bn_eps_inside_sqrt:
             std = torch.sqrt(var + dialect.bn_eps)
         else:
             std = torch.sqrt(var) + dialect.bn_eps
-        out = torch.div(c, _c(std)).mul_(_c(scales))
+        out = torch.sub(x, _c(mean)).div_(_c(std)).mul_(_c(scales))
         if bias is not None:
             out.add_(_c(bias))
-        ctx.save_for_backward(c, var, scales, std)
+        ctx.save_for_backward(x, mean, var, scales, std)
         ctx.dialect = dialect
         ctx.mark_non_differentiable(mean, var)
         return out, mean, var
 
     @staticmethod
     def backward(ctx, grad: Tensor, _mean: Tensor, _var: Tensor):  # type: ignore[override]
-        c, var, scales, std = ctx.saved_tensors
+        x, mean, var, scales, std = ctx.saved_tensors
         v = var.double() + np.float32(DELTA_EPS)
         istd = 1.0 / torch.sqrt(v)
         need = ctx.needs_input_grad
         dx, dscales, dbias = torch.ops.aten.native_batch_norm_backward(
-            grad, c, scales, None, None, torch.zeros_like(var), _f32(istd), True,
+            grad, x, scales, None, None, mean, _f32(istd), True,
             DELTA_EPS, [need[0], need[1], need[2]])
         if need[1]:
             # PyTorch's weight gradient is sum(g*c)*istd; Darknet's is sum(g*c)/std
