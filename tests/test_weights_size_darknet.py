@@ -86,7 +86,18 @@ def test_every_cfg(fork, request, reference, tmp_path):
     assert _check(build, fork, _cfgs(reference, fork, False), tmp_path, pj) >= 40
 
 
+#: AlexeyAB's cfgs with pjreddie-style strided [shortcut]s
+STRIDED_CFGS = ("resnet50.cfg", "resnet101.cfg", "resnet152.cfg", "resnext152-32x4d.cfg",
+                "build-darknet-x64/resnet50_yolo.cfg", "build-darknet-x64/resnet152_yolo.cfg")
+
+
 def test_strided_resnet50_alexeyab(darknet_alexeyab, darknet_pjreddie, reference, tmp_path):
     """AlexeyAB's resnet50.cfg: AlexeyAB's parser aborts; the size is pjreddie's Darknet's."""
     cfg = reference / "cfg" / "alexeyab" / "resnet50.cfg"
     assert _check(darknet_alexeyab, "alexeyab", [cfg], tmp_path, darknet_pjreddie) == 1
+
+
+@pytest.mark.slow
+def test_strided_resnets_alexeyab(darknet_alexeyab, darknet_pjreddie, reference, tmp_path):
+    cfgs = [reference / "cfg" / "alexeyab" / name for name in STRIDED_CFGS]
+    assert _check(darknet_alexeyab, "alexeyab", cfgs, tmp_path, darknet_pjreddie) == 6
