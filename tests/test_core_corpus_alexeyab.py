@@ -20,7 +20,10 @@ AlexeyAB's Darknet is what reads them, even the ones pjreddie's could too):
   contrastive, Gaussian_yolo).
 
 At the time of writing the cfgs that raise are: cspx-p7-mish.cfg and cspx-p7-mish_hp.cfg
-(:data:`INCONSISTENT`).
+(:data:`INCONSISTENT`). The resnet cfgs with pjreddie-style strided [shortcut]s
+(resnet50/101/152, their _yolo variants, resnext152-32x4d), on which AlexeyAB's own
+parse_shortcut aborts, build with pjreddie's strided rule and a CfgWarning
+(tests/test_shortcut_strided_darknet.py).
 """
 from __future__ import annotations
 
@@ -51,11 +54,6 @@ INCONSISTENT = {
     "cspx-p7-mish.cfg": r"mask: .*outside 0\.\.15",
     # "61,45    61,45" loses its space: 31 anchors, one of them 4561 (the 32nd stays .5)
     "cspx-p7-mish_hp.cfg": r"anchors: .*31 values but num=16",
-    # pjreddie-style strided [shortcut]s: AlexeyAB's parse_shortcut asserts equal width and
-    # height and aborts on these (checked with its build through the bridge)
-    "resnet50.cfg": "same width and height", "resnet101.cfg": "same width and height",
-    "resnet152.cfg": "same width and height", "resnext152-32x4d.cfg": "same width and height",
-    "resnet50_yolo.cfg": "same width and height", "resnet152_yolo.cfg": "same width and height",
 }
 
 #: forward checks kept out of the default run (seconds to build + run at 64-128 px, 2 busy

@@ -16,6 +16,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+import torch
 
 import darknet_py
 from darknet_py.errors import DarknetError
@@ -33,19 +34,36 @@ def _cfgs(reference_dir: Path, fork: str, tiny: bool):
             if e["repo"] == fork and (not tiny or ("tiny" in e["file"] and "yolo" in e["file"]))]
 
 
-def _check(build, fork: str, cfgs, tmp_path: Path) -> int:
+#: the CfgWarning of a pjreddie-style strided [shortcut] read in the AlexeyAB dialect
+STRIDED = "AlexeyAB's Darknet aborts here (assert in parse_shortcut)"
+
+
+def _check(build, fork: str, cfgs, tmp_path: Path, strided_build=None) -> int:
+    """Our .weights size of each cfg that builds == the size ``build``'s save_weights writes.
+    An AlexeyAB cfg with pjreddie-style strided shortcuts: AlexeyAB's parser must abort on it,
+    and the size is pjreddie's (``strided_build``), whose rule darknet_py follows there."""
     tool = compile_size_tool(Path(build.folder), fork, tmp_path / f"ws_{fork}")
+    pj_tool = None
     checked = 0
     for cfg in cfgs:
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
+            with warnings.catch_warnings(record=True) as caught, torch.device("meta"):
+                warnings.simplefilter("always")
                 model = darknet_py.load(cfg, dialect=fork)
         except DarknetError:
             continue  # the coverage table lists what does not build
         ours = 20 + 4 * sum(layer.weight_count() for layer in model.layers)
         done = subprocess.run([str(tool), str(cfg), str(tmp_path / "w.weights")], cwd=tmp_path,
                               capture_output=True, text=True, timeout=600)
+        if any(STRIDED in str(w.message) for w in caught):
+            assert done.returncode != 0 and "parse_shortcut: Assertion" in done.stderr, cfg.name
+            if strided_build is None:
+                continue
+            if pj_tool is None:
+                pj_tool = compile_size_tool(Path(strided_build.folder), "pjreddie",
+                                            tmp_path / "ws_pjreddie")
+            done = subprocess.run([str(pj_tool), str(cfg), str(tmp_path / "w.weights")],
+                                  cwd=tmp_path, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, f"{cfg.name}: {done.stderr[-500:]}"
         assert int(done.stdout.split()[-1]) == ours, cfg.name
         checked += 1
@@ -64,4 +82,22 @@ def test_tiny_cfgs_alexeyab(darknet_alexeyab, reference, tmp_path):
 @pytest.mark.parametrize("fork", ["pjreddie", "alexeyab"])
 def test_every_cfg(fork, request, reference, tmp_path):
     build = request.getfixturevalue(f"darknet_{fork}")
-    assert _check(build, fork, _cfgs(reference, fork, False), tmp_path) >= 40
+    pj = request.getfixturevalue("darknet_pjreddie") if fork == "alexeyab" else None
+    assert _check(build, fork, _cfgs(reference, fork, False), tmp_path, pj) >= 40
+
+
+#: AlexeyAB's cfgs with pjreddie-style strided [shortcut]s
+STRIDED_CFGS = ("resnet50.cfg", "resnet101.cfg", "resnet152.cfg", "resnext152-32x4d.cfg",
+                "build-darknet-x64/resnet50_yolo.cfg", "build-darknet-x64/resnet152_yolo.cfg")
+
+
+def test_strided_resnet50_alexeyab(darknet_alexeyab, darknet_pjreddie, reference, tmp_path):
+    """AlexeyAB's resnet50.cfg: AlexeyAB's parser aborts; the size is pjreddie's Darknet's."""
+    cfg = reference / "cfg" / "alexeyab" / "resnet50.cfg"
+    assert _check(darknet_alexeyab, "alexeyab", [cfg], tmp_path, darknet_pjreddie) == 1
+
+
+@pytest.mark.slow
+def test_strided_resnets_alexeyab(darknet_alexeyab, darknet_pjreddie, reference, tmp_path):
+    cfgs = [reference / "cfg" / "alexeyab" / name for name in STRIDED_CFGS]
+    assert _check(darknet_alexeyab, "alexeyab", cfgs, tmp_path, darknet_pjreddie) == 6

@@ -5,7 +5,9 @@ their sizes differ the from-layer is subsampled (or the output strided) as in
 ``blas.c:shortcut_cpu``. AlexeyAB: ``from`` may list several layers, each added
 over the flat-index prefix they share with the output
 (``shortcut_multilayer_cpu``), optionally weighted (``weights_type``), and the
-weights are stored in .weights.
+weights are stored in .weights. A from-layer of another width/height, on which
+AlexeyAB's ``parse_shortcut`` asserts (aborts), is read with pjreddie's strided rule
+and a :class:`CfgWarning` (the resnet cfgs AlexeyAB's repo copied from pjreddie's).
 
     >>> import torch
     >>> from darknet_py.cfg import parse_cfg
@@ -20,6 +22,7 @@ weights are stored in .weights.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import List
 
@@ -27,6 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from ..cfg.options import option
+from ..errors import CfgWarning
 from . import activations
 from .base import BuildContext, DarknetLayer, ResizeError, Shape, filled, table_shape
 from .registry import register
@@ -51,8 +55,11 @@ class ShortcutLayer(DarknetLayer):
     ab_train = True
 
     def __init__(self, index: int, out_shape: Shape, refs: List[int], ref_shapes: List[Shape],
-                 opts: ShortcutOptions, alexeyab: bool) -> None:
+                 opts: ShortcutOptions, alexeyab: bool, strided: bool = False) -> None:
         super().__init__(index, out_shape, refs)
+        #: pjreddie's strided sum (shortcut_cpu) in the AlexeyAB dialect: a from-layer of
+        #: another width/height, on which AlexeyAB's parse_shortcut aborts (see build)
+        self.strided = strided
         self.activation = opts.activation
         self._act = activations.get(opts.activation, "alexeyab" if alexeyab else "pjreddie")
         self.alpha, self.beta = opts.alpha, opts.beta
@@ -118,7 +125,8 @@ class ShortcutLayer(DarknetLayer):
         return flat.view_as(x)
 
     def forward(self, x: Tensor, refs: List[Tensor]) -> Tensor:
-        y = self._alexeyab(x, refs) if self.alexeyab else self._pjreddie(x, refs[0])
+        y = (self._alexeyab(x, refs) if self.alexeyab and not self.strided
+             else self._pjreddie(x, refs[0]))
         return self._act(self.mark_delta(y))
 
     def infer(self, x: Tensor, refs: List[Tensor], reuse: bool) -> Tensor:
@@ -171,24 +179,36 @@ def build(ctx: BuildContext) -> ShortcutLayer:
             "several layers in from= need the AlexeyAB dialect", "from")
     refs = [ctx.layer_index(v, "from") for v in o.from_]
     shapes = [ctx.shapes[i] for i in refs]
-    if not alexeyab:
-        s, i = shapes[0], ctx.input_shape
+    i = ctx.input_shape
+    # parse_shortcut (AlexeyAB): assert(params.w == l.out_w && params.h == l.out_h) -- an
+    # abort, for every input size, on pjreddie's strided shortcuts (resnet50.cfg & co. in
+    # AlexeyAB's cfg folder). One from-layer without weights: read as pjreddie's Darknet reads
+    # the same cfg (shortcut_cpu's stride/sample), with a warning saying so.
+    strided = alexeyab and any((s.h, s.w) != (i.h, i.w) for s in shapes)
+    if strided:
+        ref, s = next((f, s) for f, s in zip(refs, shapes) if (s.h, s.w) != (i.h, i.w))
+        r.check(len(refs) == 1 and o.weights_type == "none",
+                f"layer {ref} is {s.w}x{s.h} but the previous layer is {i.w}x{i.h}; AlexeyAB's "
+                f"Darknet aborts unless they have the same width and height (pjreddie's strided "
+                f"rule needs a single from-layer and no weights_type)", "from")
+    if not alexeyab or strided:
+        s = shapes[0]
         ok = all(v >= 1 for v in (s.w // i.w or i.w // s.w, s.h // i.h or i.h // s.h))
         r.check(ok and (max(s.w // i.w, 1) == max(s.h // i.h, 1))
                 and (max(i.w // s.w, 1) == max(i.h // s.h, 1)),
                 f"layer {refs[0]} ({s.w}x{s.h}) and the previous layer ({i.w}x{i.h}) "
                 f"differ by a non-uniform scale", "from")
-    else:
-        i = ctx.input_shape
-        for ref, s in zip(refs, shapes):
-            # parse_shortcut: assert(params.w == l.out_w && params.h == l.out_h) (abort)
-            r.check((s.h, s.w) == (i.h, i.w),
-                    f"layer {ref} is {s.w}x{s.h} but the previous layer is {i.w}x{i.h}; "
-                    f"AlexeyAB's Darknet aborts unless they have the same width and height",
-                    "from")
+    if strided:
+        s = shapes[0]
+        entry = r.section.find("from")
+        where = f"{r.section.file}:{entry.line if entry is not None else r.section.line}"
+        warnings.warn(CfgWarning(
+            f"{where}: [shortcut] layer {refs[0]} is {s.w}x{s.h} but the previous layer is "
+            f"{i.w}x{i.h}: AlexeyAB's Darknet aborts here (assert in parse_shortcut); "
+            f"pjreddie's strided shortcut (shortcut_cpu) is used"), stacklevel=2)
     if o.weights_type != "none" and any(s != ctx.input_shape for s in shapes):
         raise r.error("weights_type needs the from-layers to have the output's shape", "weights_type")
     # AlexeyAB's parse_network_cfg: use_bin_output = 0 on the previous layer and l.index
     for ref in {ctx.index - 1, refs[0]} - {-1}:
         ctx.layers[ref].clear_bin_output()
-    return ShortcutLayer(ctx.index, ctx.input_shape, refs, shapes, o, alexeyab)
+    return ShortcutLayer(ctx.index, ctx.input_shape, refs, shapes, o, alexeyab, strided)
