@@ -43,8 +43,8 @@ ones with arithmetic this mode does not rewrite ([connected], [local],
 activation, [scale_channels], ...) stay within float rounding of Darknet, as on the
 plain path. The fork is the build's, not the model's dialect. CPU float32 only,
 inference only (no gradients), and slow (numpy passes over C per k): a 416x416
-yolov3-tiny forward measured 18-20 s against 1-2 s on the fast path on 2 cores
-shared by other jobs, 4.4 s when quieter.
+yolov3-tiny forward measured 2.5-2.8 s against 0.05-0.14 s on the fast path (2
+cores shared with other jobs, load average 5; 18-20 s against 1-2 s at load 10).
 """
 from __future__ import annotations
 

@@ -10,8 +10,8 @@ stb_image), and compares
   (the milliseconds masked): exactly. ``--darknet BUILD`` also evaluates the network
   in that build's arithmetic order (:mod:`darknet_py.gemm_order`), so even values on
   a rounding boundary print as Darknet prints them (eagle.jpg, letterboxed,
-  yolov3-tiny: a bird at a probability of 0.765000 prints 76% in Darknet and here;
-  the fast path, whose sums run in other orders, prints 77%);
+  yolov3-tiny: a bird at probability 0.7649998 in Darknet and here, 76%; 0.7649993
+  on the fast path, whose sums run in other orders);
 * the ``-out`` JSON (``detection_to_json``): the same objects, each number equal to its
   6 printed decimals or 1 in the last apart (measured: [Gaussian_yolo] at 128x128 has
   box centres 1e-6 apart; its box decode is not in Darknet's arithmetic order).

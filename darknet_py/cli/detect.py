@@ -297,7 +297,7 @@ def _add_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--darknet", metavar="BUILD",
                    help="be this Darknet build (a folder from `darknet-py darknet build`): "
                         "decode images with its own stb_image and evaluate in its arithmetic "
-                        "order (darknet_py.gemm_order; CPU, 10x slower or more): its exact lines")
+                        "order (darknet_py.gemm_order; CPU, ~20-50x slower): its exact lines")
 
 
 def _detector(args: argparse.Namespace) -> int:
