@@ -9,9 +9,11 @@ So a 2x2/1 maxpool keeps the size and the last column/row sees only itself.
 Backward (training) is Darknet's ``backward_maxpool_layer``: each output's delta goes to
 the one input ``l.indexes`` names, the *first* maximum of its window in Darknet's scan
 order (rows, then columns; channels for AlexeyAB's ``maxpool_depth``) by a strict ``>``
-from ``-FLT_MAX``, so a later equal value and a padding cell never win. PyTorch's own max
-splits a tie's gradient instead, which changes every delta behind a tie (ties are common:
-a leaky layer's equal outputs, saturated inputs).
+from ``-FLT_MAX``, so a later equal value and a padding cell never win. A max built from
+``torch.maximum``/``amax`` splits a tie's gradient instead, which changes every delta behind
+a tie (ties are common: a leaky layer's equal outputs, saturated inputs). PyTorch's CPU
+``max_pool2d`` picks Darknet's cell, so training runs it on Darknet's padded grid and falls
+back to the scan where it would not (``maxpool_depth``, NaN, a max <= -FLT_MAX, CUDA).
 
     >>> import torch
     >>> from darknet_py.cfg import parse_cfg
@@ -191,7 +193,8 @@ class MaxpoolLayer(DarknetLayer):
 
     def forward(self, x: Tensor, refs: List[Tensor]) -> Tensor:
         if x.requires_grad and torch.is_grad_enabled() and not torch.jit.is_tracing():
-            return _IndexedMax.apply(x, self)
+            out = None if self.depth else self._aten_max(x)
+            return _IndexedMax.apply(x, self) if out is None else out
         if self.depth:
             # AlexeyAB maxpool_depth: out[g] = max over input channels g, g+G, g+2G, ... < c
             # (G = out_channels), starting from -FLT_MAX; size/stride/padding are unused
@@ -199,6 +202,15 @@ class MaxpoolLayer(DarknetLayer):
             n = -(-c // g)
             x = F.pad(x, (0, 0, 0, 0, 0, n * g - c), value=-FLT_MAX)
             return x.unflatten(1, (n, g)).amax(dim=1)
+        x = self._padded(x, -FLT_MAX)
+        # a max over a size x size window is a max over rows of a max over columns: the same
+        # values as F.max_pool2d (max is exact), several times faster on the CPU
+        # rows first: its views read whole rows, and the column pass then sees half the data
+        return _window_max(_window_max(x, 2, self.size, self.stride[0]),
+                           3, self.size, self.stride[1])
+
+    def _padded(self, x: Tensor, value: float) -> Tensor:
+        """``x`` padded with ``value`` on Darknet's grid (windows start at -padding/2)."""
         left, right, top, bottom = self.pad
         sy, sx = self.stride
         k, h, w = self.size, x.shape[2], x.shape[3]
@@ -208,13 +220,28 @@ class MaxpoolLayer(DarknetLayer):
         reached = (torch.jit.is_tracing() or left or top or h < k or w < k
                    or (h - k) // sy != (h + top + bottom - k) // sy
                    or (w - k) // sx != (w + left + right - k) // sx)
-        if reached and any(self.pad):
-            x = F.pad(x, self.pad, value=-FLT_MAX)
-        # a max over a size x size window is a max over rows of a max over columns: the same
-        # values as F.max_pool2d (max is exact), several times faster on the CPU
-        # rows first: its views read whole rows, and the column pass then sees half the data
-        return _window_max(_window_max(x, 2, self.size, self.stride[0]),
-                           3, self.size, self.stride[1])
+        return F.pad(x, self.pad, value=value) if reached and any(self.pad) else x
+
+    def _aten_max(self, x: Tensor) -> Optional[Tensor]:
+        """Training forward by PyTorch's CPU max_pool2d, None where it is not Darknet's.
+
+        That kernel scans each window row by row, column by column, and takes a cell when
+        ``val > max || isnan(val)`` from -inf; its backward adds each output's gradient to
+        that cell. On Darknet's padded grid (padding cells -inf, so they never win) that is
+        ``l.indexes`` and backward_maxpool_layer exactly -- same outputs, indexes and deltas
+        as :meth:`_indexed`, ties included, contiguous or channels_last -- unless a window's
+        max is NaN or <= -FLT_MAX (Darknet: a NaN never wins, a -FLT_MAX cell or a window
+        of padding only gives -FLT_MAX and no index). Those show in the output, which is
+        checked: then None and the caller takes the scan of :meth:`_indexed`. CUDA's kernel
+        is not checked here, so only the CPU takes this path.
+        """
+        if x.device.type != "cpu":
+            return None
+        out = F.max_pool2d(self._padded(x, -float("inf")), self.size, self.stride,
+                           return_indices=True)[0]
+        with torch.no_grad():
+            exact = bool((out > -FLT_MAX).all())  # False for NaN, -FLT_MAX and -inf
+        return out if exact else None
 
     def _indexed(self, x: Tensor):
         """forward_maxpool_layer in training: outputs and ``l.indexes`` (flat positions in
