@@ -146,7 +146,9 @@ def _blame(model, run: Callable[[Optional[int]], None], exc: Exception) -> CfgEr
         else:
             lo = mid
     sec = model.sections[hi]
-    return CfgError(f"layer {hi - 1} [{sec.kind}] cannot be exported: {text}",
+    name = f"layer {hi - 1} [{sec.kind}]"
+    text = text[len(name) + 2:] if text.startswith(name + ": ") else text  # said once
+    return CfgError(f"{name} cannot be exported: {text}",
                     file=sec.file, line=sec.line)
 
 

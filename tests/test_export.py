@@ -210,6 +210,19 @@ def test_onnx_of_a_layer_that_cannot_export_names_its_section(monkeypatch):
     assert "\n" not in str(info.value)
 
 
+def test_onnx_of_rnn_whose_steps_exceed_the_batch_is_one_line():
+    # Darknet carves time_steps out of the batch (rnn.train.cfg: time_steps=576); the traced
+    # batch of 1 cannot hold them: one line naming the section, and naming it once
+    model = Darknet(parse_cfg("[net]\ninputs=4\ntime_steps=3\nbatch=3\n"
+                              "[rnn]\nbatch_normalize=1\noutput=4\nhidden=4\n"
+                              "activation=leaky\n", "steps.cfg"))
+    with pytest.raises(CfgError) as info:
+        export_onnx(model, io.BytesIO())
+    text = str(info.value)
+    assert text.startswith("steps.cfg:5: layer 0 [rnn] cannot be exported: ")
+    assert "\n" not in text and text.count("[rnn]") == 1 and "time_steps=3" in text
+
+
 def test_onnx_partial_is_layer_output(tmp_path):
     ort = _ort()
     model = _model("pjreddie", "yolov3-tiny.cfg")
