@@ -211,8 +211,7 @@ class Darknet(nn.Module):
                                     f"{self.limits.max_parameters} "
                                     f"(${_limits.ENV['max_parameters']})")
                 common = reader.read(CommonOptions)
-                if isinstance(layer, nn.Module) and hasattr(layer, "dontloadscales"):
-                    layer.dontloadscales = bool(common.dontloadscales)
+                layer.dontloadscales = bool(common.dontloadscales)
                 layers.append(layer)
                 shapes.append(layer.out_shape)
                 self.common.append(common)

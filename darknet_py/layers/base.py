@@ -108,6 +108,9 @@ class DarknetLayer(nn.Module):
     #: forward reads ``x``, the previous layer's output (False: only ``refs``, as [route]);
     #: with ``refs`` the layers whose outputs (and so deltas) this layer's depends on
     reads_previous: bool = True
+    #: Darknet's per-layer ``dontloadscales`` (set from the section by the model): the
+    #: .weights file lacks this layer's BN values (read by the layers that have BN)
+    dontloadscales: bool = False
 
     def __init__(self, index: int, out_shape: Shape, refs: Sequence[int] = ()) -> None:
         super().__init__()

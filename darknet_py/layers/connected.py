@@ -63,8 +63,6 @@ class ConnectedLayer(DarknetLayer):
         self.bias = nn.Parameter(filled(opts.output))
         self.bn = (BatchNorm(opts.output, dialect, dialect.connected_bn_rolling_momentum)
                    if opts.batch_normalize else None)
-        #: Darknet's per-layer ``dontloadscales``: the .weights file lacks this layer's BN values.
-        self.dontloadscales = False
         #: set by the .weights loader: the file stores W as [inputs][outputs] (major/minor > 1000)
         self.transposed_weights = False
         if initialising():

@@ -189,8 +189,6 @@ class ConvolutionalLayer(DarknetLayer):
         self.padding = opts.padding * opts.dilation
         self.groups = opts.groups
         self.dilation = opts.dilation
-        #: Darknet's per-layer ``dontloadscales``: the .weights file lacks this layer's BN values.
-        self.dontloadscales = False
         #: a 1x1 kernel Darknet applies to its input read flat (see :func:`_flat_1x1`)
         self.flat_1x1 = False
         #: xnor=1: binarized weights and input (see :func:`xnor_binarize`)

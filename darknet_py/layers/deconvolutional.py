@@ -68,8 +68,6 @@ class DeconvolutionalLayer(DarknetLayer):
         self.weight = nn.Parameter(filled(c, n, k, k))
         self.bias = nn.Parameter(filled(n))
         self.bn = BatchNorm(n, dialect) if opts.batch_normalize else None
-        #: Darknet's per-layer ``dontloadscales``: the .weights file lacks this layer's BN values.
-        self.dontloadscales = False
         if initialising():
             self.reset_parameters()
 
