@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import TYPE_CHECKING, List, Optional
 
 import torch
 from torch import Tensor
@@ -52,6 +52,9 @@ from . import activations
 from .base import BuildContext, DarknetLayer, Shape, check_shape
 from .connected import ConnectedLayer, ConnectedOptions
 from .registry import register
+
+if TYPE_CHECKING:
+    from .convolutional import ConvolutionalLayer
 
 
 @dataclass
@@ -177,12 +180,12 @@ def vanilla_steps(layer: Recurrent, xs: Tensor, state: Tensor, shortcut: int,
     return out, state
 
 
-def inner_bn(layer: DarknetLayer) -> DarknetLayer:
-    """``layer`` as a recurrent layer's inner one: its BN backward reads the statistics of
-    its last step's forward (:attr:`~darknet_py.layers.batchnorm.BatchNorm.backward_reads_last_stats`)."""
-    bn = getattr(layer, "bn", None)
-    if bn is not None:
-        bn.backward_reads_last_stats = True
+def inner_bn(layer: "ConnectedLayer | ConvolutionalLayer") -> "ConnectedLayer | ConvolutionalLayer":
+    """``layer`` (a [connected] or [convolutional], both with ``bn``) as a recurrent layer's
+    inner one: its BN backward reads the statistics of its last step's forward
+    (:attr:`~darknet_py.layers.batchnorm.BatchNorm.backward_reads_last_stats`)."""
+    if layer.bn is not None:
+        layer.bn.backward_reads_last_stats = True
     return layer
 
 
