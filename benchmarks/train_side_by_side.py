@@ -43,6 +43,7 @@ from darknet_py.cfg.writer import format_cfg  # noqa: E402
 from darknet_py.train import synthetic  # noqa: E402
 from darknet_py.layers import batchnorm  # noqa: E402
 from darknet_py.train.engine import TrainState, train_network  # noqa: E402
+from darknet_py.compare import UPDATE_TOLERANCE  # noqa: E402
 
 CFG = {"pjreddie": ROOT / "cfg" / "yolov3-tiny.cfg", "alexeyab": ROOT / "cfg" / "yolov4-tiny.cfg"}
 CLASSES = 3
@@ -87,8 +88,141 @@ def _state(model) -> dict:
     return {k: v.detach().clone().double() for k, v in model.state_dict().items()}
 
 
+#: the perturbations --noise runs Darknet from: ``w+`` / ``w-``: every nonzero float of the
+#: initial weights file one float32 ulp toward +inf / -inf; ``w~S``: each one ulp in a
+#: direction drawn with seed S; ``x+``: the weights as they are, every nonzero input pixel
+#: one ulp toward +inf
+PERTURBATIONS = ("w+", "w-", "w~1", "x+")
+
+
+def nudge(a: np.ndarray, how: str) -> np.ndarray:
+    """``a`` (float32) with every nonzero finite element moved by one float32 ulp: toward
+    +inf (``how`` "+"), -inf ("-"), or "~S": a direction per element drawn from
+    ``np.random.default_rng(S)``. Zeros (and inf/NaN) stay as they are, so no denormal
+    appears (AlexeyAB's -Ofast build would flush it to zero)."""
+    a = np.asarray(a, np.float32)
+    if how == "+":
+        target = np.full(a.shape, np.inf, np.float32)
+    elif how == "-":
+        target = np.full(a.shape, -np.inf, np.float32)
+    elif how.startswith("~") and how[1:].isdigit():
+        up = np.random.default_rng(int(how[1:])).random(a.shape) < 0.5
+        target = np.where(up, np.float32(np.inf), np.float32(-np.inf)).astype(np.float32)
+    else:
+        raise ValueError(f"nudge: expected '+', '-' or '~SEED', got {how!r}")
+    moved = np.nextafter(a, target)
+    keep = (a == 0) | ~np.isfinite(a)
+    return np.where(keep, a, moved).astype(np.float32)
+
+
+def perturb_weights(src: Path, dst: Path, how: str) -> int:
+    """Copy the .weights file ``src`` to ``dst`` with its body (every float after the
+    header) nudged (:func:`nudge`); the header (version, seen) is kept. Returns how many
+    floats changed."""
+    from darknet_py.weights import parse_header
+    data = Path(src).read_bytes()
+    head = parse_header(data[:20], str(src)).nbytes
+    body = np.frombuffer(data, np.float32, offset=head)
+    new = nudge(body, how)
+    Path(dst).write_bytes(data[:head] + new.tobytes())
+    return int((new.view(np.uint32) != body.view(np.uint32)).sum())
+
+
+def _rel(a, b) -> float:
+    """|a - b| / |b|; inf when either is not finite (Darknet's own loss can go NaN)."""
+    r = abs(a - b) / max(abs(b), 1e-30)
+    return float(r) if np.isfinite(r) else float("inf")
+
+
+def first_over(rel, tolerance: float):
+    """The first iteration (1-based) whose relative difference exceeds ``tolerance``,
+    None when none does."""
+    for k, r in enumerate(rel, 1):
+        if not r <= tolerance:
+            return k
+    return None
+
+
+def run_darknet(build, cfg: Path, out: Path, X, y, args, weights=None, save_every=None):
+    """Darknet's ``train_network`` ``args.iterations`` times on the stack X/y: its losses,
+    the case folder, the seconds it took."""
+    from darknet_py.darknet import dump_case
+    t0 = time.perf_counter()
+    case = dump_case(build, cfg, weights, mode="train", out_dir=out, X=X, y=y,
+                     iterations=args.iterations, seed=args.seed,
+                     save_every=save_every or args.iterations, timeout=3600)
+    seconds = time.perf_counter() - t0
+    manifest = json.loads((case / "case.json").read_text())
+    return [e["loss"] for e in manifest["train_log"]], case, seconds
+
+
+def run_ours(fork: str, cfg: Path, weights: Path, X, y, args, theirs, case=None,
+             label="darknet_py", ref_label="darknet"):
+    """darknet_py's ``train_network`` from ``weights`` on the same batches. With ``case``
+    (Darknet's run, every iteration's weights saved) and ``args.resync``, each iteration
+    starts from Darknet's weights of the previous one and its parameter update is compared
+    with Darknet's (per tensor, max |difference| over the update's max |value|, above the
+    stored weights' one-ulp floor: darknet_py.compare's measure); without ``resync`` the
+    weights of both are compared wherever Darknet saved them (how far they parted, relative
+    to how far training moved). Returns losses, per-step update errors, drifts, seconds."""
+    from darknet_py.compare import _snapshot, _update_error
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = load(cfg, weights, dialect=fork, warn_unused=False)
+        shadow = load(cfg, weights, dialect=fork, warn_unused=False)
+    init = _state(model)
+    state = TrainState.from_model(model)
+    Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
+    losses, steps, drifts = [], [], []
+    ref_before = _snapshot(model) if args.resync else None
+    t0 = time.perf_counter()
+    for k in range(1, args.iterations + 1):
+        i = (k - 1) % args.batches
+        if args.resync and k > 1:
+            model.load_weights(case / f"weights_iter{k - 1}.weights")
+        before = _snapshot(model) if args.resync else None
+        with batchnorm.exact():  # Darknet's arithmetic order, as compare checks it
+            loss = train_network(model, state, Xt[i], yt[i])
+        losses.append(loss)
+        saved = None if case is None else case / f"weights_iter{k}.weights"
+        note = ""
+        if args.resync:
+            shadow.load_weights(saved)
+            ref_after, after = _snapshot(shadow), _snapshot(model)
+            worst, where = 0.0, ""
+            finite = all(np.isfinite(t).all() for t in ref_after.values())
+            for name, ref_t in ref_after.items():
+                e = _update_error(after[name] - before[name], ref_t - ref_before[name],
+                                  after[name], ref_t)
+                if not e <= worst:
+                    worst, where = e, name
+            steps.append({"iteration": k, "worst": worst if finite else None, "tensor": where,
+                          "darknet_finite": finite})
+            note = f"  update {worst:.2e} of its max ({where})" if finite else \
+                "  Darknet's weights not finite"
+            ref_before = ref_after
+            if not finite:
+                print(f"  {fork} it {k:4d}  Darknet's weights after this iteration hold NaN/inf:"
+                      f" stop the per-step check here", flush=True)
+                break
+        elif saved is not None and saved.is_file():
+            shadow.load_weights(saved)
+            ref, mine = _state(shadow), _state(model)
+            d = max(float((mine[n] - ref[n]).abs().max()) /
+                    max(float((ref[n] - init[n]).abs().max()), 1e-30)
+                    for n in ref if ref[n].is_floating_point() and ref[n].numel())
+            drifts.append((k, d))
+            note = f"  weights apart {d:.2e} of their move"
+        if theirs is not None:
+            r = _rel(loss, theirs[k - 1])
+            if args.verbose or k <= 5 or k % 10 == 0 or r > args.tolerance:
+                print(f"  {fork} it {k:4d}  {ref_label} {theirs[k - 1]:12.6f}  "
+                      f"{label} {loss:12.6f}  rel {r:.2e}{note}", flush=True)
+    return losses, steps, drifts, time.perf_counter() - t0
+
+
 def run_fork(fork: str, args, out: Path) -> dict:
-    from darknet_py.darknet import build_darknet, dump_case
+    from darknet_py.darknet import build_darknet
     build = build_darknet(fork=fork)
     per_box = 6 if fork == "alexeyab" else 5
     text = narrow_cfg(fork, args.size, args.batch, args.div, args.iterations)
@@ -100,59 +234,100 @@ def run_fork(fork: str, args, out: Path) -> dict:
         probe = load(cfg, dialect=fork, warn_unused=False)
     boxes = probe.layers[probe.heads[0]].opts.max
     X, y = make_batches(args.batches, args.batch, args.size, boxes, per_box, args.seed)
-    t0 = time.perf_counter()
-    case = dump_case(build, cfg, mode="train", out_dir=work / "case", X=X, y=y,
-                     iterations=args.iterations, seed=args.seed,
-                     save_every=1 if args.resync else args.save_every,
-                     timeout=3600)
-    t_darknet = time.perf_counter() - t0
-    manifest = json.loads((case / "case.json").read_text())
-    theirs = [e["loss"] for e in manifest["train_log"]]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model = load(cfg, case / "weights_init.weights", dialect=fork, warn_unused=False)
-        shadow = load(cfg, case / "weights_init.weights", dialect=fork, warn_unused=False)
-    init = _state(model)
-    state = TrainState.from_model(model)
-    Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
-    ours, rel, drifts = [], [], []
-    t0 = time.perf_counter()
-    for k in range(1, args.iterations + 1):
-        i = (k - 1) % args.batches
-        if args.resync and k > 1:
-            model.load_weights(case / f"weights_iter{k - 1}.weights")
-        with batchnorm.exact():  # Darknet's arithmetic order, as compare checks it
-            loss = train_network(model, state, Xt[i], yt[i])
-        ours.append(loss)
-        r = abs(loss - theirs[k - 1]) / max(abs(theirs[k - 1]), 1e-30)
-        if not np.isfinite(r):  # a NaN on either side (Darknet's own loss can blow up)
-            r = float("inf")
-        rel.append(r)
-        saved = case / f"weights_iter{k}.weights"
-        d = None
-        if saved.is_file():
-            shadow.load_weights(saved)
-            ref, mine = _state(shadow), _state(model)
-            d = max(float((mine[n] - ref[n]).abs().max()) /
-                    max(float((ref[n] - init[n]).abs().max()), 1e-30)
-                    for n in ref if ref[n].is_floating_point() and ref[n].numel())
-            drifts.append((k, d))
-        if args.verbose or k <= 5 or k % 10 == 0 or r > args.tolerance:
-            extra = f"  weights apart {d:.2e} of their move" if d is not None else ""
-            print(f"  {fork} it {k:4d}  darknet {theirs[k - 1]:12.6f}  darknet_py {loss:12.6f}"
-                  f"  rel {r:.2e}{extra}", flush=True)
-    t_ours = time.perf_counter() - t0
+    theirs, case, t_darknet = run_darknet(build, cfg, work / "case", X, y, args,
+                                          save_every=1 if args.resync else args.save_every)
+    init = case / "weights_init.weights"
+    ours, steps, drifts, t_ours = run_ours(fork, cfg, init, X, y, args, theirs, case)
+    rel = [_rel(a, b) for a, b in zip(ours, theirs)]
     worst = int(np.argmax(rel))
-    result = {"fork": fork, "resync": args.resync, "cfg": text, "iterations": args.iterations, "size": args.size,
-              "batch": args.batch, "batches": args.batches, "darknet_loss": theirs,
+    result = {"fork": fork, "resync": args.resync, "cfg": text, "iterations": args.iterations,
+              "size": args.size, "batch": args.batch, "batches": args.batches,
+              "tolerance": args.tolerance, "darknet_loss": theirs,
               "darknet_py_loss": ours, "relative_difference": rel,
               "max_relative_difference": rel[worst], "at_iteration": worst + 1,
+              "first_over": first_over(rel, args.tolerance),
               "weights_drift": drifts, "darknet_seconds": t_darknet,
               "darknet_py_seconds": t_ours, "threads": torch.get_num_threads()}
     print(f"{fork}: {args.iterations} iterations, max relative loss difference "
-          f"{rel[worst]:.2e} at iteration {worst + 1}; Darknet {t_darknet:.1f} s, "
-          f"darknet_py {t_ours:.1f} s ({torch.get_num_threads()} threads)", flush=True)
+          f"{rel[worst]:.2e} at iteration {worst + 1}, first above {args.tolerance:g} at "
+          f"{result['first_over']}; Darknet {t_darknet:.1f} s, darknet_py {t_ours:.1f} s "
+          f"({torch.get_num_threads()} threads)", flush=True)
+    if args.resync:
+        checked = [s for s in steps if s["worst"] is not None]
+        within = sum(s["worst"] <= UPDATE_TOLERANCE for s in checked)
+        top = max(checked, key=lambda s: s["worst"]) if checked else None
+        result["steps"] = steps
+        result["steps_within"] = within
+        result["steps_checked"] = len(checked)
+        result["update_tolerance"] = UPDATE_TOLERANCE
+        stop = next((s["iteration"] for s in steps if not s["darknet_finite"]), None)
+        result["stopped_at_darknet_nan"] = stop
+        if top is not None:
+            print(f"{fork}: per-step updates of {len(checked)} iterations: {within} within "
+                  f"{UPDATE_TOLERANCE:g} of their max; worst {top['worst']:.2e} at iteration "
+                  f"{top['iteration']} ({top['tensor']})"
+                  + (f"; stopped at iteration {stop}: Darknet's weights not finite" if stop else ""),
+                  flush=True)
+    if args.noise:
+        result["noise"] = noise_floor(fork, build, cfg, work, X, y, args, theirs, ours, init)
     return result
+
+
+def noise_floor(fork, build, cfg, work, X, y, args, theirs, ours, init) -> dict:
+    """Darknet against itself: a rerun from the same weights file (must be bit-identical)
+    and one run per :data:`PERTURBATIONS` entry on the same batches; darknet_py from the
+    first weight perturbation. Per iteration: the relative loss difference of each pair."""
+    tol = args.tolerance
+    again, _, _ = run_darknet(build, cfg, work / "again", X, y, args, weights=init)
+    identical = len(again) == len(theirs) and all(
+        np.float32(a).tobytes() == np.float32(b).tobytes() for a, b in zip(again, theirs))
+    print(f"{fork}: Darknet rerun from its own weights file: "
+          f"{'bit-identical losses' if identical else 'DIFFERENT losses'} over "
+          f"{len(theirs)} iterations", flush=True)
+    runs = {}
+    for how in args.perturb:
+        if how.startswith("x"):
+            losses, _, _ = run_darknet(build, cfg, work / f"noise-{how}", nudge(X, how[1:]), y,
+                                       args, weights=init)
+            changed = int((nudge(X, how[1:]) != X).sum())
+        else:
+            w = work / f"init-{how}.weights"
+            changed = perturb_weights(init, w, how[1:])
+            losses, _, _ = run_darknet(build, cfg, work / f"noise-{how}", X, y, args, weights=w)
+        rel = [_rel(a, b) for a, b in zip(losses, theirs)]
+        runs[how] = {"changed_floats": changed, "darknet_loss": losses, "relative_difference": rel,
+                     "first_over": first_over(rel, tol)}
+        print(f"{fork}: Darknet vs Darknet {how} ({changed} floats nudged 1 ulp): first above "
+              f"{tol:g} at iteration {runs[how]['first_over']}", flush=True)
+    ours_how = next(h for h in args.perturb if h.startswith("w"))
+    w = work / f"init-{ours_how}.weights"
+    ours_p, _, _, _ = run_ours(fork, cfg, w, X, y, argparse.Namespace(**{**vars(args), "resync": False}),
+                               ours, None, label=f"darknet_py {ours_how}", ref_label="darknet_py")
+    rel_ours = [_rel(a, b) for a, b in zip(ours_p, ours)]
+    rel_main = [_rel(a, b) for a, b in zip(ours, theirs)]
+    envelope = [max(r["relative_difference"][k] for r in runs.values()) for k in range(len(theirs))]
+    firsts = [r["first_over"] or len(theirs) + 1 for r in runs.values()]
+    within = sum(m <= e for m, e in zip(rel_main, envelope))
+    noise = {"rerun_identical": identical, "perturbations": runs,
+             "darknet_py_perturbation": ours_how, "darknet_py_perturbed_loss": ours_p,
+             "darknet_py_vs_perturbed": rel_ours,
+             "darknet_py_vs_perturbed_first_over": first_over(rel_ours, tol),
+             "envelope": envelope, "iterations_within_envelope": within,
+             "darknet_self_first_over_min": min(firsts), "darknet_self_first_over_max": max(firsts),
+             "darknet_py_first_over": first_over(rel_main, tol)}
+    print(f"\n  {fork}: relative loss differences per iteration (D = Darknet, P = darknet_py, "
+          f"' = from the {ours_how} weights; envelope = max over Darknet's perturbed runs)")
+    print("   iter   D vs P    D vs D'   P vs P'   envelope")
+    for k in range(len(theirs)):
+        if args.verbose or k < 30 or (k + 1) % 10 == 0:
+            print(f"  {k + 1:5d}  {rel_main[k]:.2e}  {runs[ours_how]['relative_difference'][k]:.2e}"
+                  f"  {rel_ours[k]:.2e}  {envelope[k]:.2e}")
+    print(f"  {fork}: first above {tol:g}: Darknet vs darknet_py at {noise['darknet_py_first_over']}; "
+          + ", ".join(f"Darknet vs Darknet {h} at {r['first_over']}" for h, r in runs.items())
+          + f"; darknet_py vs darknet_py {ours_how} at {noise['darknet_py_vs_perturbed_first_over']}."
+          f" Darknet vs darknet_py within Darknet's own envelope at {within} of {len(theirs)} "
+          f"iterations", flush=True)
+    return noise
 
 
 def plot(results, path: Path) -> None:
@@ -174,8 +349,17 @@ def plot(results, path: Path) -> None:
         ax.set_yscale("log")
         ax.legend()
         ax = axes[1, j]
-        ax.semilogy(it, np.maximum(r["relative_difference"], 1e-12))
-        ax.axhline(0.01, color="r", lw=0.8)
+        ax.semilogy(it, np.maximum(r["relative_difference"], 1e-12), label="Darknet vs darknet_py",
+                    lw=2, color="k")
+        noise = r.get("noise")
+        if noise:
+            for how, run in noise["perturbations"].items():
+                ax.semilogy(it, np.maximum(run["relative_difference"], 1e-12), lw=0.8,
+                            label=f"Darknet vs Darknet {how}")
+            ax.semilogy(it, np.maximum(noise["darknet_py_vs_perturbed"], 1e-12), lw=1, ls="--",
+                        label=f"darknet_py vs darknet_py {noise['darknet_py_perturbation']}")
+            ax.legend(fontsize=7)
+        ax.axhline(r["tolerance"], color="r", lw=0.8)
         ax.set_xlabel("iteration")
         ax.set_ylabel("|darknet_py - Darknet| / Darknet")
     fig.tight_layout()
@@ -199,20 +383,57 @@ def main() -> int:
     ap.add_argument("--resync", action="store_true",
                     help="start each darknet_py iteration from Darknet's weights of the previous "
                          "one (momentum buffers carry on): one step's error, not two drifting "
-                         "trajectories")
+                         "trajectories; every step's parameter update is compared with Darknet's")
+    ap.add_argument("--noise", action="store_true",
+                    help="the noise floor: Darknet rerun from its own weights file, and from "
+                         "copies perturbed by one float32 ulp (--perturb); darknet_py from the "
+                         "first weight perturbation")
+    ap.add_argument("--perturb", default=",".join(PERTURBATIONS),
+                    help="comma-separated perturbations for --noise: w+ w- w~SEED x+ x- x~SEED "
+                         "(w: every nonzero initial weight, x: every nonzero input pixel; one "
+                         "ulp toward +inf, -inf, or a random direction per element)")
     ap.add_argument("--verbose", action="store_true", help="print every iteration")
     args = ap.parse_args()
+    args.perturb = [h.strip() for h in args.perturb.split(",") if h.strip()]
+    for how in args.perturb:
+        if how[:1] not in ("w", "x"):
+            ap.error(f"--perturb: {how!r} is not w+, w-, w~SEED, x+, x- or x~SEED")
+        nudge(np.ones(1, np.float32), how[1:])  # raises on a bad direction
+    if args.noise and not any(h.startswith("w") for h in args.perturb):
+        ap.error("--noise needs at least one weight perturbation (w+, w-, w~SEED) in --perturb")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     forks = ("pjreddie", "alexeyab") if args.fork == "both" else (args.fork,)
     results = [run_fork(f, args, out) for f in forks]
     (out / "curves.json").write_text(json.dumps(results, indent=1))
     plot(results, out / "side_by_side.png")
-    bad = [r for r in results if r["max_relative_difference"] > args.tolerance]
+    return verdict(results, args)
+
+
+def verdict(results, args) -> int:
+    """The exit status: 0 when every fork passes what this run checks (see the module doc)."""
+    bad = []
     for r in results:
-        print(f"{r['fork']}: max relative loss difference {r['max_relative_difference']:.2e} "
-              f"(iteration {r['at_iteration']}) -- "
-              f"{'FAIL' if r in bad else 'ok'} at tolerance {args.tolerance:g}")
+        f, tol = r["fork"], args.tolerance
+        if args.noise:
+            n = r["noise"]
+            floor = n["darknet_self_first_over_min"]
+            mine = r["first_over"] or r["iterations"] + 1
+            ok = n["rerun_identical"] and mine >= floor
+            print(f"{f}: Darknet vs darknet_py first above {tol:g} at iteration "
+                  f"{r['first_over']}; Darknet vs its own 1-ulp-perturbed runs first above it at "
+                  f"{floor}..{n['darknet_self_first_over_max']}; darknet_py within Darknet's "
+                  f"envelope at {n['iterations_within_envelope']} of {r['iterations']} iterations;"
+                  f" rerun {'bit-identical' if n['rerun_identical'] else 'NOT identical'} -- "
+                  f"{'ok' if ok else 'FAIL'} (darknet_py parts from Darknet no earlier than "
+                  f"Darknet parts from itself)")
+        else:
+            ok = r["max_relative_difference"] <= tol
+            what = "each step's" if args.resync else "the"
+            print(f"{f}: max relative loss difference ({what} loss) {r['max_relative_difference']:.2e} "
+                  f"(iteration {r['at_iteration']}) -- {'FAIL' if not ok else 'ok'} at tolerance {tol:g}")
+        if not ok:
+            bad.append(f)
     return 1 if bad else 0
 
 
