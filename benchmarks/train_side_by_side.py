@@ -98,8 +98,9 @@ PERTURBATIONS = ("w+", "w-", "w~1", "x+")
 def nudge(a: np.ndarray, how: str) -> np.ndarray:
     """``a`` (float32) with every nonzero finite element moved by one float32 ulp: toward
     +inf (``how`` "+"), -inf ("-"), or "~S": a direction per element drawn from
-    ``np.random.default_rng(S)``. Zeros (and inf/NaN) stay as they are, so no denormal
-    appears (AlexeyAB's -Ofast build would flush it to zero)."""
+    ``np.random.default_rng(S)``. Zeros (and inf/NaN) stay as they are and a value that
+    would become a denormal moves away from 0 instead, so no denormal appears
+    (AlexeyAB's -Ofast build would flush it to zero)."""
     a = np.asarray(a, np.float32)
     if how == "+":
         target = np.full(a.shape, np.inf, np.float32)
@@ -111,6 +112,10 @@ def nudge(a: np.ndarray, how: str) -> np.ndarray:
     else:
         raise ValueError(f"nudge: expected '+', '-' or '~SEED', got {how!r}")
     moved = np.nextafter(a, target)
+    # the smallest normal moved toward 0 would become a denormal: it moves away from 0
+    sub = np.abs(moved) < np.finfo(np.float32).tiny
+    away = np.nextafter(a, np.copysign(np.float32(np.inf), a).astype(np.float32))
+    moved = np.where(sub, away, moved)
     keep = (a == 0) | ~np.isfinite(a)
     return np.where(keep, a, moved).astype(np.float32)
 
