@@ -17,8 +17,30 @@ weights file Darknet started from, on the same batches. Both loss curves are pri
 with the relative difference per iteration, plotted (PNG) and saved (JSON); every
 ``--save-every`` iterations the weights of both are compared (max |ours - Darknet's| over
 max |Darknet's - initial|, per tensor: how far the trajectories have parted relative to how
-far training moved). ``--resync`` starts every darknet_py iteration from Darknet's weights
-of the previous one, so each loss measures one step's error. Exits 1 when any iteration's loss differs by more than ``tolerance``.
+far training moved).
+
+``--resync`` starts every darknet_py iteration from Darknet's weights of the previous one
+(darknet_py's momentum buffers carry on), so each loss measures one step's error, and
+compares every iteration's parameter update with Darknet's (per tensor, max |difference|
+over the update's max |value| above the one-ulp floor of the stored weights, as
+``darknet-py compare`` does for train cases; tolerance 1e-3 reported, not judged); it stops
+where Darknet's weights hold NaN (AlexeyAB's -Ofast logistic).
+
+``--noise`` measures the noise floor: Darknet again from its own initial weights file (must
+give bit-identical losses), and from copies one float32 ulp away (``--perturb``: every
+nonzero initial weight, or every nonzero input pixel, nudged toward +inf, -inf or a seeded
+random direction: :func:`nudge`), on the same batches; darknet_py also from the first
+weight perturbation. Per iteration it prints the relative loss difference of Darknet vs
+darknet_py, Darknet vs its perturbed run, darknet_py vs its perturbed run and the envelope
+(the largest over Darknet's perturbed runs), the first iteration each pair exceeds
+``tolerance``, and each pair's median / mean difference after ``--settled`` iterations.
+
+Exit status 1 when what the run judges fails:
+  plain: any iteration's loss differs from Darknet's by more than ``tolerance``;
+  ``--resync``: any single step's loss differs by more than ``tolerance``;
+  ``--noise``: Darknet's rerun is not bit-identical, or darknet_py's loss parts from
+  Darknet's (first iteration above ``tolerance``) earlier than the earliest iteration at
+  which Darknet or darknet_py parts from its own 1-ulp-perturbed run.
 """
 from __future__ import annotations
 
@@ -92,7 +114,7 @@ def _state(model) -> dict:
 #: initial weights file one float32 ulp toward +inf / -inf; ``w~S``: each one ulp in a
 #: direction drawn with seed S; ``x+``: the weights as they are, every nonzero input pixel
 #: one ulp toward +inf
-PERTURBATIONS = ("w+", "w-", "w~1", "x+")
+PERTURBATIONS = ("w+", "w-", "w~1", "w~2", "x+", "x-")
 
 
 def nudge(a: np.ndarray, how: str) -> np.ndarray:
@@ -137,6 +159,20 @@ def _rel(a, b) -> float:
     """|a - b| / |b|; inf when either is not finite (Darknet's own loss can go NaN)."""
     r = abs(a - b) / max(abs(b), 1e-30)
     return float(r) if np.isfinite(r) else float("inf")
+
+
+def first_nonfinite(losses):
+    """The first iteration (1-based) whose loss is NaN or inf, None when none is."""
+    return next((k for k, v in enumerate(losses, 1) if not np.isfinite(v)), None)
+
+
+def settled(rel, after: int) -> dict:
+    """Median and mean of the finite relative differences of iterations ``after``+1 on
+    (once the trajectories have parted: how far apart two runs typically are)."""
+    tail = np.array([r for r in rel[after:] if np.isfinite(r)], np.float64)
+    if not tail.size:
+        return {"median": None, "mean": None, "iterations": 0}
+    return {"median": float(np.median(tail)), "mean": float(tail.mean()), "iterations": int(tail.size)}
 
 
 def first_over(rel, tolerance: float):
@@ -301,9 +337,11 @@ def noise_floor(fork, build, cfg, work, X, y, args, theirs, ours, init) -> dict:
             losses, _, _ = run_darknet(build, cfg, work / f"noise-{how}", X, y, args, weights=w)
         rel = [_rel(a, b) for a, b in zip(losses, theirs)]
         runs[how] = {"changed_floats": changed, "darknet_loss": losses, "relative_difference": rel,
-                     "first_over": first_over(rel, tol)}
+                     "first_over": first_over(rel, tol), "first_nonfinite": first_nonfinite(losses),
+                     "settled": settled(rel, args.settled)}
         print(f"{fork}: Darknet vs Darknet {how} ({changed} floats nudged 1 ulp): first above "
-              f"{tol:g} at iteration {runs[how]['first_over']}", flush=True)
+              f"{tol:g} at iteration {runs[how]['first_over']}; its loss first not finite at "
+              f"{runs[how]['first_nonfinite']}", flush=True)
     ours_how = next(h for h in args.perturb if h.startswith("w"))
     w = work / f"init-{ours_how}.weights"
     ours_p, _, _, _ = run_ours(fork, cfg, w, X, y, argparse.Namespace(**{**vars(args), "resync": False}),
@@ -312,14 +350,23 @@ def noise_floor(fork, build, cfg, work, X, y, args, theirs, ours, init) -> dict:
     rel_main = [_rel(a, b) for a, b in zip(ours, theirs)]
     envelope = [max(r["relative_difference"][k] for r in runs.values()) for k in range(len(theirs))]
     firsts = [r["first_over"] or len(theirs) + 1 for r in runs.values()]
-    within = sum(m <= e for m, e in zip(rel_main, envelope))
+    finite = [(m, e) for m, e in zip(rel_main, envelope) if np.isfinite(m) and np.isfinite(e)]
+    within = sum(m <= e for m, e in finite)
+    self_firsts = firsts + [first_over(rel_ours, tol) or len(theirs) + 1]
     noise = {"rerun_identical": identical, "perturbations": runs,
              "darknet_py_perturbation": ours_how, "darknet_py_perturbed_loss": ours_p,
              "darknet_py_vs_perturbed": rel_ours,
              "darknet_py_vs_perturbed_first_over": first_over(rel_ours, tol),
              "envelope": envelope, "iterations_within_envelope": within,
+             "iterations_finite": len(finite),
              "darknet_self_first_over_min": min(firsts), "darknet_self_first_over_max": max(firsts),
-             "darknet_py_first_over": first_over(rel_main, tol)}
+             "self_first_over_min": min(self_firsts),
+             "darknet_py_first_over": first_over(rel_main, tol),
+             "darknet_first_nonfinite": first_nonfinite(theirs),
+             "darknet_py_perturbed_first_nonfinite": first_nonfinite(ours_p),
+             "settled_after": args.settled,
+             "settled_darknet_vs_darknet_py": settled(rel_main, args.settled),
+             "settled_darknet_py_vs_perturbed": settled(rel_ours, args.settled)}
     print(f"\n  {fork}: relative loss differences per iteration (D = Darknet, P = darknet_py, "
           f"' = from the {ours_how} weights; envelope = max over Darknet's perturbed runs)")
     print("   iter   D vs P    D vs D'   P vs P'   envelope")
@@ -330,8 +377,15 @@ def noise_floor(fork, build, cfg, work, X, y, args, theirs, ours, init) -> dict:
     print(f"  {fork}: first above {tol:g}: Darknet vs darknet_py at {noise['darknet_py_first_over']}; "
           + ", ".join(f"Darknet vs Darknet {h} at {r['first_over']}" for h, r in runs.items())
           + f"; darknet_py vs darknet_py {ours_how} at {noise['darknet_py_vs_perturbed_first_over']}."
-          f" Darknet vs darknet_py within Darknet's own envelope at {within} of {len(theirs)} "
-          f"iterations", flush=True)
+          f" Darknet vs darknet_py within Darknet's own envelope at {within} of {len(finite)} "
+          f"iterations (those where both are finite)", flush=True)
+    def fmt(st):
+        return "-" if st["median"] is None else f"median {st['median']:.2e} mean {st['mean']:.2e}"
+    print(f"  {fork}: relative loss difference over iterations {args.settled + 1}-{len(theirs)} "
+          f"(finite ones): Darknet vs darknet_py {fmt(noise['settled_darknet_vs_darknet_py'])}; "
+          + "; ".join(f"Darknet vs Darknet {h} {fmt(r['settled'])}" for h, r in runs.items())
+          + f"; darknet_py vs darknet_py {ours_how} {fmt(noise['settled_darknet_py_vs_perturbed'])}",
+          flush=True)
     return noise
 
 
@@ -397,6 +451,9 @@ def main() -> int:
                     help="comma-separated perturbations for --noise: w+ w- w~SEED x+ x- x~SEED "
                          "(w: every nonzero initial weight, x: every nonzero input pixel; one "
                          "ulp toward +inf, -inf, or a random direction per element)")
+    ap.add_argument("--settled", type=int, default=20,
+                    help="--noise: also give median and mean relative differences of the "
+                         "iterations after this one (the trajectories have parted)")
     ap.add_argument("--verbose", action="store_true", help="print every iteration")
     args = ap.parse_args()
     args.perturb = [h.strip() for h in args.perturb.split(",") if h.strip()]
@@ -422,16 +479,18 @@ def verdict(results, args) -> int:
         f, tol = r["fork"], args.tolerance
         if args.noise:
             n = r["noise"]
-            floor = n["darknet_self_first_over_min"]
+            floor = n["self_first_over_min"]
             mine = r["first_over"] or r["iterations"] + 1
             ok = n["rerun_identical"] and mine >= floor
             print(f"{f}: Darknet vs darknet_py first above {tol:g} at iteration "
-                  f"{r['first_over']}; Darknet vs its own 1-ulp-perturbed runs first above it at "
-                  f"{floor}..{n['darknet_self_first_over_max']}; darknet_py within Darknet's "
-                  f"envelope at {n['iterations_within_envelope']} of {r['iterations']} iterations;"
-                  f" rerun {'bit-identical' if n['rerun_identical'] else 'NOT identical'} -- "
+                  f"{r['first_over']}; Darknet vs its own 1-ulp-perturbed runs at "
+                  f"{n['darknet_self_first_over_min']}..{n['darknet_self_first_over_max']}, "
+                  f"darknet_py vs its own at {n['darknet_py_vs_perturbed_first_over']}; "
+                  f"darknet_py within Darknet's envelope at {n['iterations_within_envelope']} "
+                  f"of {n['iterations_finite']} finite iterations; rerun "
+                  f"{'bit-identical' if n['rerun_identical'] else 'NOT identical'} -- "
                   f"{'ok' if ok else 'FAIL'} (darknet_py parts from Darknet no earlier than "
-                  f"Darknet parts from itself)")
+                  f"either parts from a 1-ulp-perturbed copy of itself: iteration {floor})")
         else:
             ok = r["max_relative_difference"] <= tol
             what = "each step's" if args.resync else "the"
