@@ -26,6 +26,12 @@ over the update's max |value| above the one-ulp floor of the stored weights, as
 ``darknet-py compare`` does for train cases; tolerance 1e-3 reported, not judged); it stops
 where Darknet's weights hold NaN (AlexeyAB's -Ofast logistic).
 
+``--fresh`` checks every iteration's step on its own, momentum 0 on both sides (with
+carried momentum one step's discrete float-level choice, e.g. a leaky pre-activation within
+float noise of 0, stays in the next updates): for each k a one-iteration Darknet case from
+Darknet's weights of iteration k-1 on batch k's data, checked by ``darknet-py compare``
+(update within 1e-3 of its max, or EXPLAINED by such a choice found in Darknet's dumps).
+
 ``--noise`` measures the noise floor: Darknet again from its own initial weights file (must
 give bit-identical losses), and from copies one float32 ulp away (``--perturb``: every
 nonzero initial weight, or every nonzero input pixel, nudged toward +inf, -inf or a seeded
@@ -38,6 +44,8 @@ darknet_py, Darknet vs its perturbed run, darknet_py vs its perturbed run and th
 Exit status 1 when what the run judges fails:
   plain: any iteration's loss differs from Darknet's by more than ``tolerance``;
   ``--resync``: any single step's loss differs by more than ``tolerance``;
+  ``--fresh`` (with either): also any fresh step compare reports a MISMATCH (neither
+  within 1e-3 nor EXPLAINED);
   ``--noise``: Darknet's rerun is not bit-identical, or darknet_py's loss parts from
   Darknet's (first iteration above ``tolerance``) earlier than the earliest iteration at
   which Darknet or darknet_py parts from its own 1-ulp-perturbed run.
@@ -276,7 +284,7 @@ def run_fork(fork: str, args, out: Path) -> dict:
     boxes = probe.layers[probe.heads[0]].opts.max
     X, y = make_batches(args.batches, args.batch, args.size, boxes, per_box, args.seed)
     theirs, case, t_darknet = run_darknet(build, cfg, work / "case", X, y, args,
-                                          save_every=1 if args.resync else args.save_every)
+                                          save_every=1 if args.resync or args.fresh else args.save_every)
     init = case / "weights_init.weights"
     ours, steps, drifts, t_ours = run_ours(fork, cfg, init, X, y, args, theirs, case)
     rel = [_rel(a, b) for a, b in zip(ours, theirs)]
@@ -309,9 +317,73 @@ def run_fork(fork: str, args, out: Path) -> dict:
                   f"{top['iteration']} ({top['tensor']})"
                   + (f"; stopped at iteration {stop}: Darknet's weights not finite" if stop else ""),
                   flush=True)
+    if args.fresh:
+        result["fresh"] = fresh_steps(fork, build, cfg, work, case, X, y, args)
     if args.noise:
         result["noise"] = noise_floor(fork, build, cfg, work, X, y, args, theirs, ours, init)
     return result
+
+
+def fresh_steps(fork, build, cfg, work, case, X, y, args) -> dict:
+    """Every iteration's step on its own, momentum zero on both sides: for k = 1..N, Darknet
+    one train_network call from its weights of iteration k-1 (the header's seen gives the
+    same rate) on batch (k-1) % batches, checked by ``darknet_py.compare`` (the update per
+    tensor within 1e-3 of its max, or EXPLAINED by a float-level discrete choice found in
+    Darknet's dumped outputs). Stops where Darknet's weights are no longer finite."""
+    import re
+    import shutil
+    from darknet_py.compare import compare_case
+    from darknet_py.darknet import dump_case
+    steps = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        shadow = load(cfg, dialect=fork, warn_unused=False)
+    for k in range(1, args.iterations + 1):
+        start = case / ("weights_init.weights" if k == 1 else f"weights_iter{k - 1}.weights")
+        shadow.load_weights(start)
+        if not all(torch.isfinite(t).all() for t in shadow.state_dict().values()
+                   if t.is_floating_point()):
+            print(f"  {fork} fresh step {k}: Darknet's weights of iteration {k - 1} are not "
+                  f"finite: stop", flush=True)
+            break
+        i = (k - 1) % args.batches
+        # its own name: the case writes weights_iter1.weights, which compare must not
+        # take for the start
+        begin = work / f"fresh_start{k}.weights"
+        shutil.copyfile(start, begin)
+        folder = dump_case(build, cfg, begin, mode="train", out_dir=work / f"fresh{k}", X=X[i],
+                           y=y[i], iterations=1, timeout=600)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            report = compare_case(folder)
+        checks = {n: (ok, d) for n, ok, d in report.checks}
+        ok, detail = checks["iteration 1 weight update"]
+        m = re.search(r"worst (\S+) of the update's max \|value\| at (.+?) \(", detail)
+        worst = float(m.group(1)) if m else float("nan")
+        loss_ok, loss_detail = checks.get("iteration 1 loss", (True, ""))
+        why = report.explained.get("iteration 1 weight update")
+        steps.append({"iteration": k, "worst": worst, "tensor": m.group(2) if m else "",
+                      "ok": ok, "explained": why, "loss_ok": loss_ok, "loss": loss_detail})
+        state = "ok" if ok and not why else ("EXPLAINED" if why else "MISMATCH")
+        if args.verbose or not ok or why or k <= 3 or k % 20 == 0:
+            print(f"  {fork} fresh step {k:4d}: update {worst:.2e} of its max ({state})"
+                  + (f"; {why[:160]}" if why else ""), flush=True)
+        shutil.rmtree(folder, ignore_errors=True)
+        begin.unlink()
+    within = sum(s["worst"] <= UPDATE_TOLERANCE for s in steps)
+    explained = sum(bool(s["explained"]) for s in steps)
+    bad = [s["iteration"] for s in steps if not s["ok"]]
+    top = max(steps, key=lambda s: s["worst"]) if steps else None
+    out = {"steps": steps, "checked": len(steps), "within": within, "explained": explained,
+           "mismatch_iterations": bad,
+           "worst_unexplained": max((s["worst"] for s in steps if not s["explained"]), default=None)}
+    if top:
+        print(f"{fork}: fresh steps (momentum 0 both sides) over {len(steps)} iterations: "
+              f"{within} updates within {UPDATE_TOLERANCE:g} of their max, {explained} EXPLAINED "
+              f"by a float-level discrete choice, mismatches at {bad or 'none'}; worst "
+              f"{top['worst']:.2e} (iteration {top['iteration']}), worst not explained "
+              f"{out['worst_unexplained']:.2e}", flush=True)
+    return out
 
 
 def noise_floor(fork, build, cfg, work, X, y, args, theirs, ours, init) -> dict:
@@ -420,7 +492,7 @@ def plot(results, path: Path) -> None:
             ax.legend(fontsize=7)
         ax.axhline(r["tolerance"], color="r", lw=0.8)
         ax.set_xlabel("iteration")
-        ax.set_ylabel("|darknet_py - Darknet| / Darknet")
+        ax.set_ylabel("relative loss difference |a - b| / |b|")
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     print(f"plot: {path}")
@@ -443,6 +515,10 @@ def main() -> int:
                     help="start each darknet_py iteration from Darknet's weights of the previous "
                          "one (momentum buffers carry on): one step's error, not two drifting "
                          "trajectories; every step's parameter update is compared with Darknet's")
+    ap.add_argument("--fresh", action="store_true",
+                    help="also check every iteration's step on its own (momentum 0 on both "
+                         "sides): a one-iteration Darknet case from its weights of the "
+                         "iteration before, checked by darknet_py.compare")
     ap.add_argument("--noise", action="store_true",
                     help="the noise floor: Darknet rerun from its own weights file, and from "
                          "copies perturbed by one float32 ulp (--perturb); darknet_py from the "
@@ -496,6 +572,13 @@ def verdict(results, args) -> int:
             what = "each step's" if args.resync else "the"
             print(f"{f}: max relative loss difference ({what} loss) {r['max_relative_difference']:.2e} "
                   f"(iteration {r['at_iteration']}) -- {'FAIL' if not ok else 'ok'} at tolerance {tol:g}")
+        if "fresh" in r:
+            fr = r["fresh"]
+            fresh_ok = not fr["mismatch_iterations"]
+            print(f"{f}: fresh steps: {fr['checked']} checked, {fr['within']} within "
+                  f"{UPDATE_TOLERANCE:g}, {fr['explained']} explained, mismatches at "
+                  f"{fr['mismatch_iterations'] or 'none'} -- {'ok' if fresh_ok else 'FAIL'}")
+            ok = ok and fresh_ok
         if not ok:
             bad.append(f)
     return 1 if bad else 0
