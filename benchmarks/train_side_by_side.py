@@ -36,7 +36,8 @@ Darknet's weights of iteration k-1 on batch k's data, checked by ``darknet-py co
 give bit-identical losses), and from copies one float32 ulp away (``--perturb``: every
 nonzero initial weight, or every nonzero input pixel, nudged toward +inf, -inf or a seeded
 random direction: :func:`nudge`), on the same batches; darknet_py also from the first
-weight perturbation. Per iteration it prints the relative loss difference of Darknet vs
+weight perturbation (``--ours-perturb N``: the first N). Per iteration it prints the
+relative loss difference of Darknet vs
 darknet_py, Darknet vs its perturbed run, darknet_py vs its perturbed run and the envelope
 (the largest over Darknet's perturbed runs), the first iteration each pair exceeds
 ``tolerance``, and each pair's median / mean difference after ``--settled`` iterations.
@@ -416,20 +417,31 @@ def noise_floor(fork, build, cfg, work, X, y, args, theirs, ours, init) -> dict:
         print(f"{fork}: Darknet vs Darknet {how} ({changed} floats nudged 1 ulp): first above "
               f"{tol:g} at iteration {runs[how]['first_over']}; its loss first not finite at "
               f"{runs[how]['first_nonfinite']}", flush=True)
-    ours_how = next(h for h in args.perturb if h.startswith("w"))
-    w = work / f"init-{ours_how}.weights"
-    ours_p, _, _, _ = run_ours(fork, cfg, w, X, y, argparse.Namespace(**{**vars(args), "resync": False}),
-                               ours, None, label=f"darknet_py {ours_how}", ref_label="darknet_py")
-    rel_ours = [_rel(a, b) for a, b in zip(ours_p, ours)]
+    weighted = [h for h in args.perturb if h.startswith("w")]
+    ours_how = weighted[0]
+    free = argparse.Namespace(**{**vars(args), "resync": False})
+    ours_runs = {}
+    for how in weighted[:max(1, args.ours_perturb)]:
+        losses, _, _, _ = run_ours(fork, cfg, work / f"init-{how}.weights", X, y, free, ours,
+                                   None, label=f"darknet_py {how}", ref_label="darknet_py")
+        rel = [_rel(a, b) for a, b in zip(losses, ours)]
+        ours_runs[how] = {"darknet_py_loss": losses, "relative_difference": rel,
+                          "first_over": first_over(rel, tol),
+                          "first_nonfinite": first_nonfinite(losses),
+                          "settled": settled(rel, args.settled)}
+        print(f"{fork}: darknet_py vs darknet_py {how}: first above {tol:g} at iteration "
+              f"{ours_runs[how]['first_over']}", flush=True)
+    ours_p = ours_runs[ours_how]["darknet_py_loss"]
+    rel_ours = ours_runs[ours_how]["relative_difference"]
     rel_main = [_rel(a, b) for a, b in zip(ours, theirs)]
     envelope = [max(r["relative_difference"][k] for r in runs.values()) for k in range(len(theirs))]
     firsts = [r["first_over"] or len(theirs) + 1 for r in runs.values()]
     finite = [(m, e) for m, e in zip(rel_main, envelope) if np.isfinite(m) and np.isfinite(e)]
     within = sum(m <= e for m, e in finite)
-    self_firsts = firsts + [first_over(rel_ours, tol) or len(theirs) + 1]
+    self_firsts = firsts + [r["first_over"] or len(theirs) + 1 for r in ours_runs.values()]
     noise = {"rerun_identical": identical, "perturbations": runs,
              "darknet_py_perturbation": ours_how, "darknet_py_perturbed_loss": ours_p,
-             "darknet_py_vs_perturbed": rel_ours,
+             "darknet_py_vs_perturbed": rel_ours, "darknet_py_runs": ours_runs,
              "darknet_py_vs_perturbed_first_over": first_over(rel_ours, tol),
              "envelope": envelope, "iterations_within_envelope": within,
              "iterations_finite": len(finite),
@@ -450,7 +462,8 @@ def noise_floor(fork, build, cfg, work, X, y, args, theirs, ours, init) -> dict:
                   f"  {rel_ours[k]:.2e}  {envelope[k]:.2e}")
     print(f"  {fork}: first above {tol:g}: Darknet vs darknet_py at {noise['darknet_py_first_over']}; "
           + ", ".join(f"Darknet vs Darknet {h} at {r['first_over']}" for h, r in runs.items())
-          + f"; darknet_py vs darknet_py {ours_how} at {noise['darknet_py_vs_perturbed_first_over']}."
+          + "; " + ", ".join(f"darknet_py vs darknet_py {h} at {r['first_over']}"
+                             for h, r in ours_runs.items()) + "."
           f" Darknet vs darknet_py within Darknet's own envelope at {within} of {len(finite)} "
           f"iterations (those where both are finite)", flush=True)
     def fmt(st):
@@ -458,7 +471,8 @@ def noise_floor(fork, build, cfg, work, X, y, args, theirs, ours, init) -> dict:
     print(f"  {fork}: relative loss difference over iterations {args.settled + 1}-{len(theirs)} "
           f"(finite ones): Darknet vs darknet_py {fmt(noise['settled_darknet_vs_darknet_py'])}; "
           + "; ".join(f"Darknet vs Darknet {h} {fmt(r['settled'])}" for h, r in runs.items())
-          + f"; darknet_py vs darknet_py {ours_how} {fmt(noise['settled_darknet_py_vs_perturbed'])}",
+          + "; " + "; ".join(f"darknet_py vs darknet_py {h} {fmt(r['settled'])}"
+                             for h, r in ours_runs.items()),
           flush=True)
     return noise
 
@@ -490,8 +504,9 @@ def plot(results, path: Path) -> None:
             for how, run in noise["perturbations"].items():
                 ax.semilogy(it, np.maximum(run["relative_difference"], 1e-12), lw=0.8,
                             label=f"Darknet vs Darknet {how}")
-            ax.semilogy(it, np.maximum(noise["darknet_py_vs_perturbed"], 1e-12), lw=1, ls="--",
-                        label=f"darknet_py vs darknet_py {noise['darknet_py_perturbation']}")
+            for how, run in noise["darknet_py_runs"].items():
+                ax.semilogy(it, np.maximum(run["relative_difference"], 1e-12), lw=1, ls="--",
+                            label=f"darknet_py vs darknet_py {how}")
             ax.legend(fontsize=7)
         ax.axhline(r["tolerance"], color="r", lw=0.8)
         ax.set_xlabel("iteration")
@@ -530,6 +545,9 @@ def main() -> int:
                     help="comma-separated perturbations for --noise: w+ w- w~SEED x+ x- x~SEED "
                          "(w: every nonzero initial weight, x: every nonzero input pixel; one "
                          "ulp toward +inf, -inf, or a random direction per element)")
+    ap.add_argument("--ours-perturb", type=int, default=1,
+                    help="--noise: run darknet_py from this many of the weight perturbations "
+                         "(in --perturb order; each costs a darknet_py run)")
     ap.add_argument("--settled", type=int, default=20,
                     help="--noise: also give median and mean relative differences of the "
                          "iterations after this one (the trajectories have parted)")
@@ -564,7 +582,8 @@ def verdict(results, args) -> int:
             print(f"{f}: Darknet vs darknet_py first above {tol:g} at iteration "
                   f"{r['first_over']}; Darknet vs its own 1-ulp-perturbed runs at "
                   f"{n['darknet_self_first_over_min']}..{n['darknet_self_first_over_max']}, "
-                  f"darknet_py vs its own at {n['darknet_py_vs_perturbed_first_over']}; "
+                  "darknet_py vs its own at " + "/".join(str(x["first_over"]) for x in
+                                                        n["darknet_py_runs"].values()) + "; "
                   f"darknet_py within Darknet's envelope at {n['iterations_within_envelope']} "
                   f"of {n['iterations_finite']} finite iterations; rerun "
                   f"{'bit-identical' if n['rerun_identical'] else 'NOT identical'} -- "
