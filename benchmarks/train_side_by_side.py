@@ -37,10 +37,10 @@ give bit-identical losses), and from copies one float32 ulp away (``--perturb``:
 nonzero initial weight, or every nonzero input pixel, nudged toward +inf, -inf or a seeded
 random direction: :func:`nudge`), on the same batches; darknet_py also from the first
 weight perturbation (``--ours-perturb N``: the first N). Per iteration it prints the
-relative loss difference of Darknet vs
-darknet_py, Darknet vs its perturbed run, darknet_py vs its perturbed run and the envelope
-(the largest over Darknet's perturbed runs), the first iteration each pair exceeds
-``tolerance``, and each pair's median / mean difference after ``--settled`` iterations.
+relative loss difference of Darknet vs darknet_py, Darknet vs its perturbed run, darknet_py
+vs its perturbed run and the envelope (the largest over Darknet's perturbed runs), the first
+iteration each pair exceeds ``tolerance``, and each pair's median / mean difference after
+``--settled`` iterations.
 
 Exit status 1 when what the run judges fails:
   plain: any iteration's loss differs from Darknet's by more than ``tolerance``;
