@@ -2,6 +2,7 @@
 
     python benchmarks/train_side_by_side.py [--fork pjreddie|alexeyab|both] [--iterations 200]
         [--size 128] [--batch 4] [--batches 8] [--div 4] [--tolerance 0.01] [--out DIR]
+        [--resync] [--fresh] [--noise [--perturb w+,w-,w~1,w~2,x+,x-] [--ours-perturb 1]]
 
 For each fork (pjreddie: cfg/yolov3-tiny.cfg, AlexeyAB: cfg/yolov4-tiny.cfg) the cfg is
 narrowed (every conv's filters / ``div``, the convs before each [yolo] sized for 3
@@ -48,9 +49,10 @@ Exit status 1 when what the run judges fails:
   first NaN loss, where the run stops: AlexeyAB's -Ofast logistic);
   ``--fresh`` (with either): also any fresh step compare reports a MISMATCH (neither
   within 1e-3 nor EXPLAINED);
-  ``--noise``: Darknet's rerun is not bit-identical, or darknet_py's loss parts from
-  Darknet's (first iteration above ``tolerance``) earlier than the earliest iteration at
-  which Darknet or darknet_py parts from its own 1-ulp-perturbed run.
+  ``--noise`` (instead of the plain / ``--resync`` loss check): Darknet's rerun is not
+  bit-identical, or darknet_py's loss parts from Darknet's (first iteration above
+  ``tolerance``) earlier than the earliest iteration at which Darknet or darknet_py parts
+  from its own 1-ulp-perturbed run.
 """
 from __future__ import annotations
 
