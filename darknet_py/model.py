@@ -112,7 +112,8 @@ class Darknet(nn.Module):
     Parameters
     ----------
     sections:
-        output of :func:`darknet_py.cfg.read_cfg` (first one ``[net]``).
+        output of :func:`darknet_py.cfg.read_cfg` (first one ``[net]``), or the path of a
+        cfg file, which is read with it.
     dialect:
         ``"pjreddie"``, ``"alexeyab"`` or ``"auto"`` (decided from the cfg, see
         :func:`detect_dialect`; pjreddie when nothing tells them apart).
@@ -141,9 +142,12 @@ class Darknet(nn.Module):
     #: consumer's gradient adds up once (the exact gradient of the graph).
     cpu_backward_quirks: bool = True
 
-    def __init__(self, sections: Sequence[Section], dialect: "str | Dialect | None" = "auto",
+    def __init__(self, sections: "Sequence[Section] | os.PathLike[str] | str",
+                 dialect: "str | Dialect | None" = "auto",
                  *, warn_unused: bool = True, limits: Optional[Limits] = None) -> None:
         super().__init__()
+        if isinstance(sections, (str, os.PathLike)):  # a cfg file's path: read it
+            sections = read_cfg(sections)
         if not sections:
             raise CfgError("no sections")
         first = sections[0]
