@@ -151,6 +151,11 @@ class DarknetLayer(nn.Module):
         """Forget the state a recurrent layer keeps between inference calls (Darknet's
         ``l.state``); nothing for the others."""
 
+    def set_weights_transposed(self, transposed: bool) -> None:
+        """Told by the .weights loader whether the file stores [connected] matrices as
+        [inputs][outputs] (header major or minor > 1000, ``load_connected_weights``): the
+        layers holding such matrices follow it; nothing for the others."""
+
     def weight_tensors(self) -> List[Tensor]:
         """Parameters/buffers in the order a .weights file stores them (none by default)."""
         return []
@@ -253,8 +258,11 @@ class DarknetLayer(nn.Module):
     #: this is the network's last head (``nms_kind``/``beta_nms``; 0 = calloc'd default)
     nms_kind: str = "default"
     beta_nms: float = 0.6
-    #: True for the heads that :meth:`get_detections` decodes
+    #: True for the heads that :meth:`get_detections` decodes (the detection layers:
+    #: their options carry the classes/max/jitter/resize train_detector reads)
     decodes: bool = False
+    #: True for the heads whose box decoding can run inside an exported graph (``decode``)
+    decodes_in_graph: bool = False
     #: whether the head's decode sets ``dets[i].classes`` (AlexeyAB's draw_detections_v3
     #: loops over it: a head that leaves it 0, [detection], prints no lines there)
     sets_det_classes: bool = True

@@ -160,6 +160,7 @@ def cell_records(output: Tensor, n_anchors: int, entries: int, objectness: int, 
 class YoloLayer(DarknetLayer):
     kind = "yolo"
     decodes = True
+    decodes_in_graph = True
     alexeyab_layer_type = 28
     #: the nms_kind values this section's parser knows (``parse_yolo``: no cornersnms)
     NMS_KINDS = ("default", "greedynms", "diounms")
