@@ -118,15 +118,18 @@ def test_classifier_softmax_cost_training_matches_darknet(fork, cost, request, t
 @pytest.mark.parametrize("fork,tail,cost,y_of", [
     ("pjreddie", CONNECTED_TAIL, "type=sse", targets),
     ("alexeyab", CONV_TAIL, "type=sse\nscale=2", targets),
+    ("alexeyab", CONNECTED_TAIL, "type=sse", targets),
     ("pjreddie", CONV_TAIL, "type=seg", targets),
     ("pjreddie", CONV_TAIL, "type=masked", masked_targets),
     ("alexeyab", CONV_TAIL, "type=masked", masked_targets),
     ("pjreddie", CONV_TAIL, "type=smooth", targets),
     ("alexeyab", CONV_TAIL, "type=smooth", targets),
     ("pjreddie", CONNECTED_TAIL, "type=L1", targets),
-], ids=["pj-connected-sse", "ab-conv-sse-scale2", "pj-seg", "pj-masked", "ab-masked",
+], ids=["pj-connected-sse", "ab-conv-sse-scale2", "ab-connected-sse", "pj-seg", "pj-masked", "ab-masked",
         "pj-smooth", "ab-smooth", "pj-connected-L1"])
 def test_regression_cost_training_matches_darknet(fork, tail, cost, y_of, request, tmp_path):
+    """conv (BN) + conv or connected + [cost]: the [cost]'s delta times ``scale`` is the
+    layer before's (AlexeyAB's [connected]: never updated, its l.delta never cleared)."""
     build = request.getfixturevalue(f"darknet_{fork}")
     cfg = REGRESSION.format(tail=tail, cost=cost)
     run_cost_case(build, cfg, tmp_path, 12, y_of)
