@@ -13,18 +13,19 @@ is what the tests compare with): the truth is ``net.truth`` read flat against th
 (``l.batch*l.inputs`` values: a classifier's one-hot rows, a regression's targets), with
 ``diff = t - x``:
 
-* sse, seg and wgan (pjreddie), and any other type but these two: ``l2_cpu``, per value
-  ``delta = diff``, ``output = diff*diff``;
+* every type but smooth and L1 (sse, seg, masked; wgan too, refused below): ``l2_cpu``, per
+  value ``delta = diff``, ``output = diff*diff``;
 * masked: first every input value whose truth is ``SECRET_NUM`` (-1234) is set to -1234 *in
   the previous layer's output* (so those values get delta 0 and loss 0), then ``l2_cpu``;
 * smooth: ``smooth_l1_cpu``: ``|diff| < 1``: ``diff*diff`` / ``diff``; else ``2|diff| - 1``
   and a delta of +-1 -- pjreddie's CPU gives it the sign of ``-diff``, AlexeyAB's of ``diff``;
-* L1 (pjreddie): ``l1_cpu``: ``|diff|``, delta ``diff > 0 ? 1 : -1``;
+* L1 (pjreddie): ``l1_cpu``: ``|diff|``, delta ``diff > 0 ? 1 : -1``.
 
 ``*(l.cost)`` is the float sum of ``l.output`` (``sum_array``); it counts in the network's
 mean cost with the other layers' (a [softmax] before it keeps its own cross-entropy loss and
 delta: backward_cost_layer *adds* ``scale * l.delta`` to that layer's delta). ``ratio=`` is
-read and never used (the CUDA forward sorts a copy and then forces its threshold to 0).
+read and never used (the CUDA forward sorts the delta pulled to the host, then forces its threshold
+to 0).
 
 Refused in training, because only the CUDA forward (``forward_cost_layer_gpu``, pjreddie)
 implements them and the CPU one trains them as sse: ``type=wgan`` (``wgan_gpu``), ``thresh=``
