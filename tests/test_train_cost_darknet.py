@@ -14,6 +14,7 @@ update.
   (pjreddie: the CPU trains it as sse), masked (truths of -1234 mask values, as
   darknet9000.cfg's labels do), smooth (targets far enough for both of its branches; the
   forks' opposite delta signs where ``|diff| >= 1``), L1 (pjreddie).
+* the reference writing.cfg, shrunk (a per-pixel regression).
 """
 from __future__ import annotations
 
@@ -187,3 +188,19 @@ def test_cuda_only_cost_options_refused_in_training(cost, what, tmp_path):
         train_network(model, TrainState.from_model(model), torch.rand(2, 1, 2, 2),
                       torch.zeros(2, 8))
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("fork", ["pjreddie", "alexeyab"])
+def test_writing_cfg_training_matches_darknet(fork, reference, request, tmp_path):
+    """The reference writing.cfg (4 convolutions, a logistic 1-channel map, [cost] sse: a
+    per-pixel regression) at 16x16, batch 8 in 2 subdivisions, learning_rate=0.001 (its own
+    1e-8 moves nothing), targets in [0, 1]."""
+    build = request.getfixturevalue(f"darknet_{fork}")
+    text = (reference / "cfg" / fork / "writing.cfg").read_text()
+    net, rest = text.split("[convolutional]", 1)
+    keep = [line for line in net.splitlines()
+            if line.split("=")[0].strip() not in ("batch", "subdivisions", "height", "width",
+                                                  "learning_rate")]
+    cfg = ("\n".join(keep) + "\nbatch=8\nsubdivisions=2\nheight=16\nwidth=16\n"
+           "learning_rate=0.001\n\n[convolutional]" + rest)
+    run_cost_case(build, cfg, tmp_path, 13, lambda rng, rows, n: rng.random((rows, n)))
