@@ -796,24 +796,48 @@ def _compare_train_case(case: "Case", weights: "os.PathLike[str] | str | None",
     first = X[last]
     with torch.no_grad():
         outs = probe.layer_outputs(first)
+    # what Darknet's buffers hold after that forward: a loss layer's l.output may be its loss
+    # ([cost]) and its forward may write into its input's (type=masked)
+    dumped = list(outs)
+    for i, layer in enumerate(probe.layers):
+        if layer.has_cost:
+            dumped[i], before = layer.loss_buffers(outs[i], y[last])
+            if before is not None and i:
+                dumped[i - 1] = before.reshape(outs[i - 1].shape)
     wanted = range(len(outs)) if layers is None else layers
     for i in wanted:
         ref_path = case.folder / f"iter1_layer_{i:03d}.npy"
         if ref_path.is_file():
             ref = _load_npy(ref_path)
-            ours = outs[i].detach().cpu().numpy()
+            ours = dumped[i].detach().cpu().numpy()
             report.rows.append(layer_diff(i, probe.layers[i].kind, ours, ref, tolerance))
     costs = {str(k): float(v) for k, v in (m.get("yolo_cost_iter1") or {}).items()}
     net_size = (first.shape[3], first.shape[2])
-    for i, layer in enumerate(probe.layers):
-        if not layer.has_cost:
-            continue
+    seen_now = int(model.seen) + X.shape[0]
+
+    def head_files(i: int) -> bool:
+        return ((case.folder / f"iter1_yolo_output_{i:03d}.npy").is_file()
+                or (case.folder / f"iter1_yolo_delta_{i:03d}.npy").is_file() or str(i) in costs)
+
+    heads = [i for i, layer in enumerate(probe.layers) if layer.has_cost and head_files(i)]
+    losses = {}
+    for i in heads:
+        for j in (i, i + 1):
+            if j < len(probe.layers) and probe.layers[j].has_cost and j not in losses:
+                losses[j] = probe.layers[j].loss(outs[j], y[last], net_size, seen=seen_now)
+    for i in heads:
+        layer = probe.layers[i]
         out_path = case.folder / f"iter1_yolo_output_{i:03d}.npy"
         delta_path = case.folder / f"iter1_yolo_delta_{i:03d}.npy"
-        if not (out_path.is_file() or delta_path.is_file() or str(i) in costs):
-            continue
-        delta, cost = layer.loss(outs[i], y[last], net_size, seen=int(model.seen) + X.shape[0])
-        for what, ours, p in (("output", outs[i], out_path), ("delta", delta, delta_path)):
+        delta, cost = losses[i]
+        after = probe.layers[i + 1] if i + 1 < len(probe.layers) else None
+        if (after is not None and i + 1 in losses and not after.refs
+                and not (probe.cpu_backward_quirks and not after.loss_reaches_input())):
+            # Darknet dumps l.delta after the backward: a loss layer reading this one (a
+            # [cost] after a [softmax]) has added its delta to it
+            more = after.input_delta(losses[i + 1][0], outs[i + 1])
+            delta = delta + more.reshape(delta.shape).to(delta.dtype)
+        for what, ours, p in (("output", dumped[i], out_path), ("delta", delta, delta_path)):
             if p.is_file():
                 ref = _load_npy(p)
                 diff, rel = _relative(ours.detach().cpu().numpy().reshape(ref.shape)
@@ -828,7 +852,7 @@ def _compare_train_case(case: "Case", weights: "os.PathLike[str] | str | None",
             report.checks.append((f"iteration 1 layer {i} cost", rel <= LOSS_TOLERANCE,
                                   f"{float(cost):.6g} vs Darknet's {ref_cost:.6g} "
                                   f"(relative {rel:.2e})"))
-    del probe
+    del probe, dumped
     deltas, delta_outputs, delta_meta = delta_checks(case, model, X, y, layers)
     if delta_outputs:
         chaos_outputs = delta_outputs
