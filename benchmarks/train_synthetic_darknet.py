@@ -77,17 +77,19 @@ def shapes_setup(root: str, args):
 
 def initial_weights(cfg, fork: str, kind: str, seed: int):
     """The network of ``cfg`` with the ``--init`` weights (see main's help)."""
+    torch.manual_seed(seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = load(cfg, dialect=fork, warn_unused=False)
-    if kind == "fork":
+    if kind != "darknet_py":
         rng = np.random.default_rng(seed)
         with torch.no_grad():
             for layer in model.layers:
                 w = getattr(layer, "weight", None)
                 if isinstance(w, torch.nn.Parameter) and w.dim() == 4:
                     scale = float(np.sqrt(2.0 / np.prod(w.shape[1:])))
-                    draw = (rng.standard_normal(w.shape) if fork == "pjreddie"
+                    normal = kind == "normal" or (kind == "fork" and fork == "pjreddie")
+                    draw = (rng.standard_normal(w.shape) if normal
                             else rng.uniform(-1, 1, w.shape))
                     w.copy_(torch.from_numpy(scale * draw))
     return model
@@ -116,14 +118,16 @@ def main(argv=None) -> int:
     ap.add_argument("--max-batches", type=int, default=3000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--init", default="fork", choices=["fork", "darknet_py", "harness"],
+    ap.add_argument("--init", default="fork", choices=["fork", "normal", "uniform", "darknet_py", "harness"],
                     help="initial weights: fork: the fork's make_convolutional_layer init "
                          "(pjreddie scale*rand_normal(), AlexeyAB scale*rand_uniform(-1,1), "
                          "scale = sqrt(2/fan_in); biases 0, BN scales 1), what `detector "
                          "train` without weights starts from (numpy draws, not Darknet's "
                          "rand); darknet_py: load(cfg) without weights, as train_synthetic.py "
                          "trains; harness: the bridge's seeded init (BN scales U(0.5,1.5), "
-                         "biases U(-0.2,0.2), rolling statistics from a forward)")
+                         "biases U(-0.2,0.2), rolling statistics from a forward); normal / "
+                         "uniform: the pjreddie / AlexeyAB draw whatever the dialect")
+    ap.add_argument("--init-seed", type=int, help="seed of the initial weights (default --seed)")
     ap.add_argument("--out", help="work folder (default: a temporary one)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -140,16 +144,17 @@ def main(argv=None) -> int:
     # Darknet's random init (and, with --side darknet*, its training)
     k_dn = args.iterations if args.side != "darknet_py" else 1
     init = None
+    init_seed = args.seed if args.init_seed is None else args.init_seed
     if args.init != "harness":
         init = root / f"init-{args.init}.weights"
-        initial_weights(cfg, fork, args.init, args.seed).save_weights(init)
+        initial_weights(cfg, fork, args.init, init_seed).save_weights(init)
     case = dump_case(build, cfg, init, mode="train", out_dir=root / "darknet", X=X, y=y,
-                     iterations=k_dn, seed=args.seed + 1, save_every=args.eval_every,
+                     iterations=k_dn, seed=init_seed + 1, save_every=args.eval_every,
                      timeout=24 * 3600)
     t_dn = time.perf_counter() - t0
     manifest = json.loads((case / "case.json").read_text())
     start = case / manifest["weights"].split(" ")[0]
-    result = {"dialect": fork, "init": args.init, "iterations": args.iterations, "batches": int(X.shape[0]),
+    result = {"dialect": fork, "init": args.init, "init_seed": init_seed, "iterations": args.iterations, "batches": int(X.shape[0]),
               "batch": args.batch, "cfg": Path(cfg).read_text(), "darknet_seconds": t_dn}
     if args.side != "darknet_py":
         result["darknet_loss"] = [e["loss"] for e in manifest["train_log"]]
