@@ -183,6 +183,22 @@ def test_alexeyab_region_tree_classfix_map_class_only(darknet_alexeyab, tmp_path
     _region_case(darknet_alexeyab, cfg, tmp_path, X, y, 52)
 
 
+@pytest.mark.parametrize("fork", ["pjreddie", "alexeyab"])
+def test_region_map_without_tree_matches_darknet(fork, request, tmp_path):
+    """``map=`` without a tree: the truth loop's class = map[class] (the map's classes, one
+    of them 12, the last), with softmax classes; pjreddie's [region] (its CPU backward is
+    empty: the updates are the decay alone)."""
+    build = request.getfixturevalue(f"darknet_{fork}")
+    cmap = _write(tmp_path / "in", "small.map", "8\n5\n12\n3\n0\n")
+    rng = np.random.default_rng(54)
+    X = rng.random((2, 3, 40, 48), dtype=np.float32)
+    y = _truths(54, 5 if fork == "pjreddie" else 6)
+    y[0, :5, 4] = [0, 1, 2, 3, 4]
+    y[1, :4, 4] = [1, 4, 2, 0]
+    cfg = REGION.format(tree="", extra=f"map={cmap}").replace("tree=\n", "")
+    _region_case(build, cfg, tmp_path, X, y, 54)
+
+
 def test_pjreddie_region_tree_is_nan_in_darknet_and_refused(tmp_path):
     """pjreddie's CPU forward_region_layer calls softmax_cpu with l.temperature = 0: the
     real Darknet's loss is NaN; darknet_py refuses the cfg in one line naming the layer."""

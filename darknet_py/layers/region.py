@@ -27,6 +27,11 @@ every value it writes is NaN (``x/0 - max/0``), i.e. the flat range from index
 (x, y, objectness) or the raw input (class values). The module does the same (its GPU
 kernel would give the real softmax).
 
+Training with a tree: AlexeyAB's CPU forward_region_layer (:func:`region_delta_alexeyab`:
+the hierarchical delta_region_class, class-only truths, ``map=``); pjreddie's is refused, its
+NaN output makes the loss NaN. ``map=`` (a class map file, ``read_map``): the truth loop
+learns ``map[class]``, in both forks.
+
     >>> import torch
     >>> from darknet_py.cfg import parse_cfg
     >>> from darknet_py.model import Darknet

@@ -13,7 +13,12 @@ training mode.
 
 With ``tree=`` (darknet9000's hierarchical softmax, :mod:`darknet_py.tree`) the groups are
 the tree's, over the first ``tree.n`` inputs of each image, with ``temperature``
-(``groups`` is then unused, as in Darknet); inputs past the tree stay 0.
+(``groups`` is then unused, as in Darknet); inputs past the tree stay 0. Training with a
+tree is the same ``softmax_x_ent_cpu`` on the tree's outputs (both forks' CPU build): the truth
+rows as given, e.g. made as Darknet's classifier loader makes them with
+:func:`darknet_py.tree.fill_hierarchy` (ancestors 1, the groups off the label's path -1234,
+which the CPU build does not mask: delta ``-1234 - p`` there, unless a ``[cost] type=masked``
+follows, as in darknet9000.cfg, whose delta is then 0 there; only the CUDA build masks them).
 
     >>> import torch
     >>> from darknet_py.cfg import parse_cfg
