@@ -289,3 +289,55 @@ def test_fill_hierarchy_and_class_targets_by_hand(tmp_path):
     assert t.class_targets(-1) == ((), ())
     assert t.class_targets(12) == ((12, 0, 1, 2), (1, 1, 0, 0))
     assert T.read_map(_write(tmp_path, "m.map", " 7\n-2\nx\n12 3\n")) == (7, -2, 0, 12)
+
+
+@pytest.mark.slow
+def test_alexeyab_yolo9000_training_matches_darknet(darknet_alexeyab, reference, tmp_path):
+    """The reference yolo9000.cfg (AlexeyAB) at 96x96, batch 2, with data/9k.tree (9418
+    classes, 1846 groups) and data/coco9k.map: COCO truth classes mapped into the tree, and
+    image 1 class-only (a 9k class, not mapped). Its [region] on Darknet's own input (the
+    dumped output of layer 23): output, delta and cost; the whole run's loss and updates.
+    (The whole net's [region] output differs by float32 noise from 24 layers, ~2e-5 of its
+    max, as in the forward check of test_tree_darknet.py: over the 1e-5 of the head check.)"""
+    import json
+    import re
+    from darknet_py.cfg import parse_cfg
+    from darknet_py.model import Darknet
+    text = (reference / "cfg" / "alexeyab" / "yolo9000.cfg").read_text()
+    text = re.sub(r"(?m)^(width|height)=\d+", r"\g<1>=96", text)
+    text = re.sub(r"(?m)^batch=\d+", "batch=2", text)
+    data = reference / "data"
+    text = text.replace("=data/", f"={data}/").replace("= data/", f"= {data}/")
+    rng = np.random.default_rng(55)
+    X = rng.random((2, 3, 96, 96), dtype=np.float32)
+    y = _truths(55, 6)
+    y[0, :5, 4] = [0, 16, 2, 56, 79]
+    y[1, :4, 4] = [1, 7000, 11, -1]
+    y[1, 1, :2] = 300000.0
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "net.cfg").write_text(text)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        random_model(text, "alexeyab", 55).save_weights(folder / "init.weights")
+    case = dump_case(darknet_alexeyab, folder / "net.cfg", folder / "init.weights",
+                     mode="train", out_dir=tmp_path / "case", X=X, y=y, iterations=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        head = Darknet(parse_cfg(text), dialect="alexeyab").layers[24]
+        report = compare_case(case)
+    inp = torch.from_numpy(np.load(case / "iter1_layer_023.npy"))
+    out = head._activate(inp)
+    delta, cost = head.loss(out, torch.from_numpy(y), (96, 96), seen=2)
+    ref_out = np.load(case / "iter1_yolo_output_024.npy")
+    ref_delta = np.load(case / "iter1_yolo_delta_024.npy")
+    ref_cost = json.loads((case / "case.json").read_text())["yolo_cost_iter1"]["24"]
+    err_out = np.abs(out.numpy() - ref_out).max() / np.abs(ref_out).max()
+    err_delta = np.abs(delta.numpy() - ref_delta).max() / np.abs(ref_delta).max()
+    print(f"head on Darknet's input: output {err_out:.2e}, delta {err_delta:.2e} of max, "
+          f"cost {float(cost):.6g} vs {ref_cost:.6g}")
+    assert err_out < 1e-6 and err_delta < 1e-6
+    assert abs(float(cost) - ref_cost) <= 1e-6 * ref_cost
+    print("\n".join(report.lines()))
+    whole = [(n, ok) for n, ok, _ in report.checks if n.endswith((" loss", "weight update"))]
+    assert len(whole) == 4 and all(ok for _, ok in whole), report.lines()
