@@ -341,3 +341,37 @@ def test_alexeyab_yolo9000_training_matches_darknet(darknet_alexeyab, reference,
     print("\n".join(report.lines()))
     whole = [(n, ok) for n, ok, _ in report.checks if n.endswith((" loss", "weight update"))]
     assert len(whole) == 4 and all(ok for _, ok in whole), report.lines()
+
+
+@pytest.mark.parametrize("fork", ["pjreddie", "alexeyab"])
+def test_bad_map_refused(fork, tmp_path):
+    """A map= file that is not there (Darknet's parse_region would exit), a truth class past
+    the map's lines (Darknet reads past its map) and, with a tree, a mapped class past the
+    tree (Darknet reads past it): one line each, naming the layer."""
+    from darknet_py import load
+    from darknet_py.errors import CfgError, DataError
+    from darknet_py.train.engine import TrainState, train_network
+    tree = _write(tmp_path, "small.tree", TREE)
+    _write(tmp_path, "ok.map", "8\n5\n13\n")
+    X = torch.rand(2, 3, 40, 48)
+    y = torch.from_numpy(_truths(56, 5 if fork == "pjreddie" else 6))
+    y[:, :, 4] = torch.where(y[:, :, 0] > 0, 1.0, 0.0)
+    cases = [("missing.map", "", CfgError, r"net\.cfg:\d+: layer 3: \[region\] map file "
+                                           r"\S*missing\.map not found"),
+             ("ok.map", "", DataError, r"layer 3: \[region\] truth class 3 outside the 3 lines")]
+    if fork == "alexeyab":
+        cases.append(("ok.map", f"tree={tree}", DataError,
+                      r"layer 3: \[region\] truth class 13 outside the tree"))
+    for name, extra, error, match in cases:
+        cfg = REGION.format(tree="", extra=f"map={tmp_path / name}\n{extra}").replace(
+            "tree=\n", "")
+        (tmp_path / "net.cfg").write_text(cfg)
+        model = load(tmp_path / "net.cfg", dialect=fork, warn_unused=False)
+        yy = y.clone()
+        if error is DataError and not extra:
+            yy[0, 0, 4] = 3
+        if extra:
+            yy[0, 0, 4] = 2
+        with pytest.raises(error, match=match) as err:
+            train_network(model, TrainState.from_model(model), X, yy)
+        assert "\n" not in str(err.value)
