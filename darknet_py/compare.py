@@ -16,7 +16,10 @@ float32 output carries rounding noise of the same kind. A layer passes when
 
     max_rel <= max(tolerance, FLOOR_FACTOR * floor)      (capped at FLOOR_CAP)
 
-``strict=True`` (``--strict``) keeps the fixed tolerance alone.
+``strict=True`` (``--strict``) keeps the fixed tolerance alone. A train case's per-layer
+``l.delta`` (:func:`delta_checks`) follows the same rule from :data:`DELTA_TOLERANCE`, its floor
+measured against :func:`wide_sums` instead of float64 (batchnorm's rounding, which a float64
+twin would count, is Darknet's own in the exact mode compare trains in).
 
 EXPLAINED. A check over its tolerance whose cause is found in Darknet's own dumped data,
 and is Darknet's float-level chaos rather than a fault here, is reported EXPLAINED (with
