@@ -249,6 +249,17 @@ class DarknetLayer(nn.Module):
         tensors: the section's ``learning_rate=`` (``l.learning_rate_scale``), by default."""
         return cfg_scale
 
+    def ema_tensors(self) -> "List[tuple[str, Tensor, bool]]":
+        """(name, parameter, is_weights) of the tensors AlexeyAB's ema_update averages
+        (``l.weights_ema``, ``l.biases_ema``, ``l.scales_ema``: only [convolutional] layers
+        built with train=1 and no share_layer have them); none by default."""
+        return []
+
+    #: Darknet's CPU backward_network skips this layer's backward (AlexeyAB's per-layer
+    #: ``onlyforward=1``; set by the model from the section): nothing reaches its inputs or
+    #: its own tensors from its output's delta
+    skips_backward: bool = False
+
     def update_tensors(self) -> "List[tuple[str, Tensor, bool]]":
         """(name, parameter, decayed) in the order ``update_*_layer`` moves them; Darknet's
         weight decay applies to the weights only, never to biases or BN scales."""

@@ -1,0 +1,102 @@
+"""AlexeyAB's training extras against the real AlexeyAB Darknet (tests/harness train cases):
+[net] ema_alpha, per-layer onlyforward / train_only_bn / dont_update / burnin_update.
+
+Each case is the narrow yolov4-tiny of test_train_darknet (160x128, batch 2, random
+weights, X and truths), K train_network calls in Darknet and in darknet_py, every
+tensor's update compared (:func:`darknet_py.compare.compare_case`).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from darknet_py.compare import compare_case
+from test_train_darknet import _ab_truths, _check, _narrow_tiny
+from train_cases import make_train_case
+
+
+def _v4_case(reference, tmp_path, seed: int, extra_net: str = "", edit=None, K: int = 2,
+             seen: int = 0, counts=(14, 25)):
+    cfg = _narrow_tiny(160, 128, 2, 1, extra_net=extra_net,
+                       cfg=reference / "cfg" / "alexeyab" / "yolov4-tiny.cfg")
+    if edit is not None:
+        cfg = edit(cfg)
+    rng = np.random.default_rng(seed)
+    X = rng.random((len(counts), 3, 128, 160), dtype=np.float32)
+    y = _ab_truths(seed, list(counts))
+    return make_train_case("alexeyab", cfg, tmp_path / "c", X, y, K=K, ycols=200 * 6,
+                           seen=seen)
+
+
+def _body(path: Path) -> bytes:
+    """A .weights file without its header (major, minor, revision: 12 bytes; seen: 8)."""
+    return path.read_bytes()[20:]
+
+
+def test_ema_alpha(reference, tmp_path):
+    """ema_alpha=0.5, max_batches=2004, starting at iteration 1000 (seen 2000): Darknet's
+    train_network_waitkey initialises the EMA at iteration 1002 (max_batches/2) and updates
+    it there and at 1003, applies it to the weights at 1004 (max_batches - 1000) and leaves
+    it alone at 1005. Every update (1004's is the jump to the EMA) and the EMA weights
+    Darknet saves after each call (save_weights_upto(..., save_ema=1), as
+    train_detector's backup/NAME_ema.weights) match darknet_py's."""
+    folder = _v4_case(reference, tmp_path, 52, "max_batches=2004 ema_alpha=0.5 "
+                      "policy=constant learning_rate=0.001", K=5, seen=2000)
+    emas = sorted(p.name for p in folder.glob("weights_iter*_ema.weights"))
+    assert emas == [f"weights_iter{k}_ema.weights" for k in (2, 3, 4, 5)]
+    # Darknet's own side: at 1004 the weights became the EMA, at 1003 they were not
+    assert _body(folder / "weights_iter4.weights") == _body(folder / "weights_iter4_ema.weights")
+    assert _body(folder / "weights_iter3.weights") != _body(folder / "weights_iter3_ema.weights")
+    report = _check(compare_case(folder))
+    names = [name for name, _, _ in report.checks]
+    assert [n for n in names if "EMA" in n] == [f"iteration {k} EMA weights" for k in (2, 3, 4, 5)]
+    assert sum(1 for n in names if n.endswith("weight update")) == 5
+
+
+def test_ema_checkpoints_of_train_detector(tmp_path):
+    """train_detector with ema_alpha (AlexeyAB, max_batches=40, savelast=10): the real
+    `darknet detector train` and darknet_py write the same files with the same headers --
+    _ema.weights with each _last.weights once the EMA is initialised (iteration 20 =
+    max_batches/2: at 20, 30 and 40). Content, from a reading of the C (the runs' data
+    differ): max_batches - 1000 is below max_batches/2, so the EMA is initialised at 20
+    (ema_update(net, 0): the weights themselves) and neither updated nor applied after; save_weights_upto(..., save_ema=1)
+    writes the convolutional biases, BN scales and weights from the EMA and the rolling
+    statistics as they are."""
+    import os
+    import subprocess
+    import torch
+    import darknet_py
+    from test_train_loop import darknet_exe, dataset, headers, tiny_cfg
+    from darknet_py.train.trainer import train_detector
+    exe = darknet_exe("alexeyab")
+    cfg = tiny_cfg(tmp_path, max_batches=40)
+    Path(cfg).write_text(Path(cfg).read_text().replace("[net]\n", "[net]\nema_alpha=0.9\n"))
+    extra = "saveweights=30\nsavelast=10\n"
+    c_data = dataset(tmp_path / "c", extra)
+    subprocess.run([str(exe), "detector", "train", c_data, cfg, "-dont_show"], cwd=tmp_path,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True,
+                   timeout=300)
+    want = headers(tmp_path / "c" / "backup")
+    assert {"tiny_ema.weights", "tiny_last.weights"} <= set(want)
+    snap = {}
+
+    def at_20(i, model, loss, avg):
+        if i == 20:
+            snap.update({k: v.detach().clone() for k, v in model.state_dict().items()})
+        return False
+
+    py_data = dataset(tmp_path / "py", extra)
+    train_detector(py_data, cfg, dialect="alexeyab", workers=0, seed=0, chart=None,
+                   callback=at_20, stream=open(os.devnull, "w"))
+    backup = tmp_path / "py" / "backup"
+    assert headers(backup) == want
+    ema = darknet_py.load(cfg, backup / "tiny_ema.weights", dialect="alexeyab").state_dict()
+    last = darknet_py.load(cfg, backup / "tiny_last.weights", dialect="alexeyab").state_dict()
+    for name, value in ema.items():
+        rolling = name.endswith(("rolling_mean", "rolling_variance"))
+        assert torch.equal(value, (last if rolling else snap)[name]), name
+    # the weights moved after 20 (the EMA file is not just the last weights)
+    assert not torch.equal(ema["layers.1.weight"], last["layers.1.weight"])
+    assert not torch.equal(ema["layers.0.bn.scales"], last["layers.0.bn.scales"])
