@@ -100,3 +100,45 @@ def test_ema_checkpoints_of_train_detector(tmp_path):
     # the weights moved after 20 (the EMA file is not just the last weights)
     assert not torch.equal(ema["layers.1.weight"], last["layers.1.weight"])
     assert not torch.equal(ema["layers.0.bn.scales"], last["layers.0.bn.scales"])
+
+
+def _with_keys(cfg: str, keys) -> str:
+    """``cfg`` with ``key=value`` lines added to the n-th section of a kind, for each
+    ((kind, n), line) in ``keys``."""
+    out, seen = [], {}
+    for line in cfg.splitlines():
+        out.append(line)
+        if line.startswith("["):
+            seen[line] = seen.get(line, -1) + 1
+            out += [text for (kind, n), text in keys if kind == line and n == seen[line]]
+    return "\n".join(out) + "\n"
+
+
+def _layer_kinds(folder):
+    import warnings
+    from darknet_py import load
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return load(folder / "net.cfg", dialect="alexeyab")
+
+
+def test_onlyforward_and_gpu_only_keys(reference, tmp_path):
+    """onlyforward=1 on layer 5 ([convolutional] inside the first CSP block, read by a
+    [route]) and on the first [yolo] (layer 30): AlexeyAB's CPU backward_network skips
+    their backward (`if (l.onlyforward) continue;`), so layer 5's weights get no gradient,
+    nothing reaches layers 4/2 through it, and the head's cost still counts (its CPU
+    forward computes it) but its delta never reaches layer 29. train_only_bn=1 (layer 10:
+    set_train_only_bn marks every layer before it), dont_update=1000 (layer 12) and
+    burnin_update=2 (layer 13) are parsed but only update_network_gpu and the CUDA
+    convolution backward read them: on the CPU the updates are plain ones, as darknet_py's."""
+    keys = [(("[convolutional]", 4), "onlyforward=1"), (("[yolo]", 0), "onlyforward=1"),
+            (("[convolutional]", 6), "train_only_bn=1"), (("[convolutional]", 7),
+                                                           "dont_update=1000"),
+            (("[convolutional]", 8), "burnin_update=2")]
+    folder = _v4_case(reference, tmp_path, 53, edit=lambda c: _with_keys(c, keys), K=2)
+    model = _layer_kinds(folder)
+    assert [i for i, l in enumerate(model.layers) if l.skips_backward] == [5, 30]
+    assert [model.common[i].train_only_bn for i in (10,)] == [1]
+    assert model.common[12].dont_update == 1000 and model.common[13].burnin_update == 2
+    report = _check(compare_case(folder))
+    assert sum(1 for name, _, _ in report.checks if name.endswith("weight update")) == 2
