@@ -142,3 +142,51 @@ def test_onlyforward_and_gpu_only_keys(reference, tmp_path):
     assert model.common[12].dont_update == 1000 and model.common[13].burnin_update == 2
     report = _check(compare_case(folder))
     assert sum(1 for name, _, _ in report.checks if name.endswith("weight update")) == 2
+
+
+def _counters(seed: int, classes: int = 80) -> str:
+    """counters_per_class for ``classes`` classes, 0 (counted as 1) to 12: multipliers up
+    to 12 (larger ones amplify float noise of the outputs -- a near-tie IoU of Darknet's
+    and darknet_py's predicted boxes, 3.5e-6 apart -- past the deltas' 1e-5 of max |value|:
+    seen with 399, 2.3e-5)."""
+    rng = np.random.default_rng(seed)
+    c = rng.integers(1, 13, classes)
+    c[:3] = [0, 1, 2]
+    return ",".join(str(int(v)) for v in c)
+
+
+@pytest.mark.parametrize("extra,seed", [
+    ("", 61),
+    ("iou_thresh=0.25 cls_normalizer=2.5 ignore_thresh=0.05 truth_thresh=0.1 "
+     "iou_loss=giou max_delta=20", 62),
+    ("iou_loss=mse objectness_smooth=1 ignore_thresh=0.05 truth_thresh=0.1 "
+     "label_smooth_eps=0.1 cls_normalizer=0.5", 63),
+    ("focal_loss=1 iou_thresh=0.3 cls_normalizer=3", 64)])
+def test_counters_per_class(reference, tmp_path, extra, seed):
+    """counters_per_class on both heads of the narrow yolov4-tiny (a 0 counter counts as
+    1; max_delta caps the multipliers): the heads' deltas and costs of iteration 1 and the
+    updates of 2 iterations as AlexeyAB's forward_yolo_layer with l.classes_multipliers --
+    box deltas times iou_normalizer * m, the truths' objectness times m, their class delta
+    times m * cls_normalizer (not with focal_loss), the truth_thresh branch with
+    objectness_smooth -- across iou_thresh, giou/mse/ciou and label smoothing."""
+    from test_train_darknet import _ab_case
+    report = _ab_case(reference, tmp_path, f"counters_per_class={_counters(seed)} {extra}",
+                      seed, [25, 30])
+    assert sum(1 for name, _, _ in report.checks if "[yolo] delta" in name) == 2
+
+
+def test_classes_multipliers_reading_of_the_c():
+    """parser.c get_classes_multipliers: max / counter (counters below 1 as 1) in float,
+    capped at max_delta; a count that is not classes= is refused as Darknet's parser does."""
+    from darknet_py.cfg import parse_cfg
+    from darknet_py.errors import CfgError
+    from darknet_py.layers.yolo import classes_multipliers
+    assert classes_multipliers([0, 3, 300], 3.4028234663852886e38) == [300.0, 100.0, 1.0]
+    assert classes_multipliers([7, 3, 21], 5) == [3.0, 5.0, 1.0]
+    assert classes_multipliers([3], 1e30) == [1.0]
+    from darknet_py.model import Darknet
+    text = ("[net]\nwidth=32\nheight=32\nchannels=3\n[convolutional]\nfilters=21\nsize=1\n"
+            "[yolo]\nmask=0,1,2\nnum=3\nanchors=1,1,2,2,3,3\nclasses=2\n"
+            "counters_per_class=5,1,3\n")
+    with pytest.raises(CfgError, match="counters_per_class has 3 values for classes=2"):
+        Darknet(parse_cfg(text), dialect="alexeyab")
