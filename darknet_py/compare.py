@@ -840,6 +840,8 @@ def _compare_train_case(case: "Case", weights: "os.PathLike[str] | str | None",
             report.rows.append(layer_diff(i, probe.layers[i].kind, ours, ref, tolerance))
     costs = {str(k): float(v) for k, v in (m.get("yolo_cost_iter1") or {}).items()}
     net_size = (first.shape[3], first.shape[2])
+    from .layers.base import LossStep
+    head_step = LossStep(TrainState.from_model(model).iteration, model.net)
     for i, layer in enumerate(probe.layers):
         if not layer.has_cost:
             continue
@@ -847,7 +849,8 @@ def _compare_train_case(case: "Case", weights: "os.PathLike[str] | str | None",
         delta_path = case.folder / f"iter1_yolo_delta_{i:03d}.npy"
         if not (out_path.is_file() or delta_path.is_file() or str(i) in costs):
             continue
-        delta, cost = layer.loss(outs[i], y[last], net_size, seen=int(model.seen) + X.shape[0])
+        delta, cost = layer.loss(outs[i], y[last], net_size, seen=int(model.seen) + X.shape[0],
+                                 step=head_step)
         for what, ours, p in (("output", outs[i], out_path), ("delta", delta, delta_path)):
             if p.is_file():
                 ref = _load_npy(p)

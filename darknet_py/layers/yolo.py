@@ -37,7 +37,7 @@ from ..image import letterbox_size
 from ..postprocess import DetectionArrays
 from ..errors import DataError
 from .activations import logistic
-from .base import BuildContext, DarknetLayer, Shape, head_output
+from .base import BuildContext, DarknetLayer, LossStep, Shape, head_output
 from .registry import register
 
 _F32 = np.float32
@@ -266,13 +266,14 @@ class YoloLayer(DarknetLayer):
     # -- training (forward_yolo_layer with net.train) ------------------------------------
     has_cost = True
 
-    def loss(self, output: Tensor, truth: Tensor, net_size: Tuple[int, int], seen: int = 0
-             ) -> Tuple[Tensor, Tensor]:
+    def loss(self, output: Tensor, truth: Tensor, net_size: Tuple[int, int], seen: int = 0,
+             step: Optional[LossStep] = None) -> Tuple[Tensor, Tensor]:
         if self.opts.map is not None:
             raise ValueError(f"layer {self.index} [yolo]: map= (class remapping) is not "
                              f"supported in training")
-        fn = yolo_delta_alexeyab if self.dialect_name == "alexeyab" else yolo_delta_pjreddie
-        return fn(self, output.detach(), truth, net_size)
+        if self.dialect_name == "alexeyab":
+            return yolo_delta_alexeyab(self, output.detach(), truth, net_size, step)
+        return yolo_delta_pjreddie(self, output.detach(), truth, net_size)
 
     def describe(self, in_shape: Shape) -> str:
         return ""
@@ -811,7 +812,8 @@ def first_writer(key: Tensor, order: Tensor, size: int) -> Tensor:
 
 
 def yolo_delta_alexeyab(layer: "YoloLayer", output: Tensor, truth: Tensor,
-                        net_size: Tuple[int, int]) -> Tuple[Tensor, Tensor]:
+                        net_size: Tuple[int, int], step: Optional[LossStep] = None
+                        ) -> Tuple[Tensor, Tensor]:
     """AlexeyAB forward_yolo_layer (train, CPU): ``l.delta`` and ``*(l.cost)``, vectorised.
 
     Differences from pjreddie: objectness normalised (obj_normalizer) and cleared only for
@@ -1016,6 +1018,8 @@ def yolo_delta_alexeyab(layer: "YoloLayer", output: Tensor, truth: Tensor,
         div = (flat[:, 4] != 0) & (positive > 0)
         flat[div, :4] = flat[div, :4] / positive[div].unsqueeze(1).to(torch.float32)
     delta = flat.view(bsz, n, h, w, k).permute(0, 1, 4, 2, 3).reshape(bsz, n * k, h, w)
+    if step is not None:
+        delta = reject_deltas(delta.contiguous(), classes, step)
     squares = (delta.double() ** 2)
     if o.show_details == 0 or o.iou_loss == "mse":
         cost = squares.sum()
@@ -1027,6 +1031,70 @@ def yolo_delta_alexeyab(layer: "YoloLayer", output: Tensor, truth: Tensor,
             squares.view(bsz, n, k, h, w)[:, :, 4:].sum())
         cost = torch.tensor(float(np.float32(o.iou_normalizer)) * (tot / count) + cls_loss)
     return delta.contiguous(), _f32(cost)
+
+
+def reject_deltas(delta: Tensor, classes: int, step: LossStep) -> Tensor:
+    """forward_yolo_layer's "equidistant point" and bad-label block (AlexeyAB), after every
+    delta is set and before the cost: with [net] ``equidistant_point`` below the iteration,
+    or ``num_sigmas_reject_badlabels`` / ``badlabels_rejection_percentage`` past 3/4 of
+    max_batches, the net-level rolling mean and max of the nonzero |delta| move (x0.99 +
+    x0.01; the max starts at the first one); bad-label rejection zeroes the deltas above a
+    threshold from those statistics (and their rolling std), or above a threshold that
+    moves by 0.01 toward rejecting ``badlabels_rejection_percentage`` percent; the
+    equidistant point zeroes every |delta| below ``rolling mean * progress * 1.4`` (progress
+    from equidistant_point to max_batches; the mean before this layer's update). Scalars
+    are the C's float32/double mix; the sums over the deltas are taken in float64 and
+    rounded (-Ofast lets Darknet's compiler vectorise its float sums in its own order)."""
+    f = np.float32
+    net, it, st = step.net, int(step.iteration), step.stats
+    start = int(net.max_batches) * 3 // 4
+    ep = int(net.equidistant_point)
+    sigmas = f(net.num_sigmas_reject_badlabels)
+    percent = f(net.badlabels_rejection_percentage)
+    if not ((percent and start < it) or (sigmas and start < it) or (ep and ep < it)):
+        return delta
+    progress = f(f(it - ep) / f(int(net.max_batches) - ep))
+    threshold = f(float(f(st.avg) * progress) * 1.4)
+    mag = delta.abs()
+    nonzero = delta != 0
+    counter = f(int(nonzero.sum()))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cur_avg = f(f(float(mag[nonzero].double().sum())) / counter)
+    cur_max = f(float(mag.max())) if mag.numel() else f(0)
+    if st.max == 0:
+        st.max = float(cur_max)
+    st.max = float(f(st.max * 0.99 + float(cur_max) * 0.01))
+    st.avg = float(f(st.avg * 0.99 + float(cur_avg) * 0.01))
+    delta = delta.clone()
+    if sigmas and start < it:
+        rolling_std, rolling_max, rolling_avg = f(st.std), f(st.max), f(st.avg)
+        progress_bad = f(f(it - start) / f(start))
+        centred = (delta[nonzero] - float(rolling_avg)).double() ** 2
+        with np.errstate(divide="ignore", invalid="ignore"):
+            cur_std = f(np.sqrt(f(f(float(centred.sum())) / counter)))
+        st.std = float(f(st.std * 0.99 + float(cur_std) * 0.01))
+        final = f(rolling_avg + f(rolling_std * sigmas))
+        bad = f(rolling_max - f(progress_bad * f(abs(rolling_max - final))))
+        bad = max(final, bad)
+        delta[delta.abs() > float(bad)] = 0
+        threshold = f(min(final, rolling_avg) * progress)
+    if percent and start < it:
+        if st.reject_threshold == 0:
+            st.reject_threshold = st.max
+        nonzero = delta != 0
+        counter_all = f(int(nonzero.sum()))
+        reject = nonzero & (delta.abs() > float(f(st.reject_threshold)))
+        counter_reject = f(int(reject.sum()))
+        delta[reject] = 0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            cur_percent = f(100 * f(f(counter_reject * f(classes + 4 + 1)) / counter_all))
+        if cur_percent > percent:
+            st.reject_threshold = float(f(f(st.reject_threshold) + 0.01))
+        elif f(st.reject_threshold) > 0.01:
+            st.reject_threshold = float(f(f(st.reject_threshold) - 0.01))
+    if ep and ep < it:
+        delta[delta.abs() < float(threshold)] = 0
+    return delta
 
 
 def _new_coords_boxes(out: Tensor, anchors: Tensor, net_w: int, net_h: int):

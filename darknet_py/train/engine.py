@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from ..errors import CfgError
+from ..layers.base import DeltaStats, LossStep
 from ..layers.batchnorm import has_batchnorm
 from .optimizer import ema_step, update_network
 from .schedule import current_batch, current_rate
@@ -50,6 +51,9 @@ class TrainState:
     costs: Dict[int, float] = field(default_factory=dict)
     #: ``*net->cost`` of each mini-batch of the last call
     net_costs: List[float] = field(default_factory=list)
+    #: AlexeyAB's net-level rolling statistics of the heads' deltas (equidistant_point and
+    #: bad-label rejection; :func:`~darknet_py.layers.yolo.reject_deltas`)
+    delta_stats: DeltaStats = field(default_factory=DeltaStats)
     #: what :func:`~darknet_py.train.optimizer.ema_step` did in the last update ("init",
     #: "update", "apply", ... ; None: nothing)
     ema_event: Optional[str] = None
@@ -93,9 +97,11 @@ def cost_layers(model: "Darknet") -> List[int]:
     return [i for i, layer in enumerate(model.layers) if layer.has_cost]
 
 
-def forward_backward(model: "Darknet", X: Tensor, y: Tensor, seen: int = 0) -> Dict[int, float]:
+def forward_backward(model: "Darknet", X: Tensor, y: Tensor, seen: int = 0,
+                     step: Optional[LossStep] = None) -> Dict[int, float]:
     """train_network_datum's forward_network + backward_network on one mini-batch:
-    returns ``*(l.cost)`` per cost layer; gradients accumulate in ``p.grad``."""
+    returns ``*(l.cost)`` per cost layer; gradients accumulate in ``p.grad``. ``step``: the
+    iteration and net-level statistics the heads' losses read."""
     indices = cost_layers(model)
     if not indices:
         raise ValueError(f"{model.source}: no layer has a loss ([yolo], [region], ...); "
@@ -106,7 +112,7 @@ def forward_backward(model: "Darknet", X: Tensor, y: Tensor, seen: int = 0) -> D
     costs: Dict[int, float] = {}
     for index, out in zip(indices, outs):
         layer = model.layers[index]
-        delta, cost = layer.loss(out, y, net_size, seen=seen)
+        delta, cost = layer.loss(out, y, net_size, seen=seen, step=step)
         costs[index] = float(cost)
         if model.cpu_backward_quirks and not layer.loss_reaches_input():
             continue
@@ -133,11 +139,6 @@ def check_trainable(model: "Darknet") -> None:
         raise CfgError("adam=1: the CPU Darknet of either fork has no Adam update (only its "
                        "CUDA build); darknet_py does not guess it", file=model.source,
                        line=model.sections[0].line, key="adam")
-    for key in ("equidistant_point", "badlabels_rejection_percentage",
-                "num_sigmas_reject_badlabels", "adversarial_lr"):
-        if getattr(net, key, 0):
-            raise CfgError(f"{key}= is not implemented in darknet_py's training",
-                           file=model.source, line=model.sections[0].line, key=key)
     stops = [i for i, c in enumerate(model.common) if c.stopbackward]
     for index, (sec, common) in enumerate(zip(model.sections[1:], model.common)):
         layer = model.layers[index]
@@ -179,7 +180,8 @@ def train_network(model: "Darknet", state: TrainState, X: Tensor, y: Tensor) -> 
             xb = X[i * mini:(i + 1) * mini].to(device)
             yb = y[i * mini:(i + 1) * mini].to(device)
             state.seen += mini
-            costs = forward_backward(model, xb, yb, seen=state.seen)
+            costs = forward_backward(model, xb, yb, seen=state.seen,
+                                     step=LossStep(state.iteration, net, state.delta_stats))
             state.costs = costs
             net_cost = float(torch.tensor(sum(costs.values()), dtype=torch.float32)
                              / len(costs))
