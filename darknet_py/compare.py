@@ -432,6 +432,9 @@ HEAD_TOLERANCE = 1e-5
 LOSS_TOLERANCE = 1e-4
 #: weights after minus weights before, per tensor, relative to that update's max |value|
 UPDATE_TOLERANCE = 1e-3
+#: AlexeyAB's EMA weights (ema_alpha) against Darknet's ``_ema.weights``, relative to each
+#: tensor's max |value|
+EMA_TOLERANCE = 1e-5
 #: every layer's l.delta after iteration 1 (``iter1_delta_NNN.npy``), relative to its max
 DELTA_TOLERANCE = HEAD_TOLERANCE
 #: activations with a kink at 0, by their slope below it: an output within float noise of
@@ -820,6 +823,38 @@ def _update_error(ours: np.ndarray, ref: np.ndarray, ours_after: np.ndarray,
     return worst / scale
 
 
+def _check_ema(report: CompareReport, case: "Case", model: Darknet, state, k: int,
+               load) -> None:
+    """AlexeyAB's ``ema_alpha``: darknet_py's EMA tensors after iteration ``k`` against
+    Darknet's ``weights_iter{k}_ema.weights`` (what save_weights_upto(..., save_ema=1) wrote
+    once its EMA was initialised), each within :data:`EMA_TOLERANCE` of its max |value|;
+    one side initialised and the other not is a mismatch."""
+    from .train.optimizer import ema_initialized, ema_weights
+    path = case.folder / f"weights_iter{k}_ema.weights"
+    ours = ema_initialized(model, state)
+    name = f"iteration {k} EMA weights"
+    if not path.is_file():
+        if ours and case.dialect == "alexeyab":
+            report.checks.append((name, False, "darknet_py initialised its EMA, Darknet "
+                                               "wrote no EMA weights"))
+        return
+    if not ours:
+        report.checks.append((name, False, "Darknet wrote EMA weights, darknet_py's EMA is "
+                                           "not initialised"))
+        return
+    ref = _snapshot(load(case.cfg, path, dialect=case.dialect, warn_unused=False))
+    with ema_weights(model, state):
+        mine = _snapshot(model)
+    worst_name, worst = "", 0.0
+    for tensor, ref_t in ref.items():
+        _, rel = _relative(mine[tensor], ref_t)
+        if rel > worst or not worst_name:
+            worst_name, worst = tensor, rel
+    report.checks.append((name, worst <= EMA_TOLERANCE,
+                          f"{len(ref)} tensors, worst {worst:.2e} of the max |value| at "
+                          f"{worst_name} (tolerance {EMA_TOLERANCE:g})"))
+
+
 def compare_train_case(case: "Case", weights: "os.PathLike[str] | str | None" = None,
                        tolerance: float = DEFAULT_TOLERANCE, device: "str | torch.device" = "cpu",
                        layers: Optional[Sequence[int]] = None, exact_bn: bool = True,
@@ -901,6 +936,8 @@ def _compare_train_case(case: "Case", weights: "os.PathLike[str] | str | None",
     costs = {str(k): float(v) for k, v in (m.get("yolo_cost_iter1") or {}).items()}
     net_size = (first.shape[3], first.shape[2])
     seen_now = int(model.seen) + X.shape[0]
+    from .layers.base import LossStep
+    head_step = LossStep(TrainState.from_model(model).iteration, model.net)
 
     def head_files(i: int) -> bool:
         return ((case.folder / f"iter1_yolo_output_{i:03d}.npy").is_file()
@@ -911,7 +948,8 @@ def _compare_train_case(case: "Case", weights: "os.PathLike[str] | str | None",
     for i in heads:
         for j in (i, i + 1):
             if j < len(probe.layers) and probe.layers[j].has_cost and j not in losses:
-                losses[j] = probe.layers[j].loss(outs[j], y[last], net_size, seen=seen_now)
+                losses[j] = probe.layers[j].loss(outs[j], y[last], net_size, seen=seen_now,
+                                                  step=head_step)
     for i in heads:
         layer = probe.layers[i]
         out_path = case.folder / f"iter1_yolo_output_{i:03d}.npy"
@@ -990,6 +1028,7 @@ def _compare_train_case(case: "Case", weights: "os.PathLike[str] | str | None",
         if "seen_after" in entry:
             report.checks.append((f"iteration {k} seen", state.seen == int(entry["seen_after"]),
                                   f"{state.seen} vs Darknet's {int(entry['seen_after'])}"))
+        _check_ema(report, case, model, state, k, load)
         ref_path = case.folder / f"weights_iter{k}.weights"
         if not ref_path.is_file():
             ref_before = None

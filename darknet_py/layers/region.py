@@ -51,7 +51,7 @@ from .. import tree as _tree
 from ..cfg.options import option
 from ..postprocess import DetectionArrays
 from .activations import logistic
-from .base import BuildContext, DarknetLayer, Shape, head_output
+from .base import BuildContext, DarknetLayer, LossStep, Shape, head_output
 from .registry import register
 from .yolo import correct_yolo_boxes
 
@@ -218,8 +218,8 @@ class RegionLayer(DarknetLayer):
     # -- training ----------------------------------------------------------------------
     has_cost = True
 
-    def loss(self, output: Tensor, truth: Tensor, net_size: Tuple[int, int], seen: int = 0
-             ) -> Tuple[Tensor, Tensor]:
+    def loss(self, output: Tensor, truth: Tensor, net_size: Tuple[int, int], seen: int = 0,
+             step: Optional[LossStep] = None) -> Tuple[Tensor, Tensor]:
         if self.tree is not None:
             raise ValueError(f"layer {self.index} [region]: training with tree= (YOLO9000's "
                              f"softmax tree) is not supported")
