@@ -1,7 +1,8 @@
 """The synthetic-shapes benchmark trained by the real Darknet and by darknet_py, side by side.
 
     python benchmarks/train_synthetic_darknet.py [--dialect alexeyab|pjreddie]
-        [--iterations 600] [--eval-every 100] [--side both|darknet|darknet_py] [--out DIR]
+        [--iterations 600] [--eval-every 100] [--side both|darknet|darknet_py]
+        [--init fork|normal|uniform|darknet_py|harness] [--init-seed N] [--out DIR]
 
 The same dataset, cfg and mAP@0.5 evaluator as ``benchmarks/train_synthetic.py``
 (narrow yolov3-tiny at 128x128, 400 train / 100 valid generated shapes, batch 16), but
@@ -11,8 +12,11 @@ resize_image, truths as ``fill_truth`` gives them) and cut into batches of a fix
 shuffle, cycled (iteration k trains on batch (k-1) % n).
 
 Darknet side: the real Darknet of the dialect's fork (darknet_py.darknet bridge, built
-from ../shared/darknet-src) runs ``train_network`` on those batches from its own random
-init (dump_case mode="train"), saving the weights every ``--eval-every`` iterations.
+from ../shared/darknet-src, CPU) runs ``train_network`` on those batches from the
+``--init`` weights (dump_case mode="train"), saving them every ``--eval-every``
+iterations. ``--init fork`` (default) draws the fork's own make_convolutional_layer law
+(pjreddie normal, AlexeyAB uniform); ``normal`` / ``uniform`` force one law on either
+dialect (AlexeyAB from the normal law learns ~5x slower, README "Learning for real").
 darknet_py side: ``train_network`` from the very weights file Darknet started from, on
 the same batches. Every saved checkpoint of both is loaded in darknet_py and scored with
 ``train_synthetic.mean_ap`` on the valid images. Prints and saves (JSON) both loss curves
