@@ -1,7 +1,8 @@
 """The synthetic-shapes benchmark trained by the real Darknet and by darknet_py, side by side.
 
     python benchmarks/train_synthetic_darknet.py [--dialect alexeyab|pjreddie]
-        [--iterations 600] [--eval-every 100] [--side both|darknet|darknet_py] [--out DIR]
+        [--iterations 600] [--eval-every 100] [--side both|darknet|darknet_py]
+        [--init fork|normal|uniform|darknet_py|harness] [--init-seed N] [--out DIR]
 
 The same dataset, cfg and mAP@0.5 evaluator as ``benchmarks/train_synthetic.py``
 (narrow yolov3-tiny at 128x128, 400 train / 100 valid generated shapes, batch 16), but
@@ -11,8 +12,12 @@ resize_image, truths as ``fill_truth`` gives them) and cut into batches of a fix
 shuffle, cycled (iteration k trains on batch (k-1) % n).
 
 Darknet side: the real Darknet of the dialect's fork (darknet_py.darknet bridge, built
-from ../shared/darknet-src) runs ``train_network`` on those batches from its own random
-init (dump_case mode="train"), saving the weights every ``--eval-every`` iterations.
+from ../shared/darknet-src, CPU) runs ``train_network`` on those batches from the
+``--init`` weights (dump_case mode="train"), saving them every ``--eval-every``
+iterations. ``--init fork`` (default) draws the fork's own make_convolutional_layer law
+(pjreddie normal, AlexeyAB uniform); ``normal`` / ``uniform`` force one law on either
+dialect (AlexeyAB from the normal law learns ~5x slower, README "Learning for real").
+``--ablate`` turns one AlexeyAB CPU behaviour off on the darknet_py side (see --help).
 darknet_py side: ``train_network`` from the very weights file Darknet started from, on
 the same batches. Every saved checkpoint of both is loaded in darknet_py and scored with
 ``train_synthetic.mean_ap`` on the valid images. Prints and saves (JSON) both loss curves
@@ -95,6 +100,31 @@ def initial_weights(cfg, fork: str, kind: str, seed: int):
     return model
 
 
+ABLATIONS = {
+    "stale-deltas": "zero every layer's delta before the forward (AlexeyAB's CPU "
+                    "forward_network zeroes only layers with l.train: [route]/[upsample] "
+                    "deltas add up over iterations; its GPU build zeroes all)",
+    "cpu-quirks": "no CPU backward quirks at all (stale deltas, conv backward overwriting "
+                  "the previous layer's delta)",
+    "bn-bias": "BN biases learn (AlexeyAB's CPU backward never computes their updates)",
+}
+
+
+def ablated_dialect(fork: str, ablate):
+    import dataclasses
+    from darknet_py.dialect import get_dialect
+    d = get_dialect(fork)
+    return dataclasses.replace(d, bn_bias_learns=True) if "bn-bias" in ablate else d
+
+
+def ablate_model(model, ablate) -> None:
+    if "cpu-quirks" in ablate:
+        model.cpu_backward_quirks = False
+    if "stale-deltas" in ablate:
+        for layer in model.layers:
+            layer.ab_forward_zeroes_delta = True
+
+
 def score(cfg, weights, valid, dialect):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -128,6 +158,10 @@ def main(argv=None) -> int:
                          "biases U(-0.2,0.2), rolling statistics from a forward); normal / "
                          "uniform: the pjreddie / AlexeyAB draw whatever the dialect")
     ap.add_argument("--init-seed", type=int, help="seed of the initial weights (default --seed)")
+    ap.add_argument("--ablate", action="append", default=[], choices=list(ABLATIONS),
+                    help="darknet_py side only, to find what makes a run slow (no longer "
+                         "Darknet's training): " + "; ".join(f"{k}: {v}" for k, v in
+                                                           ABLATIONS.items()))
     ap.add_argument("--out", help="work folder (default: a temporary one)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -154,7 +188,7 @@ def main(argv=None) -> int:
     t_dn = time.perf_counter() - t0
     manifest = json.loads((case / "case.json").read_text())
     start = case / manifest["weights"].split(" ")[0]
-    result = {"dialect": fork, "init": args.init, "init_seed": init_seed, "iterations": args.iterations, "batches": int(X.shape[0]),
+    result = {"dialect": fork, "init": args.init, "ablate": args.ablate, "init_seed": init_seed, "iterations": args.iterations, "batches": int(X.shape[0]),
               "batch": args.batch, "cfg": Path(cfg).read_text(), "darknet_seconds": t_dn}
     if args.side != "darknet_py":
         result["darknet_loss"] = [e["loss"] for e in manifest["train_log"]]
@@ -170,7 +204,9 @@ def main(argv=None) -> int:
     if args.side != "darknet":
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            model = load(cfg, start, dialect=fork, warn_unused=False)
+            model = load(cfg, start, dialect=ablated_dialect(fork, args.ablate),
+                         warn_unused=False)
+        ablate_model(model, args.ablate)
         state = TrainState.from_model(model)
         Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
         ours, maps = [], {0: mean_ap(model, valid, 3)[0]}

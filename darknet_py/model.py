@@ -216,6 +216,8 @@ class Darknet(nn.Module):
                                     f"(${_limits.ENV['max_parameters']})")
                 common = reader.read(CommonOptions)
                 layer.dontloadscales = bool(common.dontloadscales)
+                layer.skips_backward = (bool(common.onlyforward)
+                                        and self.dialect.onlyforward_skips_backward)
                 layers.append(layer)
                 shapes.append(layer.out_shape)
                 self.common.append(common)
@@ -403,7 +405,13 @@ class Darknet(nn.Module):
             if fast:  # eval, no gradients: nothing below applies (no requires_grad)
                 out = layer.infer(x, refs, reuse)
             else:
-                out = layer(x, refs)
+                if layer.skips_backward and self.training and torch.is_grad_enabled():
+                    # onlyforward=1: backward_network skips this layer (no gradient to its
+                    # inputs or tensors); later layers' gradient still stops at its l.delta
+                    with torch.no_grad():
+                        out = layer(x, refs)
+                else:
+                    out = layer(x, refs)
                 probe = delta_probe()
                 if probe is not None and torch.is_grad_enabled():
                     # its own node (a route may return its input itself); a leaf where nothing
@@ -411,7 +419,8 @@ class Darknet(nn.Module):
                     out = out.view_as(out) if out.requires_grad else out.detach().requires_grad_()
                     probe.record(i, out)
             cut = (self.cpu_backward_quirks and out.requires_grad and i + 1 < len(self.layers)
-                   and self.layers[i + 1].overwrites_input_delta())
+                   and self.layers[i + 1].overwrites_input_delta()
+                   and not self.layers[i + 1].skips_backward)
             if (self.cpu_backward_quirks and out.requires_grad and not cut
                     and self.dialect.name == "alexeyab" and not layer.ab_forward_zeroes_delta):
                 out = StaleDelta.apply(out, layer)

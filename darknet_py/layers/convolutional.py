@@ -447,6 +447,16 @@ class ConvolutionalLayer(DarknetLayer):
             tensors += self.bn.weight_tensors()
         return tensors + [self.weight]
 
+    def ema_tensors(self) -> "List[tuple[str, Tensor, bool]]":
+        """make_convolutional_layer's ``biases_ema``, ``scales_ema`` (batch_normalize) and
+        ``weights_ema``; a layer with a share_layer gets none."""
+        if self.shares is not None:
+            return []
+        tensors = [("bias", self.bias, False)]
+        if self.bn is not None:
+            tensors.append(("bn.scales", self.bn.scales, False))
+        return tensors + [("weight", self.weight, True)]
+
     def flops(self, in_shape: Shape) -> float:
         return 2.0 * self.weight.numel() * self.out_shape.h * self.out_shape.w
 

@@ -57,7 +57,7 @@ from torch import Tensor
 
 from ..cfg.options import option
 from ..errors import CfgWarning
-from .base import BuildContext, DarknetLayer, head_output
+from .base import BuildContext, DarknetLayer, LossStep, head_output
 from .registry import register
 
 COST_TYPES = {"pjreddie": ("seg", "sse", "masked", "smooth", "L1", "wgan"),
@@ -138,8 +138,8 @@ class CostLayer(DarknetLayer):
                              f"against its input)")
         return x, t
 
-    def loss(self, output: Tensor, truth: Tensor, net_size: "tuple[int, int]", seen: int = 0
-             ) -> "tuple[Tensor, Tensor]":
+    def loss(self, output: Tensor, truth: Tensor, net_size: "tuple[int, int]", seen: int = 0,
+             step: "Optional[LossStep]" = None) -> "tuple[Tensor, Tensor]":
         """``l.delta`` (before ``scale``: see :meth:`input_delta`) and ``*(l.cost)``, the float
         sum of the per-value loss in Darknet's order."""
         x, t = self._flat(output, truth)

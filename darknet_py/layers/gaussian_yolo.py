@@ -41,7 +41,7 @@ from ..cfg.options import option
 from ..postprocess import DetectionArrays
 from ..errors import DataError
 from .activations import logistic
-from .base import BuildContext, DarknetLayer, Shape, head_output
+from .base import BuildContext, DarknetLayer, LossStep, Shape, head_output
 from .registry import register
 from .yolo import (IOU_KINDS, MAX_ANCHORS, ab_anchor_candidates,
                    ab_box_iou, cell_records, correct_yolo_boxes, dx_box_iou, first_writer,
@@ -166,8 +166,8 @@ class GaussianYoloLayer(DarknetLayer):
     # Darknet allocates l.cost: it counts in the network's mean cost
     has_cost = True
 
-    def loss(self, output: Tensor, truth: Tensor, net_size: Tuple[int, int], seen: int = 0
-             ) -> Tuple[Tensor, Tensor]:
+    def loss(self, output: Tensor, truth: Tensor, net_size: Tuple[int, int], seen: int = 0,
+             step: Optional[LossStep] = None) -> Tuple[Tensor, Tensor]:
         return gaussian_yolo_delta(self, output.detach(), truth, net_size)
 
     def describe(self, in_shape: Shape) -> str:

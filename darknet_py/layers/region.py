@@ -56,7 +56,7 @@ from .. import tree as _tree
 from ..cfg.options import option
 from ..postprocess import DetectionArrays
 from .activations import logistic
-from .base import BuildContext, DarknetLayer, Shape, head_output
+from .base import BuildContext, DarknetLayer, LossStep, Shape, head_output
 from .registry import register
 from .yolo import correct_yolo_boxes
 
@@ -245,8 +245,8 @@ class RegionLayer(DarknetLayer):
             raise ValueError(f"layer {self.index} [region]: {self.train_refusal()}")
         return _tree.read_map(path)
 
-    def loss(self, output: Tensor, truth: Tensor, net_size: Tuple[int, int], seen: int = 0
-             ) -> Tuple[Tensor, Tensor]:
+    def loss(self, output: Tensor, truth: Tensor, net_size: Tuple[int, int], seen: int = 0,
+             step: Optional[LossStep] = None) -> Tuple[Tensor, Tensor]:
         if self.tree is not None and not self.cell_major:
             raise ValueError(f"layer {self.index} {self.train_refusal()}")
         if self.cell_major:

@@ -39,7 +39,7 @@ import numpy as np
 
 from .. import tree as _tree
 from ..cfg.options import option
-from .base import BuildContext, DarknetLayer, ResizeError, Shape, head_output
+from .base import BuildContext, DarknetLayer, LossStep, ResizeError, Shape, head_output
 from .registry import register
 
 
@@ -90,8 +90,8 @@ class SoftmaxLayer(DarknetLayer):
             return head_output(x.reshape(x.shape[0], -1), self._softmax)
         return self._softmax(x)
 
-    def loss(self, output: Tensor, truth: Tensor, net_size: "tuple[int, int]", seen: int = 0
-             ) -> "tuple[Tensor, Tensor]":
+    def loss(self, output: Tensor, truth: Tensor, net_size: "tuple[int, int]", seen: int = 0,
+             step: "Optional[LossStep]" = None) -> "tuple[Tensor, Tensor]":
         """softmax_x_ent_cpu over the batch: ``delta = t - p``, ``cost`` = the float sum of
         ``-log(p)`` where ``t`` is non-zero (``noloss=1``: both zero)."""
         b = output.shape[0]
