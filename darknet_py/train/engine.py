@@ -139,6 +139,10 @@ def check_trainable(model: "Darknet") -> None:
         raise CfgError("adam=1: the CPU Darknet of either fork has no Adam update (only its "
                        "CUDA build); darknet_py does not guess it", file=model.source,
                        line=model.sections[0].line, key="adam")
+    if model.dialect.waitkey_extras and net.weights_reject_freq:
+        raise CfgError("weights_reject_freq= (reject_similar_weights) is not implemented in "
+                       "darknet_py's training", file=model.source, line=model.sections[0].line,
+                       key="weights_reject_freq")
     stops = [i for i, c in enumerate(model.common) if c.stopbackward]
     for index, (sec, common) in enumerate(zip(model.sections[1:], model.common)):
         layer = model.layers[index]

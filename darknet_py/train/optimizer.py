@@ -91,7 +91,7 @@ def ema_tensors(model: "Darknet") -> Iterator[Tuple[str, Tensor, bool]]:
 def ema_initialized(model: "Darknet", state: "TrainState") -> bool:
     """is_ema_initialized: some convolutional ``weights_ema`` element is not 0 (the buffers
     start at 0, calloc's). False where the fork has no EMA or ``ema_alpha`` is 0."""
-    if not (model.dialect.trains_ema and model.net.ema_alpha):
+    if not (model.dialect.waitkey_extras and model.net.ema_alpha):
         return False
     return any(is_weights and name in state.ema and bool(state.ema[name].ne(0).any())
                for name, _, is_weights in ema_tensors(model))
@@ -127,7 +127,7 @@ def ema_step(model: "Darknet", state: "TrainState") -> Optional[str]:
     (:func:`ema_apply`), before it the EMA is updated with ``ema_alpha``. Returns what it
     did ("init", "update", "init+update", "apply", "init+apply") or None."""
     net = model.net
-    if not (model.dialect.trains_ema and net.ema_alpha):
+    if not (model.dialect.waitkey_extras and net.ema_alpha):
         return None
     it = state.iteration
     start = _c_half(int(net.max_batches))
