@@ -18,7 +18,7 @@ from train_cases import make_train_case
 
 
 def _v4_case(reference, tmp_path, seed: int, extra_net: str = "", edit=None, K: int = 2,
-             seen: int = 0, counts=(14, 25)):
+             seen: int = 0, counts=(14, 25), prepare=None):
     cfg = _narrow_tiny(160, 128, 2, 1, extra_net=extra_net,
                        cfg=reference / "cfg" / "alexeyab" / "yolov4-tiny.cfg")
     if edit is not None:
@@ -27,7 +27,7 @@ def _v4_case(reference, tmp_path, seed: int, extra_net: str = "", edit=None, K: 
     X = rng.random((len(counts), 3, 128, 160), dtype=np.float32)
     y = _ab_truths(seed, list(counts))
     return make_train_case("alexeyab", cfg, tmp_path / "c", X, y, K=K, ycols=200 * 6,
-                           seen=seen)
+                           seen=seen, prepare=prepare)
 
 
 def _body(path: Path) -> bytes:
@@ -209,3 +209,58 @@ def test_equidistant_point_and_bad_label_rejection(reference, tmp_path, extra):
                       "learning_rate=0.001", K=4, seen=10)
     report = _check(compare_case(folder))
     assert sum(1 for name, _, _ in report.checks if name.endswith("weight update")) == 4
+
+
+def test_weights_reject_freq(reference, tmp_path):
+    """[net] weights_reject_freq=1: after the update Darknet's reject_similar_weights
+    re-initialises, in each eligible [convolutional], the first filter of its most similar
+    pair when their cosine similarity is above 0.4 (bias 0, BN scale 1, weights
+    sqrt(2/fan_in) * U(-1, 1) from C's rand(), which darknet_py does not reproduce).
+    Measured against the real AlexeyAB: the same (layer, filter) pairs are re-initialised
+    (Darknet's are the BN scales exactly 1), their new weights are within the same bound,
+    and every other weight, bias, scale and rolling statistic moves as Darknet's (within
+    1e-3 of the update's max, as compare's update check)."""
+    import torch
+    from darknet_py import load
+    from darknet_py.compare import _update_error
+    from darknet_py.layers import batchnorm
+    from darknet_py.train.engine import TrainState, train_network
+    folder = _v4_case(reference, tmp_path, 54, "max_batches=1000 weights_reject_freq=1 "
+                      "policy=constant learning_rate=0.001", K=1)
+    model = load(folder / "net.cfg", folder / "weights_init.weights", dialect="alexeyab",
+                 warn_unused=False)
+    ref = load(folder / "net.cfg", folder / "weights_iter1.weights", dialect="alexeyab",
+               warn_unused=False)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    state = TrainState.from_model(model)
+    X = torch.from_numpy(np.load(folder / "X.npy"))
+    y = torch.from_numpy(np.load(folder / "y.npy"))
+    with batchnorm.exact():
+        train_network(model, state, X, y)
+    darknet = [(i, int(k)) for i, layer in enumerate(ref.layers)
+               if getattr(layer, "bn", None) is not None
+               for k in (layer.bn.scales == 1.0).nonzero().flatten()]
+    assert state.rejected == darknet and len(darknet) >= 3, (state.rejected, darknet)
+    ours, theirs = model.state_dict(), ref.state_dict()
+    rejected = {}
+    for i, k in darknet:
+        rejected.setdefault(i, []).append(k)
+    worst = 0.0
+    for name, after in ours.items():
+        if name not in theirs or not torch.is_floating_point(after):
+            continue
+        index = int(name.split(".")[1])
+        a, r, b = (t.double().numpy().copy() for t in (after, theirs[name], before[name]))
+        for k in rejected.get(index, []):
+            if name.endswith(".weight"):
+                bound = float(np.float32((2.0 / (a[k].size)) ** 0.5))
+                assert np.abs(a[k]).max() <= bound and np.abs(r[k]).max() <= bound
+                assert not np.array_equal(a[k], b[k])
+            if name.endswith((".bias", "bn.scales")):  # 0 and 1 in both
+                assert a[k] == r[k] == (1.0 if name.endswith("scales") else 0.0), name
+            if name.endswith((".weight", ".bias", "bn.scales")):
+                a[k] = r[k] = b[k] = 0  # compared above
+        if a.size:
+            worst = max(worst, _update_error(a - b, r - b, a, r))
+    print(f"worst update error outside the re-initialised filters: {worst:.2e}")
+    assert worst <= 1e-3, worst

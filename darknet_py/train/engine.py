@@ -17,7 +17,7 @@ returns: the sum over mini-batches of ``*net->cost`` (the mean of the cost layer
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Dict, List, Optional
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -25,7 +25,7 @@ from torch import Tensor
 from ..errors import CfgError
 from ..layers.base import DeltaStats, LossStep
 from ..layers.batchnorm import has_batchnorm
-from .optimizer import ema_step, update_network
+from .optimizer import ema_step, reject_similar_step, update_network
 from .schedule import current_batch, current_rate
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -57,6 +57,9 @@ class TrainState:
     #: what :func:`~darknet_py.train.optimizer.ema_step` did in the last update ("init",
     #: "update", "apply", ... ; None: nothing)
     ema_event: Optional[str] = None
+    #: (layer, filter) pairs weights_reject_freq's reject_similar_weights re-initialised in
+    #: the last update
+    rejected: List[Tuple[int, int]] = field(default_factory=list)
     #: called with the model right before each update (the trainer averages gradients
     #: over processes here); not part of the saved state
     before_update: Optional[Callable[["Darknet"], None]] = None
@@ -139,10 +142,6 @@ def check_trainable(model: "Darknet") -> None:
         raise CfgError("adam=1: the CPU Darknet of either fork has no Adam update (only its "
                        "CUDA build); darknet_py does not guess it", file=model.source,
                        line=model.sections[0].line, key="adam")
-    if model.dialect.waitkey_extras and net.weights_reject_freq:
-        raise CfgError("weights_reject_freq= (reject_similar_weights) is not implemented in "
-                       "darknet_py's training", file=model.source, line=model.sections[0].line,
-                       key="weights_reject_freq")
     stops = [i for i, c in enumerate(model.common) if c.stopbackward]
     for index, (sec, common) in enumerate(zip(model.sections[1:], model.common)):
         layer = model.layers[index]
@@ -211,3 +210,4 @@ def _update(model: "Darknet", state: TrainState) -> None:
     state.iteration += 1
     update_network(model, state, state.rate, mini_batch(model) * net.subdivisions)
     state.ema_event = ema_step(model, state)
+    state.rejected = reject_similar_step(model, state)
