@@ -264,3 +264,25 @@ def test_weights_reject_freq(reference, tmp_path):
             worst = max(worst, _update_error(a - b, r - b, a, r))
     print(f"worst update error outside the re-initialised filters: {worst:.2e}")
     assert worst <= 1e-3, worst
+
+
+def test_onlyforward_pjreddie_changes_nothing_on_the_cpu(tmp_path):
+    """pjreddie reads onlyforward but only its CUDA [yolo]/[region] forward looks at it:
+    with onlyforward=1 on a [convolutional] and the first [yolo] of yolov3-tiny, the real
+    pjreddie train_network (CPU) trains as without, and so does darknet_py."""
+    rng = np.random.default_rng(71)
+    X = rng.random((2, 3, 96, 96), dtype=np.float32)
+    from train_cases import random_truths
+    y = random_truths(rng, 2, 90, [6, 11], 80)
+    cfg = _with_keys(_narrow_tiny(96, 96, 2, 1), [(("[convolutional]", 3), "onlyforward=1"),
+                                                  (("[yolo]", 0), "onlyforward=1")])
+    folder = make_train_case("pjreddie", cfg, tmp_path / "c", X, y, K=2)
+    import warnings
+    from darknet_py import load
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = load(folder / "net.cfg", dialect="pjreddie")
+    assert [i for i, c in enumerate(model.common) if c.onlyforward] == [6, 16]
+    assert not any(layer.skips_backward for layer in model.layers)
+    report = _check(compare_case(folder))
+    assert sum(1 for name, _, _ in report.checks if name.endswith("weight update")) == 2
