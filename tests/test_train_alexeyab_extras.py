@@ -286,3 +286,17 @@ def test_onlyforward_pjreddie_changes_nothing_on_the_cpu(tmp_path):
     assert not any(layer.skips_backward for layer in model.layers)
     report = _check(compare_case(folder))
     assert sum(1 for name, _, _ in report.checks if name.endswith("weight update")) == 2
+
+
+@pytest.mark.parametrize("extra,seed", [
+    ("counters_per_class=0,7,3,12,1,5 iou_loss=giou iou_thresh=0.213 cls_normalizer=2", 81),
+    ("counters_per_class=4,4,9,1,2,6 iou_loss=mse label_smooth_eps=0.1 objectness_smooth=1 "
+     "ignore_thresh=0.05 truth_thresh=0.1 cls_normalizer=0.5 max_delta=3", 82)])
+def test_counters_per_class_gaussian_yolo(tmp_path, darknet_alexeyab, extra, seed):
+    """counters_per_class in [Gaussian_yolo] (test_train_gaussian_yolo's yolov3-tiny with
+    two Gaussian heads, 6 classes): forward_gaussian_yolo_layer's multipliers -- box means
+    x iou_normalizer * m, the truths' objectness x m, a class x m * cls_normalizer where its
+    whole vector is written and x m elsewhere (objectness_smooth's included) -- against
+    the real AlexeyAB: heads' deltas, costs, losses and updates of 2 iterations."""
+    from test_train_gaussian_yolo import run_case
+    run_case(tmp_path, darknet_alexeyab, extra, seed, [16, 22])
