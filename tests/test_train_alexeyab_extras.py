@@ -300,3 +300,20 @@ def test_counters_per_class_gaussian_yolo(tmp_path, darknet_alexeyab, extra, see
     the real AlexeyAB: heads' deltas, costs, losses and updates of 2 iterations."""
     from test_train_gaussian_yolo import run_case
     run_case(tmp_path, darknet_alexeyab, extra, seed, [16, 22])
+
+
+def test_weights_reject_freq_refuses_a_grouped_convolution():
+    """reject_similar_weights takes size*size*c weights a filter, not c/groups: on a grouped
+    convolution Darknet reads past the layer's weights; darknet_py refuses, naming it."""
+    import warnings
+    from darknet_py.cfg import parse_cfg
+    from darknet_py.model import Darknet
+    text = ("[net]\nwidth=8\nheight=8\nchannels=4\n[convolutional]\nfilters=4\nsize=1\n"
+            "activation=leaky\n[convolutional]\nfilters=4\nsize=3\npad=1\ngroups=2\n"
+            "activation=leaky\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = Darknet(parse_cfg(text), dialect="alexeyab")
+    with pytest.raises(ValueError, match=r"layer 1 \[convolutional\]: weights_reject_freq "
+                                         r"with groups=2"):
+        model.layers[1].reject_similar_weights(0.4)
