@@ -190,6 +190,12 @@ class DarknetLayer(nn.Module):
         (the same for every head but pjreddie's [region], see there)."""
         return delta
 
+    def loss_buffers(self, output: Tensor, truth: Tensor) -> "tuple[Tensor, Optional[Tensor]]":
+        """What Darknet's training forward with ``truth`` leaves in this layer's ``l.output``
+        and in its input (the previous layer's ``l.output``; None: untouched), for comparing
+        with its dumps: the heads' output is ``output`` itself ([cost]: its per-value loss)."""
+        return output, None
+
     def loss_reaches_input(self) -> bool:
         """Whether Darknet's CPU backward of this layer adds its delta to the previous
         layer (pjreddie's backward_region_layer is empty: its loss trains nothing)."""

@@ -192,21 +192,23 @@ class _TrainBN(torch.autograd.Function):
         d = grad * _c(scales)  # scale_bias(l.delta, l.scales)
         n = x.shape[0] * x.shape[2] * x.shape[3]
         v = var.double() + np.float32(DELTA_EPS)
-        mean_delta = _f32(_seq(d).double() * (-1.0 / torch.sqrt(v)))
+        mean_delta = _store(_seq(d).double() * (-1.0 / torch.sqrt(v)), x)
         centred = x - _c(mean)
-        var_delta = _f32(_seq(d * centred).double()
-                         * (-0.5 * torch.pow(v.float(), np.float32(-1.5)).double()))
+        var_delta = _store(_seq(d * centred).double()
+                         * (-0.5 * torch.pow(_store(v, x), np.float32(-1.5)).double()), x)
         if ctx.dialect.bn_delta_eps_inside_sqrt:
             direct = 1.0 / torch.sqrt(v)
         else:
             direct = 1.0 / (torch.sqrt(var.double()) + np.float32(DELTA_EPS))
         dx = (d.double() * _c(direct) + _c(var_delta.double()) * 2.0 * centred.double() / n
               + _c(mean_delta.double()) / n)
-        return _f32(dx), None, None, grad_scales, grad_bias, None, None
+        return _store(dx, x), None, None, grad_scales, grad_bias, None, None
 
 
-def _f32(x: Tensor) -> Tensor:
-    return x.to(torch.float32)
+def _store(x: Tensor, like: Tensor) -> Tensor:
+    """A double intermediate stored as the C stores it: in a float (float32) array when
+    the net runs in float32; a float64 twin (compare's noise floor) keeps its precision."""
+    return x.to(like.dtype)
 
 
 class _FusedTrainBN(torch.autograd.Function):
@@ -248,14 +250,14 @@ class _FusedTrainBN(torch.autograd.Function):
         istd = 1.0 / torch.sqrt(v)
         need = ctx.needs_input_grad
         dx, dscales, dbias = torch.ops.aten.native_batch_norm_backward(
-            grad, x, scales, None, None, mean, _f32(istd), True,
+            grad, x, scales, None, None, mean, _store(istd, x), True,
             DELTA_EPS, [need[0], need[1], need[2]])
         if need[1]:
             # PyTorch's weight gradient is sum(g*c)*istd; Darknet's is sum(g*c)/std
-            dscales = _f32(dscales.double() / (istd * std.double()))
+            dscales = _store(dscales.double() / (istd * std.double()), x)
         if need[0] and not ctx.dialect.bn_delta_eps_inside_sqrt:
             direct = 1.0 / (torch.sqrt(var.double()) + np.float32(DELTA_EPS))
-            dx.addcmul_(grad, _c(_f32(scales.double() * (direct - istd))))
+            dx.addcmul_(grad, _c(_store(scales.double() * (direct - istd), x)))
         return (dx if need[0] else None, dscales if need[1] else None,
                 dbias if need[2] else None, None)
 

@@ -209,10 +209,18 @@ class ConvolutionalLayer(DarknetLayer):
             self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Darknet's init: weights ~ sqrt(2/(size*size*c/groups)) * N(0,1); BN neutral."""
+        """make_convolutional_layer's init, scale = sqrt(2/(size*size*c/groups)): pjreddie
+        ``scale*rand_normal()``, AlexeyAB ``scale*rand_uniform(-1, 1)`` (a third of the
+        variance; 1 for the normalize_channels activations); biases 0, BN neutral."""
         fan_in = self.weight.shape[1] * self.weight.shape[2] * self.weight.shape[3]
+        scale = (2.0 / fan_in) ** 0.5
         with torch.no_grad():
-            self.weight.normal_(0.0, (2.0 / fan_in) ** 0.5)
+            if self.dialect_name == "pjreddie":
+                self.weight.normal_(0.0, scale)
+            elif self.activation.startswith("normalize_channels"):
+                self.weight.fill_(1.0)
+            else:
+                self.weight.uniform_(-scale, scale)
             self.bias.zero_()
         if self.bn is not None:
             self.bn.reset_parameters()

@@ -159,8 +159,8 @@ def check_trainable(model: "Darknet") -> None:
 def train_network(model: "Darknet", state: TrainState, X: Tensor, y: Tensor) -> float:
     """Darknet's train_network on ``X`` (B,C,H,W floats in [0,1]) and truths ``y``
     (B, rows, 5 pjreddie | 6 AlexeyAB: x,y,w,h,class[,track] relative; a zero row ends an
-    image's list; a classifier's [softmax]: (B, outputs), e.g. one-hot). Returns Darknet's
-    reported loss."""
+    image's list; a classifier's [softmax] or a [cost]: (B, outputs), e.g. one-hot labels or
+    regression targets). Returns Darknet's reported loss."""
     net = model.net
     check_trainable(model)
     mini = mini_batch(model)
@@ -169,7 +169,7 @@ def train_network(model: "Darknet", state: TrainState, X: Tensor, y: Tensor) -> 
                          f"batch/subdivisions = {mini}, got {tuple(X.shape)}")
     if y.dim() < 2 or y.shape[0] != X.shape[0]:
         raise ValueError(f"y must be (B, rows, fields) (detection heads) or (B, truths) "
-                         f"(a classifier's [softmax]) with B = {X.shape[0]}, got "
+                         f"(a [softmax] or [cost] loss) with B = {X.shape[0]}, got "
                          f"{tuple(y.shape)}")
     device = next(model.parameters()).device
     was_training = model.training
