@@ -317,3 +317,29 @@ def test_weights_reject_freq_refuses_a_grouped_convolution():
     with pytest.raises(ValueError, match=r"layer 1 \[convolutional\]: weights_reject_freq "
                                          r"with groups=2"):
         model.layers[1].reject_similar_weights(0.4)
+
+
+def test_onlyforward_on_a_layer_that_hands_its_input_on():
+    """A one-input [route] returns its input itself: with onlyforward=1 (AlexeyAB) nothing
+    reaches the layers before it through it, as backward_network's `continue` there."""
+    import warnings
+    import torch
+    from darknet_py.cfg import parse_cfg
+    from darknet_py.model import Darknet
+    from darknet_py.train.engine import forward_backward
+    text = ("[net]\nwidth=8\nheight=8\nchannels=3\n[convolutional]\nfilters=18\nsize=1\n"
+            "activation=leaky\n[route]\nlayers=-1\n{}\n[yolo]\nmask=0,1,2\nnum=3\n"
+            "anchors=2,2,4,4,6,6\nclasses=1\n")
+    X = torch.rand(1, 3, 8, 8)
+    y = torch.zeros(1, 200, 6)
+    y[0, 0, :5] = torch.tensor([0.5, 0.5, 0.4, 0.4, 0])
+    grads = []
+    for extra in ("", "onlyforward=1"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = Darknet(parse_cfg(text.format(extra)), dialect="alexeyab")
+        model.train()
+        forward_backward(model, X, y)
+        grads.append(model.layers[0].weight.grad)
+    assert grads[0] is not None and grads[0].abs().sum() > 0
+    assert grads[1] is None

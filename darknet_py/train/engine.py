@@ -10,7 +10,8 @@ the backward of those deltas (PyTorch's autograd with Darknet's own batchnorm ba
 gradients summed over the mini-batches like Darknet's ``*_updates``. The update
 (:func:`~darknet_py.train.optimizer.update_network`) runs when
 ``(seen/mini_batch) % subdivisions == 0`` (pjreddie) or once after all mini-batches
-(AlexeyAB), at ``get_current_rate``. The return value is what Darknet's train_network
+(AlexeyAB), at ``get_current_rate``; AlexeyAB then keeps its EMA (``ema_alpha``) and
+re-initialises similar filters (``weights_reject_freq``). The return value is what Darknet's train_network
 returns: the sum over mini-batches of ``*net->cost`` (the mean of the cost layers'
 ``*(l.cost)``) divided by the number of images.
 """
