@@ -144,7 +144,7 @@ def check_trainable(model: "Darknet") -> None:
                        "CUDA build); darknet_py does not guess it", file=model.source,
                        line=model.sections[0].line, key="adam")
     stops = [i for i, c in enumerate(model.common) if c.stopbackward]
-    for index, (sec, common) in enumerate(zip(model.sections[1:], model.common)):
+    for index, sec in enumerate(model.sections[1:]):
         layer = model.layers[index]
         if (model.dialect.update_needs_layer_train and stops and index < max(stops)
                 and layer.ab_train and has_batchnorm(layer)):
