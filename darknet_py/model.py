@@ -407,9 +407,10 @@ class Darknet(nn.Module):
             else:
                 if layer.skips_backward and self.training and torch.is_grad_enabled():
                     # onlyforward=1: backward_network skips this layer (no gradient to its
-                    # inputs or tensors); later layers' gradient still stops at its l.delta
+                    # inputs or tensors); later layers' gradient still stops at its l.delta.
+                    # (detached: a layer may hand its input itself on, a one-input [route])
                     with torch.no_grad():
-                        out = layer(x, refs)
+                        out = layer(x, refs).detach()
                 else:
                     out = layer(x, refs)
                 probe = delta_probe()

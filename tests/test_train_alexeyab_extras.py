@@ -18,7 +18,7 @@ from train_cases import make_train_case
 
 
 def _v4_case(reference, tmp_path, seed: int, extra_net: str = "", edit=None, K: int = 2,
-             seen: int = 0, counts=(14, 25)):
+             seen: int = 0, counts=(14, 25), prepare=None):
     cfg = _narrow_tiny(160, 128, 2, 1, extra_net=extra_net,
                        cfg=reference / "cfg" / "alexeyab" / "yolov4-tiny.cfg")
     if edit is not None:
@@ -27,7 +27,7 @@ def _v4_case(reference, tmp_path, seed: int, extra_net: str = "", edit=None, K: 
     X = rng.random((len(counts), 3, 128, 160), dtype=np.float32)
     y = _ab_truths(seed, list(counts))
     return make_train_case("alexeyab", cfg, tmp_path / "c", X, y, K=K, ycols=200 * 6,
-                           seen=seen)
+                           seen=seen, prepare=prepare)
 
 
 def _body(path: Path) -> bytes:
@@ -209,3 +209,137 @@ def test_equidistant_point_and_bad_label_rejection(reference, tmp_path, extra):
                       "learning_rate=0.001", K=4, seen=10)
     report = _check(compare_case(folder))
     assert sum(1 for name, _, _ in report.checks if name.endswith("weight update")) == 4
+
+
+def test_weights_reject_freq(reference, tmp_path):
+    """[net] weights_reject_freq=1: after the update Darknet's reject_similar_weights
+    re-initialises, in each eligible [convolutional], the first filter of its most similar
+    pair when their cosine similarity is above 0.4 (bias 0, BN scale 1, weights
+    sqrt(2/fan_in) * U(-1, 1) from C's rand(), which darknet_py does not reproduce).
+    Measured against the real AlexeyAB: the same (layer, filter) pairs are re-initialised
+    (Darknet's are the BN scales exactly 1), their new weights are within the same bound,
+    and every other weight, bias, scale and rolling statistic moves as Darknet's (within
+    1e-3 of the update's max, as compare's update check)."""
+    import torch
+    from darknet_py import load
+    from darknet_py.compare import _update_error
+    from darknet_py.layers import batchnorm
+    from darknet_py.train.engine import TrainState, train_network
+    folder = _v4_case(reference, tmp_path, 54, "max_batches=1000 weights_reject_freq=1 "
+                      "policy=constant learning_rate=0.001", K=1)
+    model = load(folder / "net.cfg", folder / "weights_init.weights", dialect="alexeyab",
+                 warn_unused=False)
+    ref = load(folder / "net.cfg", folder / "weights_iter1.weights", dialect="alexeyab",
+               warn_unused=False)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    state = TrainState.from_model(model)
+    X = torch.from_numpy(np.load(folder / "X.npy"))
+    y = torch.from_numpy(np.load(folder / "y.npy"))
+    with batchnorm.exact():
+        train_network(model, state, X, y)
+    darknet = [(i, int(k)) for i, layer in enumerate(ref.layers)
+               if getattr(layer, "bn", None) is not None
+               for k in (layer.bn.scales == 1.0).nonzero().flatten()]
+    assert state.rejected == darknet and len(darknet) >= 3, (state.rejected, darknet)
+    ours, theirs = model.state_dict(), ref.state_dict()
+    rejected = {}
+    for i, k in darknet:
+        rejected.setdefault(i, []).append(k)
+    worst = 0.0
+    for name, after in ours.items():
+        if name not in theirs or not torch.is_floating_point(after):
+            continue
+        index = int(name.split(".")[1])
+        a, r, b = (t.double().numpy().copy() for t in (after, theirs[name], before[name]))
+        for k in rejected.get(index, []):
+            if name.endswith(".weight"):
+                bound = float(np.float32((2.0 / (a[k].size)) ** 0.5))
+                assert np.abs(a[k]).max() <= bound and np.abs(r[k]).max() <= bound
+                assert not np.array_equal(a[k], b[k])
+            if name.endswith((".bias", "bn.scales")):  # 0 and 1 in both
+                assert a[k] == r[k] == (1.0 if name.endswith("scales") else 0.0), name
+            if name.endswith((".weight", ".bias", "bn.scales")):
+                a[k] = r[k] = b[k] = 0  # compared above
+        if a.size:
+            worst = max(worst, _update_error(a - b, r - b, a, r))
+    print(f"worst update error outside the re-initialised filters: {worst:.2e}")
+    assert worst <= 1e-3, worst
+
+
+def test_onlyforward_pjreddie_changes_nothing_on_the_cpu(tmp_path):
+    """pjreddie reads onlyforward but only its CUDA [yolo]/[region] forward looks at it:
+    with onlyforward=1 on a [convolutional] and the first [yolo] of yolov3-tiny, the real
+    pjreddie train_network (CPU) trains as without, and so does darknet_py."""
+    rng = np.random.default_rng(71)
+    X = rng.random((2, 3, 96, 96), dtype=np.float32)
+    from train_cases import random_truths
+    y = random_truths(rng, 2, 90, [6, 11], 80)
+    cfg = _with_keys(_narrow_tiny(96, 96, 2, 1), [(("[convolutional]", 3), "onlyforward=1"),
+                                                  (("[yolo]", 0), "onlyforward=1")])
+    folder = make_train_case("pjreddie", cfg, tmp_path / "c", X, y, K=2)
+    import warnings
+    from darknet_py import load
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = load(folder / "net.cfg", dialect="pjreddie")
+    assert [i for i, c in enumerate(model.common) if c.onlyforward] == [6, 16]
+    assert not any(layer.skips_backward for layer in model.layers)
+    report = _check(compare_case(folder))
+    assert sum(1 for name, _, _ in report.checks if name.endswith("weight update")) == 2
+
+
+@pytest.mark.parametrize("extra,seed", [
+    ("counters_per_class=0,7,3,12,1,5 iou_loss=giou iou_thresh=0.213 cls_normalizer=2", 81),
+    ("counters_per_class=4,4,9,1,2,6 iou_loss=mse label_smooth_eps=0.1 objectness_smooth=1 "
+     "ignore_thresh=0.05 truth_thresh=0.1 cls_normalizer=0.5 max_delta=3", 82)])
+def test_counters_per_class_gaussian_yolo(tmp_path, darknet_alexeyab, extra, seed):
+    """counters_per_class in [Gaussian_yolo] (test_train_gaussian_yolo's yolov3-tiny with
+    two Gaussian heads, 6 classes): forward_gaussian_yolo_layer's multipliers -- box means
+    x iou_normalizer * m, the truths' objectness x m, a class x m * cls_normalizer where its
+    whole vector is written and x m elsewhere (objectness_smooth's included) -- against
+    the real AlexeyAB: heads' deltas, costs, losses and updates of 2 iterations."""
+    from test_train_gaussian_yolo import run_case
+    run_case(tmp_path, darknet_alexeyab, extra, seed, [16, 22])
+
+
+def test_weights_reject_freq_refuses_a_grouped_convolution():
+    """reject_similar_weights takes size*size*c weights a filter, not c/groups: on a grouped
+    convolution Darknet reads past the layer's weights; darknet_py refuses, naming it."""
+    import warnings
+    from darknet_py.cfg import parse_cfg
+    from darknet_py.model import Darknet
+    text = ("[net]\nwidth=8\nheight=8\nchannels=4\n[convolutional]\nfilters=4\nsize=1\n"
+            "activation=leaky\n[convolutional]\nfilters=4\nsize=3\npad=1\ngroups=2\n"
+            "activation=leaky\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = Darknet(parse_cfg(text), dialect="alexeyab")
+    with pytest.raises(ValueError, match=r"layer 1 \[convolutional\]: weights_reject_freq "
+                                         r"with groups=2"):
+        model.layers[1].reject_similar_weights(0.4)
+
+
+def test_onlyforward_on_a_layer_that_hands_its_input_on():
+    """A one-input [route] returns its input itself: with onlyforward=1 (AlexeyAB) nothing
+    reaches the layers before it through it, as backward_network's `continue` there."""
+    import warnings
+    import torch
+    from darknet_py.cfg import parse_cfg
+    from darknet_py.model import Darknet
+    from darknet_py.train.engine import forward_backward
+    text = ("[net]\nwidth=8\nheight=8\nchannels=3\n[convolutional]\nfilters=18\nsize=1\n"
+            "activation=leaky\n[route]\nlayers=-1\n{}\n[yolo]\nmask=0,1,2\nnum=3\n"
+            "anchors=2,2,4,4,6,6\nclasses=1\n")
+    X = torch.rand(1, 3, 8, 8)
+    y = torch.zeros(1, 200, 6)
+    y[0, 0, :5] = torch.tensor([0.5, 0.5, 0.4, 0.4, 0])
+    grads = []
+    for extra in ("", "onlyforward=1"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = Darknet(parse_cfg(text.format(extra)), dialect="alexeyab")
+        model.train()
+        forward_backward(model, X, y)
+        grads.append(model.layers[0].weight.grad)
+    assert grads[0] is not None and grads[0].abs().sum() > 0
+    assert grads[1] is None

@@ -263,6 +263,12 @@ class DarknetLayer(nn.Module):
         built with train=1 and no share_layer have them); none by default."""
         return []
 
+    def reject_similar_weights(self, threshold: float, generator: "Optional[torch.Generator]"
+                               = None) -> Optional[int]:
+        """AlexeyAB's reject_similar_weights for this layer (only [convolutional] layers with
+        an activation other than linear take part): the filter it re-initialised, or None."""
+        return None
+
     #: Darknet's CPU backward_network skips this layer's backward (AlexeyAB's per-layer
     #: ``onlyforward=1``; set by the model from the section): nothing reaches its inputs or
     #: its own tensors from its output's delta

@@ -1053,8 +1053,9 @@ def reject_deltas(delta: Tensor, classes: int, step: LossStep) -> Tensor:
     percent = f(net.badlabels_rejection_percentage)
     if not ((percent and start < it) or (sigmas and start < it) or (ep and ep < it)):
         return delta
-    progress = f(f(it - ep) / f(int(net.max_batches) - ep))
-    threshold = f(float(f(st.avg) * progress) * 1.4)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        progress = f(f(it - ep) / f(int(net.max_batches) - ep))  # C: inf/NaN at max_batches
+        threshold = f(float(f(st.avg) * progress) * 1.4)
     mag = delta.abs()
     nonzero = delta != 0
     counter = f(int(nonzero.sum()))
@@ -1068,7 +1069,8 @@ def reject_deltas(delta: Tensor, classes: int, step: LossStep) -> Tensor:
     delta = delta.clone()
     if sigmas and start < it:
         rolling_std, rolling_max, rolling_avg = f(st.std), f(st.max), f(st.avg)
-        progress_bad = f(f(it - start) / f(start))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            progress_bad = f(f(it - start) / f(start))
         centred = (delta[nonzero] - float(rolling_avg)).double() ** 2
         with np.errstate(divide="ignore", invalid="ignore"):
             cur_std = f(np.sqrt(f(f(float(centred.sum())) / counter)))

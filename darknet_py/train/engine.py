@@ -10,14 +10,15 @@ the backward of those deltas (PyTorch's autograd with Darknet's own batchnorm ba
 gradients summed over the mini-batches like Darknet's ``*_updates``. The update
 (:func:`~darknet_py.train.optimizer.update_network`) runs when
 ``(seen/mini_batch) % subdivisions == 0`` (pjreddie) or once after all mini-batches
-(AlexeyAB), at ``get_current_rate``. The return value is what Darknet's train_network
+(AlexeyAB), at ``get_current_rate``; AlexeyAB then keeps its EMA (``ema_alpha``) and
+re-initialises similar filters (``weights_reject_freq``). The return value is what Darknet's train_network
 returns: the sum over mini-batches of ``*net->cost`` (the mean of the cost layers'
 ``*(l.cost)``) divided by the number of images.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Dict, List, Optional
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -25,7 +26,7 @@ from torch import Tensor
 from ..errors import CfgError
 from ..layers.base import DeltaStats, LossStep
 from ..layers.batchnorm import has_batchnorm
-from .optimizer import ema_step, update_network
+from .optimizer import ema_step, reject_similar_step, update_network
 from .schedule import current_batch, current_rate
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -57,6 +58,9 @@ class TrainState:
     #: what :func:`~darknet_py.train.optimizer.ema_step` did in the last update ("init",
     #: "update", "apply", ... ; None: nothing)
     ema_event: Optional[str] = None
+    #: (layer, filter) pairs weights_reject_freq's reject_similar_weights re-initialised in
+    #: the last update
+    rejected: List[Tuple[int, int]] = field(default_factory=list)
     #: called with the model right before each update (the trainer averages gradients
     #: over processes here); not part of the saved state
     before_update: Optional[Callable[["Darknet"], None]] = None
@@ -140,7 +144,7 @@ def check_trainable(model: "Darknet") -> None:
                        "CUDA build); darknet_py does not guess it", file=model.source,
                        line=model.sections[0].line, key="adam")
     stops = [i for i, c in enumerate(model.common) if c.stopbackward]
-    for index, (sec, common) in enumerate(zip(model.sections[1:], model.common)):
+    for index, sec in enumerate(model.sections[1:]):
         layer = model.layers[index]
         if (model.dialect.update_needs_layer_train and stops and index < max(stops)
                 and layer.ab_train and has_batchnorm(layer)):
@@ -207,3 +211,4 @@ def _update(model: "Darknet", state: TrainState) -> None:
     state.iteration += 1
     update_network(model, state, state.rate, mini_batch(model) * net.subdivisions)
     state.ema_event = ema_step(model, state)
+    state.rejected = reject_similar_step(model, state)

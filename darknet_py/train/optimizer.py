@@ -11,6 +11,11 @@ with ``batch`` = the cfg's batch (mini-batch * subdivisions). The momentum buffe
 (:attr:`TrainState.updates`) are exactly Darknet's ``*_updates`` after the scaling.
 PyTorch's ``p.grad`` is minus what backward added, so ``updates = buffer - grad``.
 
+AlexeyAB's train_network_waitkey then does more (:func:`ema_step`, :func:`reject_similar_step`):
+[net] ``ema_alpha`` keeps an EMA of the convolutional tensors from max_batches/2 and puts it
+into the weights at max_batches-1000; ``weights_reject_freq`` re-initialises the first
+filter of the most similar pair of each convolution.
+
 Neither fork's CPU ``update_convolutional_layer`` has an Adam branch (only the CUDA
 ``update_*_gpu`` do), so ``adam=1`` is refused here rather than silently ignored.
 """
@@ -91,7 +96,7 @@ def ema_tensors(model: "Darknet") -> Iterator[Tuple[str, Tensor, bool]]:
 def ema_initialized(model: "Darknet", state: "TrainState") -> bool:
     """is_ema_initialized: some convolutional ``weights_ema`` element is not 0 (the buffers
     start at 0, calloc's). False where the fork has no EMA or ``ema_alpha`` is 0."""
-    if not (model.dialect.trains_ema and model.net.ema_alpha):
+    if not (model.dialect.waitkey_extras and model.net.ema_alpha):
         return False
     return any(is_weights and name in state.ema and bool(state.ema[name].ne(0).any())
                for name, _, is_weights in ema_tensors(model))
@@ -127,7 +132,7 @@ def ema_step(model: "Darknet", state: "TrainState") -> Optional[str]:
     (:func:`ema_apply`), before it the EMA is updated with ``ema_alpha``. Returns what it
     did ("init", "update", "init+update", "apply", "init+apply") or None."""
     net = model.net
-    if not (model.dialect.trains_ema and net.ema_alpha):
+    if not (model.dialect.waitkey_extras and net.ema_alpha):
         return None
     it = state.iteration
     start = _c_half(int(net.max_batches))
@@ -145,6 +150,37 @@ def ema_step(model: "Darknet", state: "TrainState") -> Optional[str]:
         ema_update(model, state, float(net.ema_alpha))
         done.append("update")
     return "+".join(done) or None
+
+
+#: YOLO's LAYER_TYPE in AlexeyAB's darknet.h (reject_similar_weights skips the three layers
+#: before one)
+_AB_YOLO = 28
+
+
+def reject_similar_step(model: "Darknet", state: "TrainState",
+                        generator: Optional[torch.Generator] = None) -> List[Tuple[int, int]]:
+    """train_network_waitkey's ``reject_similar_weights(net, 0.4)`` (AlexeyAB) when [net]
+    ``weights_reject_freq`` divides the iteration and it is below 3/4 of max_batches: in
+    every layer but the first and the three before a [yolo], the most similar pair of
+    filters of a (non-linear) [convolutional] re-initialises the first of them
+    (:meth:`~darknet_py.layers.base.DarknetLayer.reject_similar_weights`). Returns the
+    (layer, filter) pairs re-initialised."""
+    net = model.net
+    freq = int(net.weights_reject_freq)
+    it = state.iteration
+    if not (model.dialect.waitkey_extras and freq and it < int(net.max_batches) * 3 // 4
+            and it % freq == 0):
+        return []
+    layers = model.layers
+    done = []
+    for i in range(1, len(layers)):
+        if any(layers[j].alexeyab_layer_type == _AB_YOLO
+               for j in range(i + 1, min(i + 4, len(layers)))):
+            continue
+        k = layers[i].reject_similar_weights(0.4, generator)
+        if k is not None:
+            done.append((i, k))
+    return done
 
 
 @contextmanager
@@ -177,5 +213,5 @@ def momentum_buffers(state: "TrainState") -> Dict[str, Tensor]:
 
 
 __all__: List[str] = ["ema_apply", "ema_initialized", "ema_step", "ema_tensors", "ema_update",
-                      "ema_weights", "momentum_buffers", "update_network", "update_tensors",
-                      "updated_layers", "zero_updates"]
+                      "ema_weights", "momentum_buffers", "reject_similar_step",
+                      "update_network", "update_tensors", "updated_layers", "zero_updates"]
