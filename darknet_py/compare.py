@@ -16,7 +16,10 @@ float32 output carries rounding noise of the same kind. A layer passes when
 
     max_rel <= max(tolerance, FLOOR_FACTOR * floor)      (capped at FLOOR_CAP)
 
-``strict=True`` (``--strict``) keeps the fixed tolerance alone.
+``strict=True`` (``--strict``) keeps the fixed tolerance alone. A train case's per-layer
+``l.delta`` (:func:`delta_checks`) follows the same rule from :data:`DELTA_TOLERANCE`, its floor
+measured against :func:`wide_sums` instead of float64 (batchnorm's rounding, which a float64
+twin would count, is Darknet's own in the exact mode compare trains in).
 
 EXPLAINED. A check over its tolerance whose cause is found in Darknet's own dumped data,
 and is Darknet's float-level chaos rather than a fault here, is reported EXPLAINED (with
@@ -31,6 +34,7 @@ in the data a difference stays a MISMATCH.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
@@ -41,6 +45,7 @@ from typing import Dict, FrozenSet, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from .errors import DataError
 from .model import Darknet
@@ -368,7 +373,8 @@ def compare_case(folder: "os.PathLike[str] | str", weights: "os.PathLike[str] | 
     case = load_case(folder)
     if case.mode == "train":
         return compare_train_case(case, weights=weights, tolerance=tolerance, device=device,
-                                  layers=layers, exact_bn=exact_bn)
+                                  layers=layers, exact_bn=exact_bn, strict=strict,
+                                  floor_factor=floor_factor)
     if case.mode not in ("forward", "detect"):
         raise DataError(f"mode {case.mode!r} cases are not supported by compare yet "
                         f"(forward, detect and train are)", file=case.folder / "case.json")
@@ -426,6 +432,9 @@ HEAD_TOLERANCE = 1e-5
 LOSS_TOLERANCE = 1e-4
 #: weights after minus weights before, per tensor, relative to that update's max |value|
 UPDATE_TOLERANCE = 1e-3
+#: AlexeyAB's EMA weights (ema_alpha) against Darknet's ``_ema.weights``, relative to each
+#: tensor's max |value|
+EMA_TOLERANCE = 1e-5
 #: every layer's l.delta after iteration 1 (``iter1_delta_NNN.npy``), relative to its max
 DELTA_TOLERANCE = HEAD_TOLERANCE
 #: activations with a kink at 0, by their slope below it: an output within float noise of
@@ -646,16 +655,22 @@ def explain(report: CompareReport, points: Sequence[ChaosPoint], failing_layers:
 
 
 def delta_checks(case: "Case", model: Darknet, X: torch.Tensor, y: torch.Tensor,
-                 layers: Optional[Sequence[int]] = None
+                 layers: Optional[Sequence[int]] = None, strict: bool = False,
+                 floor_factor: float = FLOOR_FACTOR
                  ) -> Tuple[List[Tuple[str, bool, str]], Dict[int, np.ndarray],
                             Dict[str, Tuple[int, bool]]]:
     """Every ``iter1_delta_NNN.npy``: Darknet's ``l.delta`` after iteration 1's backward
     (the last mini-batch) against darknet_py's (:func:`~darknet_py.layers.base.probe_deltas`
-    on a copy of ``model`` training iteration 1), :data:`DELTA_TOLERANCE` of the layer's
-    max |delta|. Heads are left to the head checks, layers whose ``l.delta`` darknet_py does
-    not expose are listed as not compared. Returns the checks, the copy's train-mode
-    outputs of that mini-batch (for :func:`kink_points`, :func:`maxpool_tie_points`) and
-    per check its layer and whether Darknet's delta holds inf/nan."""
+    on a copy of ``model`` training iteration 1), relative to the layer's max |delta|,
+    under the noise-floor rule of the layer outputs (module doc): each layer may differ by
+    ``max(DELTA_TOLERANCE, floor_factor * floor)`` (capped at :data:`FLOOR_CAP`), its floor
+    the distance of darknet_py's float32 delta from the same run's with its convolutions'
+    and matrix products' sums in float64 (:func:`wide_sums`: the rounding darknet_py and
+    Darknet do not share); ``strict``: :data:`DELTA_TOLERANCE` alone. Heads are left to the head
+    checks, layers whose ``l.delta`` darknet_py does not expose are listed as not compared.
+    Returns the checks, the copy's train-mode outputs of that mini-batch (for
+    :func:`kink_points`, :func:`maxpool_tie_points`) and per check its layer and whether
+    Darknet's delta holds inf/nan."""
     from .layers.base import probe_deltas
     from .train.engine import TrainState, train_network
     wanted = range(len(model.layers)) if layers is None else layers
@@ -667,12 +682,19 @@ def delta_checks(case: "Case", model: Darknet, X: torch.Tensor, y: torch.Tensor,
     with probe_deltas() as probe:
         train_network(twin, TrainState.from_model(twin), X, y)
     outputs = {i: t.cpu().numpy() for i, t in probe.outputs.items()}
+    del twin
+    # the noise floor: the same iteration with every convolution's / matrix product's sums
+    # in float64 (random draws as the float32 run's)
+    twin = copy.deepcopy(model)
+    with torch.random.fork_rng(devices=[]), wide_sums(), probe_deltas() as wide:
+        train_network(twin, TrainState.from_model(twin), X, y)
+    del twin
     checks: List[Tuple[str, bool, str]] = []
     meta: Dict[str, Tuple[int, bool]] = {}
     skipped: List[str] = []
     stops = [i for i, c in enumerate(model.common) if c.stopbackward]
     for i, path in sorted(files.items()):
-        layer = twin.layers[i]
+        layer = model.layers[i]
         if stops and i <= max(stops):
             # backward_network breaks at the stopbackward layer: its l.delta is what the
             # next layer sent (its own backward never ran), the earlier ones' untouched
@@ -690,11 +712,22 @@ def delta_checks(case: "Case", model: Darknet, X: torch.Tensor, y: torch.Tensor,
             checks.append((f"iteration 1 layer {i} [{layer.kind}] l.delta", False,
                            f"{ours.size} values, Darknet has {ref.size}"))
             continue
-        diff, rel = _relative(ours.reshape(ref.shape), ref)
-        meta[f"iteration 1 layer {i} [{layer.kind}] l.delta"] = (i, not np.isfinite(ref).all())
-        checks.append((f"iteration 1 layer {i} [{layer.kind}] l.delta", rel <= DELTA_TOLERANCE,
-                       f"max error {diff:.3e} = {rel:.2e} of max |delta| "
-                       f"(tolerance {DELTA_TOLERANCE:g})"))
+        ours = ours.reshape(ref.shape)
+        diff, rel = _relative(ours, ref)
+        got_wide = wide.deltas.get(i)
+        floor = _delta_floor(ours, np.zeros(ref.shape) if got_wide is None else
+                             got_wide.cpu().numpy().astype(np.float64).reshape(ref.shape), ref)
+        allowed = allowed_error(floor, DELTA_TOLERANCE, floor_factor, strict)
+        name = f"iteration 1 layer {i} [{layer.kind}] l.delta"
+        meta[name] = (i, not np.isfinite(ref).all())
+        rule = (f"tolerance {DELTA_TOLERANCE:g}, strict" if strict else
+                f"max({DELTA_TOLERANCE:g}, {floor_factor:g} x floor), floor = float32 vs "
+                f"float64 convolution sums")
+        detail = (f"max error {diff:.3e} = {rel:.2e} of max |delta|, floor {floor:.2e}, "
+                  f"allowed {allowed:.2e} ({rule})")
+        if not strict and floor_factor * floor > FLOOR_CAP:
+            detail += f"; float32 ill-conditioned: floor x {floor_factor:g} is over the cap {FLOOR_CAP:g}"
+        checks.append((name, rel <= allowed, detail))
     if skipped:
         checks.append(("iteration 1 l.delta not compared", True, ", ".join(skipped)))
     return checks, outputs, meta
@@ -723,6 +756,58 @@ def _relative(ours: np.ndarray, ref: np.ndarray) -> Tuple[float, float]:
     return diff, (diff / scale if scale > 0 else (0.0 if diff == 0 else math.inf))
 
 
+class _WideSums(torch.overrides.TorchFunctionMode):
+    """:func:`wide_sums`: the float32 operands of the functions in ``WIDE`` go in as float64
+    and the result comes back rounded to float32 (autograd follows: their backward runs in
+    float64 too)."""
+
+    WIDE = frozenset({F.conv2d, F.conv_transpose2d, F.linear, torch.einsum, torch.matmul,
+                      torch.mm, torch.bmm, torch.addmm, torch.Tensor.matmul,
+                      torch.Tensor.__matmul__})
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func not in self.WIDE:
+            return func(*args, **kwargs)
+
+        def wide(a):
+            if isinstance(a, torch.Tensor) and a.dtype == torch.float32:
+                return a.double()
+            if isinstance(a, (list, tuple)):
+                return type(a)(wide(b) for b in a)
+            return a
+        out = func(*wide(args), **{k: wide(v) for k, v in kwargs.items()})
+        return out.float() if isinstance(out, torch.Tensor) and out.dtype == torch.float64 else out
+
+
+@contextlib.contextmanager
+def wide_sums():
+    """Inside, every convolution and matrix product of a float32 net sums in float64 and
+    rounds its result to float32 once (forward and backward): the same net with only the
+    rounding of those sums changed. That rounding is the float32 noise darknet_py does not
+    share with Darknet in a train case (each sums in its own order: Darknet's gemm loops,
+    PyTorch's kernels); batchnorm's sums (in :func:`darknet_py.layers.batchnorm.exact`),
+    activations, pooling, routes and the heads' arithmetic are Darknet's, so a float64
+    twin's distance, which counts their rounding too, is no measure of it (README,
+    "Tolerance: the noise-floor rule")."""
+    with _WideSums():
+        yield
+
+
+def _delta_floor(ours: np.ndarray, wide: np.ndarray, ref: np.ndarray) -> float:
+    """darknet_py's float32 l.delta against the same run's with :func:`wide_sums`,
+    relative to Darknet's max |delta| as the error is (inf where one of the two is not
+    finite and the other is)."""
+    fa, fc = np.isfinite(ours), np.isfinite(wide)
+    if not (fa == fc).all():
+        return math.inf
+    d = np.abs(ours[fa] - wide[fa])
+    fin = np.abs(ref[np.isfinite(ref)])
+    scale = float(fin.max()) if fin.size else 0.0
+    worst = float(d.max()) if d.size else 0.0
+    return worst / scale if scale > 0 else (0.0 if worst == 0 else math.inf)
+
+
 def _update_error(ours: np.ndarray, ref: np.ndarray, ours_after: np.ndarray,
                   ref_after: np.ndarray) -> float:
     """max |ours - ref| over the update's max |value|, not counting the float32 rounding of
@@ -738,16 +823,50 @@ def _update_error(ours: np.ndarray, ref: np.ndarray, ours_after: np.ndarray,
     return worst / scale
 
 
+def _check_ema(report: CompareReport, case: "Case", model: Darknet, state, k: int,
+               load) -> None:
+    """AlexeyAB's ``ema_alpha``: darknet_py's EMA tensors after iteration ``k`` against
+    Darknet's ``weights_iter{k}_ema.weights`` (what save_weights_upto(..., save_ema=1) wrote
+    once its EMA was initialised), each within :data:`EMA_TOLERANCE` of its max |value|;
+    one side initialised and the other not is a mismatch."""
+    from .train.optimizer import ema_initialized, ema_weights
+    path = case.folder / f"weights_iter{k}_ema.weights"
+    ours = ema_initialized(model, state)
+    name = f"iteration {k} EMA weights"
+    if not path.is_file():
+        if ours and case.dialect == "alexeyab":
+            report.checks.append((name, False, "darknet_py initialised its EMA, Darknet "
+                                               "wrote no EMA weights"))
+        return
+    if not ours:
+        report.checks.append((name, False, "Darknet wrote EMA weights, darknet_py's EMA is "
+                                           "not initialised"))
+        return
+    ref = _snapshot(load(case.cfg, path, dialect=case.dialect, warn_unused=False))
+    with ema_weights(model, state):
+        mine = _snapshot(model)
+    worst_name, worst = "", 0.0
+    for tensor, ref_t in ref.items():
+        _, rel = _relative(mine[tensor], ref_t)
+        if rel > worst or not worst_name:
+            worst_name, worst = tensor, rel
+    report.checks.append((name, worst <= EMA_TOLERANCE,
+                          f"{len(ref)} tensors, worst {worst:.2e} of the max |value| at "
+                          f"{worst_name} (tolerance {EMA_TOLERANCE:g})"))
+
+
 def compare_train_case(case: "Case", weights: "os.PathLike[str] | str | None" = None,
                        tolerance: float = DEFAULT_TOLERANCE, device: "str | torch.device" = "cpu",
-                       layers: Optional[Sequence[int]] = None, exact_bn: bool = True
+                       layers: Optional[Sequence[int]] = None, exact_bn: bool = True,
+                       strict: bool = False, floor_factor: float = FLOOR_FACTOR
                        ) -> CompareReport:
     """A train-mode case: ``X.npy``/``y.npy``, the initial weights and K train_network calls.
 
     Checks whichever of these the folder holds: every ``iter1_layer_NNN.npy`` (train-mode
     output of iteration 1, ``tolerance``), ``iter1_yolo_output/delta_NNN.npy`` (the heads'
     outputs and deltas, :data:`HEAD_TOLERANCE`), ``iter1_delta_NNN.npy`` (every layer's
-    ``l.delta``, :func:`delta_checks`), ``yolo_cost_iter1``, the loss, rate and
+    ``l.delta``, :func:`delta_checks`: the noise-floor rule, ``strict``/``floor_factor`` as
+    in :func:`compare_case`), ``yolo_cost_iter1``, the loss, rate and
     seen of each iteration in ``train_log`` (:data:`LOSS_TOLERANCE`) and, for each
     ``weights_iter{k}.weights``, every tensor's update (after - before, each iteration
     starting from Darknet's ``weights_iter{k-1}`` when there is one) against Darknet's
@@ -765,12 +884,14 @@ def compare_train_case(case: "Case", weights: "os.PathLike[str] | str | None" = 
     """
     from .layers import batchnorm
     with batchnorm.exact(exact_bn):
-        return _compare_train_case(case, weights, tolerance, device, layers)
+        return _compare_train_case(case, weights, tolerance, device, layers, strict,
+                                   floor_factor)
 
 
 def _compare_train_case(case: "Case", weights: "os.PathLike[str] | str | None",
                         tolerance: float, device: "str | torch.device",
-                        layers: Optional[Sequence[int]]) -> CompareReport:
+                        layers: Optional[Sequence[int]], strict: bool = False,
+                        floor_factor: float = FLOOR_FACTOR) -> CompareReport:
     import copy
 
     from . import load
@@ -783,7 +904,8 @@ def _compare_train_case(case: "Case", weights: "os.PathLike[str] | str | None",
     model = load(case.cfg, path, dialect=case.dialect, warn_unused=False).to(device)
     X = torch.from_numpy(_load_npy(case.folder / "X.npy")).to(device)
     y = torch.from_numpy(_load_npy(case.folder / "y.npy")).to(device)
-    report = CompareReport(case.name, case.mode, tolerance)
+    report = CompareReport(case.name, case.mode, tolerance, strict=strict,
+                           floor_factor=floor_factor)
     log = list(m.get("train_log") or [])
     iterations = int(m.get("K", len(log)))
     if iterations < 1:
@@ -796,24 +918,51 @@ def _compare_train_case(case: "Case", weights: "os.PathLike[str] | str | None",
     first = X[last]
     with torch.no_grad():
         outs = probe.layer_outputs(first)
+    # what Darknet's buffers hold after that forward: a loss layer's l.output may be its loss
+    # ([cost]) and its forward may write into its input's (type=masked)
+    dumped = list(outs)
+    for i, layer in enumerate(probe.layers):
+        if layer.has_cost:
+            dumped[i], before = layer.loss_buffers(outs[i], y[last])
+            if before is not None and i:
+                dumped[i - 1] = before.reshape(outs[i - 1].shape)
     wanted = range(len(outs)) if layers is None else layers
     for i in wanted:
         ref_path = case.folder / f"iter1_layer_{i:03d}.npy"
         if ref_path.is_file():
             ref = _load_npy(ref_path)
-            ours = outs[i].detach().cpu().numpy()
+            ours = dumped[i].detach().cpu().numpy()
             report.rows.append(layer_diff(i, probe.layers[i].kind, ours, ref, tolerance))
     costs = {str(k): float(v) for k, v in (m.get("yolo_cost_iter1") or {}).items()}
     net_size = (first.shape[3], first.shape[2])
-    for i, layer in enumerate(probe.layers):
-        if not layer.has_cost:
-            continue
+    seen_now = int(model.seen) + X.shape[0]
+    from .layers.base import LossStep
+    head_step = LossStep(TrainState.from_model(model).iteration, model.net)
+
+    def head_files(i: int) -> bool:
+        return ((case.folder / f"iter1_yolo_output_{i:03d}.npy").is_file()
+                or (case.folder / f"iter1_yolo_delta_{i:03d}.npy").is_file() or str(i) in costs)
+
+    heads = [i for i, layer in enumerate(probe.layers) if layer.has_cost and head_files(i)]
+    losses = {}
+    for i in heads:
+        for j in (i, i + 1):
+            if j < len(probe.layers) and probe.layers[j].has_cost and j not in losses:
+                losses[j] = probe.layers[j].loss(outs[j], y[last], net_size, seen=seen_now,
+                                                  step=head_step)
+    for i in heads:
+        layer = probe.layers[i]
         out_path = case.folder / f"iter1_yolo_output_{i:03d}.npy"
         delta_path = case.folder / f"iter1_yolo_delta_{i:03d}.npy"
-        if not (out_path.is_file() or delta_path.is_file() or str(i) in costs):
-            continue
-        delta, cost = layer.loss(outs[i], y[last], net_size, seen=int(model.seen) + X.shape[0])
-        for what, ours, p in (("output", outs[i], out_path), ("delta", delta, delta_path)):
+        delta, cost = losses[i]
+        after = probe.layers[i + 1] if i + 1 < len(probe.layers) else None
+        if (after is not None and i + 1 in losses and not after.refs
+                and not (probe.cpu_backward_quirks and not after.loss_reaches_input())):
+            # Darknet dumps l.delta after the backward: a loss layer reading this one (a
+            # [cost] after a [softmax]) has added its delta to it
+            more = after.input_delta(losses[i + 1][0], outs[i + 1])
+            delta = delta + more.reshape(delta.shape).to(delta.dtype)
+        for what, ours, p in (("output", dumped[i], out_path), ("delta", delta, delta_path)):
             if p.is_file():
                 ref = _load_npy(p)
                 diff, rel = _relative(ours.detach().cpu().numpy().reshape(ref.shape)
@@ -828,8 +977,9 @@ def _compare_train_case(case: "Case", weights: "os.PathLike[str] | str | None",
             report.checks.append((f"iteration 1 layer {i} cost", rel <= LOSS_TOLERANCE,
                                   f"{float(cost):.6g} vs Darknet's {ref_cost:.6g} "
                                   f"(relative {rel:.2e})"))
-    del probe
-    deltas, delta_outputs, delta_meta = delta_checks(case, model, X, y, layers)
+    del probe, dumped
+    deltas, delta_outputs, delta_meta = delta_checks(case, model, X, y, layers, strict,
+                                                     floor_factor)
     if delta_outputs:
         chaos_outputs = delta_outputs
     else:
@@ -878,6 +1028,7 @@ def _compare_train_case(case: "Case", weights: "os.PathLike[str] | str | None",
         if "seen_after" in entry:
             report.checks.append((f"iteration {k} seen", state.seen == int(entry["seen_after"]),
                                   f"{state.seen} vs Darknet's {int(entry['seen_after'])}"))
+        _check_ema(report, case, model, state, k, load)
         ref_path = case.folder / f"weights_iter{k}.weights"
         if not ref_path.is_file():
             ref_before = None

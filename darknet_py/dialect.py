@@ -51,6 +51,15 @@ class Dialect:
     #: calls given ``params.train`` set it -- convolutional, batchnorm, shortcut, crnn, maxpool
     #: -- and not for layers before the last ``stopbackward=1``); pjreddie updates every layer
     update_needs_layer_train: bool = False
+    #: AlexeyAB's train_network_waitkey does more after update_network: an exponential
+    #: moving average of the convolutional weights with [net] ema_alpha (ema_update /
+    #: ema_apply) and reject_similar_weights with weights_reject_freq; pjreddie reads
+    #: neither key
+    waitkey_extras: bool = False
+    #: a layer's ``onlyforward=1`` makes the CPU backward_network skip its backward
+    #: (AlexeyAB's ``if (l.onlyforward) continue;``); pjreddie reads the key but only its
+    #: CUDA [yolo]/[region] forward looks at it, so on the CPU it changes nothing
+    onlyforward_skips_backward: bool = False
 
     def __str__(self) -> str:
         return self.name
@@ -63,7 +72,8 @@ ALEXEYAB = Dialect("alexeyab", bn_eps=1e-5, bn_eps_inside_sqrt=True,
                    bn_delta_eps_inside_sqrt=False, bn_bias_learns=False, update_per_call=True,
                    truth_size=6,
                    batchnorm_layer_saves_biases=True, conv1x1_skips_im2col_any_stride=False,
-                   connected_bn_rolling_momentum=0.05, update_needs_layer_train=True)
+                   connected_bn_rolling_momentum=0.05, update_needs_layer_train=True,
+                   waitkey_extras=True, onlyforward_skips_backward=True)
 
 DIALECTS: Dict[str, Dialect] = {d.name: d for d in (PJREDDIE, ALEXEYAB)}
 

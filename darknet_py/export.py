@@ -68,7 +68,7 @@ class ExportGraph(nn.Module):
                                + (" up to the layer asked" if upto is not None else ""),
                                file=model.source)
             for head in heads:
-                if not callable(getattr(head, "decode", None)):
+                if not head.decodes_in_graph:
                     sec = model.sections[head.index + 1]
                     raise CfgError(f"layer {head.index} [{head.kind}]: decoding inside the "
                                    f"graph is implemented for [yolo] heads only (export without "

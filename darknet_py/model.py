@@ -112,7 +112,8 @@ class Darknet(nn.Module):
     Parameters
     ----------
     sections:
-        output of :func:`darknet_py.cfg.read_cfg` (first one ``[net]``).
+        output of :func:`darknet_py.cfg.read_cfg` (first one ``[net]``), or the path of a
+        cfg file, which is read with it.
     dialect:
         ``"pjreddie"``, ``"alexeyab"`` or ``"auto"`` (decided from the cfg, see
         :func:`detect_dialect`; pjreddie when nothing tells them apart).
@@ -141,9 +142,12 @@ class Darknet(nn.Module):
     #: consumer's gradient adds up once (the exact gradient of the graph).
     cpu_backward_quirks: bool = True
 
-    def __init__(self, sections: Sequence[Section], dialect: "str | Dialect | None" = "auto",
+    def __init__(self, sections: "Sequence[Section] | os.PathLike[str] | str",
+                 dialect: "str | Dialect | None" = "auto",
                  *, warn_unused: bool = True, limits: Optional[Limits] = None) -> None:
         super().__init__()
+        if isinstance(sections, (str, os.PathLike)):  # a cfg file's path: read it
+            sections = read_cfg(sections)
         if not sections:
             raise CfgError("no sections")
         first = sections[0]
@@ -212,6 +216,8 @@ class Darknet(nn.Module):
                                     f"(${_limits.ENV['max_parameters']})")
                 common = reader.read(CommonOptions)
                 layer.dontloadscales = bool(common.dontloadscales)
+                layer.skips_backward = (bool(common.onlyforward)
+                                        and self.dialect.onlyforward_skips_backward)
                 layers.append(layer)
                 shapes.append(layer.out_shape)
                 self.common.append(common)
@@ -399,7 +405,14 @@ class Darknet(nn.Module):
             if fast:  # eval, no gradients: nothing below applies (no requires_grad)
                 out = layer.infer(x, refs, reuse)
             else:
-                out = layer(x, refs)
+                if layer.skips_backward and self.training and torch.is_grad_enabled():
+                    # onlyforward=1: backward_network skips this layer (no gradient to its
+                    # inputs or tensors); later layers' gradient still stops at its l.delta.
+                    # (detached: a layer may hand its input itself on, a one-input [route])
+                    with torch.no_grad():
+                        out = layer(x, refs).detach()
+                else:
+                    out = layer(x, refs)
                 probe = delta_probe()
                 if probe is not None and torch.is_grad_enabled():
                     # its own node (a route may return its input itself); a leaf where nothing
@@ -407,7 +420,8 @@ class Darknet(nn.Module):
                     out = out.view_as(out) if out.requires_grad else out.detach().requires_grad_()
                     probe.record(i, out)
             cut = (self.cpu_backward_quirks and out.requires_grad and i + 1 < len(self.layers)
-                   and self.layers[i + 1].overwrites_input_delta())
+                   and self.layers[i + 1].overwrites_input_delta()
+                   and not self.layers[i + 1].skips_backward)
             if (self.cpu_backward_quirks and out.requires_grad and not cut
                     and self.dialect.name == "alexeyab" and not layer.ab_forward_zeroes_delta):
                 out = StaleDelta.apply(out, layer)

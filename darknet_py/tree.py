@@ -120,6 +120,36 @@ class Tree:
         return cls(tuple(names), tuple(parent), tuple(child), tuple(group), tuple(leaf),
                    tuple(offsets), tuple(sizes), file)
 
+    def path(self, c: int) -> Tuple[int, ...]:
+        """``c``, its parent, ..., up to a root (empty for a negative ``c``): the walk of
+        ``get_hierarchy_probability`` and the hierarchical ``delta_region_class``."""
+        out = []
+        while c >= 0:
+            out.append(c)
+            c = self.parent[c]
+        return tuple(out)
+
+    def class_targets(self, c: int) -> Tuple[Tuple[int, ...], Tuple[float, ...]]:
+        """What the hierarchical ``delta_region_class`` (both forks) writes for class ``c``:
+        walking from ``c`` up to its root, every entry of the node's group gets ``0 - p``,
+        then the node ``1 - p``. Returns (entries, targets) in writing order, each entry
+        once (the groups on one path are disjoint ranges); nothing for ``c < 0``."""
+        cache = self._targets_cache
+        if c not in cache:
+            entries: List[int] = []
+            targets: List[float] = []
+            for node in self.path(c):
+                g = self.group[node]
+                off, size = self.group_offset[g], self.group_size[g]
+                entries += range(off, off + size)
+                targets += [1.0 if e == node else 0.0 for e in range(off, off + size)]
+            cache[c] = (tuple(entries), tuple(targets))
+        return cache[c]
+
+    @functools.cached_property
+    def _targets_cache(self) -> dict:
+        return {}
+
     # -- index tensors for the vectorised softmax --------------------------------------
     @functools.cached_property
     def _segments(self) -> Tuple[Tensor, Tensor, Tensor]:
@@ -201,6 +231,63 @@ def tree_option(reader, value: str, key: str = "tree") -> Tree:
         return read_tree(path)
     except CfgError as exc:
         raise reader.error(f"bad tree file: {exc}", key) from None
+
+
+def read_map(path: "str | os.PathLike[str]") -> Tuple[int, ...]:
+    """``read_map`` (utils.c): one ``atoi`` per line of a class map file (``map=``, e.g.
+    ``data/coco9k.map``: the tree class of each dataset class); a line that does not start
+    with a number is 0, as in Darknet."""
+    p = Path(path)
+    try:
+        text = p.read_bytes().decode("utf-8", errors="replace")
+    except OSError as exc:
+        raise CfgError(f"cannot read map file ({exc.strerror})", file=p) from None
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    out = []
+    for line in lines:
+        m = _INT.match(line.lstrip(" \t\r\v\f"))
+        out.append(int(m.group()) if m else 0)
+    return tuple(out)
+
+
+def fill_hierarchy(truth: np.ndarray, tree: Tree) -> np.ndarray:
+    """``fill_hierarchy`` (data.c, both forks), which Darknet's classifier loader applies to
+    each label row when the net has a ``[softmax]`` with a tree: every ancestor of a
+    non-zero entry is set to 1, then every group with no non-zero entry is set to
+    ``SECRET_NUM`` (-1234). Rows (..., classes) of one-hot labels -> a new float32 array.
+
+    The CPU ``forward_softmax_layer`` (both forks) takes these rows as they are
+    (``softmax_x_ent_cpu``: delta ``-1234 - p`` and loss ``-log p`` on the masked groups;
+    only the CUDA forward masks them with ``mask_gpu``), a ``[cost] type=masked`` after it
+    (darknet9000.cfg) gives them delta and loss 0.
+
+        >>> t = Tree.parse(["animal -1", "plant -1", "dog 0", "cat 0", "fern 1"])
+        >>> fill_hierarchy(np.array([0, 0, 0, 1, 0.]), t).tolist()
+        [1.0, 0.0, 0.0, 1.0, -1234.0]
+    """
+    out = np.array(truth, dtype=_F32, copy=True)
+    n = tree.n
+    if out.shape[-1] < n:
+        raise ValueError(f"fill_hierarchy: rows of {out.shape[-1]} values, the tree has {n} "
+                         f"classes")
+    flat = out.reshape(-1, out.shape[-1])
+    for j in range(n):  # parents come before their children: one pass, in Darknet's order
+        rows = flat[:, j] != 0
+        p = tree.parent[j]
+        if p >= 0 and rows.any():
+            for a in tree.path(p):
+                flat[rows, a] = 1
+    for off, size in zip(tree.group_offset, tree.group_size):
+        if size:
+            empty = ~(flat[:, off:off + size] != 0).any(axis=1)
+            flat[empty, off:off + size] = SECRET_NUM
+    return flat.reshape(out.shape)
+
+
+#: darknet.h's SECRET_NUM: the truth value of a group that is not on the label's path
+SECRET_NUM = -1234.0
 
 
 # =====================================================================================

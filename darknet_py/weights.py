@@ -394,8 +394,7 @@ def _mark_transposed(model: "Darknet", header: Header) -> None:
     """[connected] weights are stored [inputs][outputs] in files with major or minor > 1000
     (``load_connected_weights``); such layers then hand out the transposed view."""
     for layer in model.layers:
-        if hasattr(layer, "transposed_weights"):
-            layer.transposed_weights = header.transpose
+        layer.set_weights_transposed(header.transpose)
 
 
 def _chunks(model: "Darknet", upto: Optional[int]) -> Iterator[memoryview]:

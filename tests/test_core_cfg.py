@@ -112,3 +112,20 @@ def test_writer_round_trips_every_reference_cfg(reference):
         again = parse_cfg(format_cfg(sections), str(path))
         assert [(s.kind, [(e.key, e.value) for e in s.entries]) for s in again] == \
                [(s.kind, [(e.key, e.value) for e in s.entries]) for s in sections], path
+
+
+def test_darknet_takes_a_cfg_path(tmp_path):
+    """Darknet(path) reads the file as Darknet(read_cfg(path)) would; a missing or empty
+    file is read_cfg's one-line error naming it (not an AttributeError from inside)."""
+    import pathlib
+    cfg = pathlib.Path(__file__).resolve().parent.parent / "cfg" / "yolov3-tiny.cfg"
+    a, b = Darknet(str(cfg)), Darknet(read_cfg(cfg))
+    assert [l.kind for l in a.layers] == [l.kind for l in b.layers]
+    assert [tuple(l.out_shape) for l in a.layers] == [tuple(l.out_shape) for l in b.layers]
+    assert a.source == b.source and Darknet(cfg).dialect == b.dialect
+    empty = tmp_path / "empty.cfg"
+    empty.write_text("")
+    for path in (empty, tmp_path / "missing.cfg"):
+        with pytest.raises(CfgError) as info:
+            Darknet(path)
+        assert path.name in str(info.value) and "\n" not in str(info.value)

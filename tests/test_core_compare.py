@@ -162,3 +162,34 @@ def test_forward_cases_match_darknet_on_cuda(reference, case):
     # model.allow_tf32 is set. Measured on an H200: worst 2.2e-5 (yolov3-narrow).
     report = compare_case(reference / case, device="cuda")
     assert report.ok, "\n".join(report.lines())
+
+
+def test_wide_sums_changes_only_the_rounding_of_convolution_sums():
+    # compare's delta floor: inside wide_sums a float32 convolution / matrix product sums in
+    # float64 and rounds once, forward and backward; the result stays float32 and everything
+    # else (here the leaky) is untouched
+    import torch
+    import torch.nn.functional as F
+    from darknet_py.compare import wide_sums
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 16, 9, 9, generator=g, requires_grad=True)
+    w = torch.randn(8, 16, 3, 3, generator=g, requires_grad=True)
+    m = torch.randn(8, 5, generator=g)
+
+    def run():
+        y = F.leaky_relu(F.conv2d(x, w, None, 1, 1), 0.1)
+        z = y.flatten(2).mean(2) @ m
+        (z * z).sum().backward()
+        out = (z.detach().clone(), x.grad.clone(), w.grad.clone())
+        x.grad = w.grad = None
+        return out
+    plain = run()
+    with wide_sums():
+        wide = run()
+    with torch.no_grad():
+        y = F.leaky_relu(F.conv2d(x.double(), w.double(), None, 1, 1).float(), 0.1)
+        zd = (y.flatten(2).mean(2).double() @ m.double()).float()
+    assert all(t.dtype == torch.float32 for t in wide)
+    assert torch.equal(wide[0], zd)  # the float64 sums, rounded once
+    for a, b in zip(plain, wide):  # float32 rounding apart, no more
+        assert 0 < (a - b).abs().max() <= 1e-5 * b.abs().max()

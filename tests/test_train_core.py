@@ -160,9 +160,8 @@ def test_unimplemented_training_keys_are_refused(train_case):
     y = torch.from_numpy(np.load(train_case / "y.npy"))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = Darknet(parse_cfg(text.replace("[convolutional]\n", "[convolutional]\n"
-                                               "onlyforward=1\n", 1)))
-    with pytest.raises(CfgError, match="layer 0: onlyforward"):
+        model = Darknet(parse_cfg(text.replace("[yolo]\n", "[yolo]\nmap=data/9k.map\n", 1)))
+    with pytest.raises(ValueError, match=r"\[yolo\]: map= \(class remapping\) is not supported"):
         train_network(model, TrainState(), X, y)
 
 

@@ -241,17 +241,3 @@ def test_softmax_backward_passes_the_delta_unchanged():
     g = torch.randn(2, 4)
     out.backward(g)
     assert torch.equal(x.grad.reshape(2, 4), g)
-
-
-@pytest.mark.parametrize("fork", ["pjreddie", "alexeyab"])
-def test_cost_layer_refused_in_training(fork, tmp_path):
-    from darknet_py import load
-    from darknet_py.errors import CfgError
-    from darknet_py.train.engine import TrainState, train_network
-    cfg = tmp_path / "net.cfg"
-    cfg.write_text("[net]\nwidth=2\nheight=2\nchannels=1\nbatch=2\n[convolutional]\nfilters=2\n"
-                   "size=1\nactivation=linear\n[softmax]\n[cost]\ntype=sse\n")
-    model = load(cfg, dialect=fork, warn_unused=False)
-    with pytest.raises(CfgError, match=r"net\.cfg:11.*layer 2.*\[cost\] type=sse.*not implemented"):
-        train_network(model, TrainState.from_model(model), torch.rand(2, 1, 2, 2),
-                      torch.zeros(2, 8))

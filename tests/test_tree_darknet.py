@@ -201,10 +201,13 @@ def test_data_paths_resolve_as_darknet_then_data_env(tmp_path, monkeypatch):
     assert T.resolve_data_file("data/v.tree") is None
 
 
-def test_training_with_a_tree_is_refused(tree_file):
-    model = Darknet(parse_cfg(REGION_CFG.format(w=5, h=4, stride=1, tree=tree_file)))
+def test_pjreddie_region_tree_training_is_refused(tree_file):
+    """pjreddie's CPU [region] softmax with temperature 0 makes Darknet's loss NaN (shown on
+    the real Darknet in test_train_tree_darknet.py): its loss is refused, naming the layer."""
+    model = Darknet(parse_cfg(REGION_CFG.format(w=5, h=4, stride=1, tree=tree_file)),
+                    dialect="pjreddie")
     out = model(torch.rand(1, 3, 4, 5))
-    with pytest.raises(ValueError, match="training with tree= .* not supported"):
+    with pytest.raises(ValueError, match=r"layer 2 \[region\] tree=.*temperature.*NaN"):
         model.layers[-1].loss(out, torch.zeros(1, 30 * 5), (5, 4))
 
 

@@ -44,15 +44,23 @@ def random_model(cfg_text: str, fork: str, seed: int) -> Darknet:
 
 
 def make_train_case(fork: str, cfg_text: str, folder: Path, X: np.ndarray, y: np.ndarray,
-                    K: int = 2, seed: int = 1, ycols: Optional[int] = None) -> Path:
+                    K: int = 2, seed: int = 1, ycols: Optional[int] = None, seen: int = 0,
+                    prepare=None) -> Path:
     """Run Darknet's train_network K times and store a train case folder; skip when no
-    Darknet build or compiler is available."""
+    Darknet build or compiler is available. ``seen``: the initial weights' header seen
+    (training starts at iteration seen / batch). ``prepare(model)`` edits the random initial
+    weights before they are saved."""
     harness = dh.build_harness(fork)
     if isinstance(harness, str):
         dh.unavailable(harness)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "net.cfg").write_text(cfg_text)
     model = random_model(cfg_text, fork, seed)
+    major, minor, revision, _ = model.header
+    model.header = (major, minor, revision, int(seen))
+    if prepare is not None:
+        with torch.no_grad():
+            prepare(model)
     model.save_weights(folder / "weights_init.weights")
     X = np.ascontiguousarray(X, dtype=np.float32)
     y = np.ascontiguousarray(y, dtype=np.float32)

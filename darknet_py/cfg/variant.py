@@ -147,7 +147,7 @@ def make_variant(text: str, source: str = "<string>", *, classes: Optional[int] 
             raise CfgError(f"classes must be > 0, got {classes}", file=source)
         cfg.set(sec, "classes", classes)
         before = model.layers[head.index - 1] if head.index > 0 else None
-        key = getattr(before, "channels_key", None)
+        key = before.channels_key if before is not None else None
         if key is None:
             what = "nothing" if before is None else f"[{before.kind}]"
             raise CfgError(f"layer {head.index} [{head.kind}] follows {what}, whose channels "

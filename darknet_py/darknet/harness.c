@@ -515,10 +515,10 @@ static void dump_deltas(network *net, const char *prefix)
 }
 
 /* -- train: K train_network calls on one data batch --------------------------------------- */
-/* the layers with a cost: heads and [softmax] (Darknet's l.cost, counted in net->cost) */
+/* the layers with a cost: heads, [softmax] and [cost] (Darknet's l.cost, counted in net->cost) */
 static int is_train_head(layer l)
 {
-    return l.cost != 0 && l.type != COST;
+    return l.cost != 0;
 }
 
 static void train(network *net, int seed, char *x_path, char *y_path, int rows, int iterations,

@@ -151,6 +151,11 @@ class DarknetLayer(nn.Module):
         """Forget the state a recurrent layer keeps between inference calls (Darknet's
         ``l.state``); nothing for the others."""
 
+    def set_weights_transposed(self, transposed: bool) -> None:
+        """Told by the .weights loader whether the file stores [connected] matrices as
+        [inputs][outputs] (header major or minor > 1000, ``load_connected_weights``): the
+        layers holding such matrices follow it; nothing for the others."""
+
     def weight_tensors(self) -> List[Tensor]:
         """Parameters/buffers in the order a .weights file stores them (none by default)."""
         return []
@@ -162,14 +167,16 @@ class DarknetLayer(nn.Module):
     #: Darknet allocates ``l.cost`` for this layer: it counts in ``calc_network_cost``'s mean
     has_cost: bool = False
 
-    def loss(self, output: Tensor, truth: Tensor, net_size: "tuple[int, int]", seen: int = 0
-             ) -> "tuple[Tensor, Tensor]":
+    def loss(self, output: Tensor, truth: Tensor, net_size: "tuple[int, int]", seen: int = 0,
+             step: "Optional[LossStep]" = None) -> "tuple[Tensor, Tensor]":
         """Darknet's train-mode forward of a layer with a cost: ``(delta, cost)``.
 
         ``delta`` is ``l.delta`` (shape of ``output``, the *negative* gradient Darknet's
         backward adds into the previous layer), ``cost`` is ``*(l.cost)`` (a 0-d tensor).
         ``truth`` is ``net.truth`` as (batch, rows, fields); ``net_size`` the input's (w, h);
-        ``seen`` Darknet's ``*net.seen`` during this forward (already counting this batch).
+        ``seen`` Darknet's ``*net.seen`` during this forward (already counting this batch);
+        ``step`` the iteration, [net] options and net-level delta statistics of the training
+        step (None: none of what depends on them applies).
         """
         raise NotImplementedError(f"layer {self.index} [{self.kind}] has no loss")
 
@@ -182,6 +189,12 @@ class DarknetLayer(nn.Module):
         """The delta this layer's backward adds to the previous layer, from ``l.delta``
         (the same for every head but pjreddie's [region], see there)."""
         return delta
+
+    def loss_buffers(self, output: Tensor, truth: Tensor) -> "tuple[Tensor, Optional[Tensor]]":
+        """What Darknet's training forward with ``truth`` leaves in this layer's ``l.output``
+        and in its input (the previous layer's ``l.output``; None: untouched), for comparing
+        with its dumps: the heads' output is ``output`` itself ([cost]: its per-value loss)."""
+        return output, None
 
     def loss_reaches_input(self) -> bool:
         """Whether Darknet's CPU backward of this layer adds its delta to the previous
@@ -244,6 +257,23 @@ class DarknetLayer(nn.Module):
         tensors: the section's ``learning_rate=`` (``l.learning_rate_scale``), by default."""
         return cfg_scale
 
+    def ema_tensors(self) -> "List[tuple[str, Tensor, bool]]":
+        """(name, parameter, is_weights) of the tensors AlexeyAB's ema_update averages
+        (``l.weights_ema``, ``l.biases_ema``, ``l.scales_ema``: only [convolutional] layers
+        built with train=1 and no share_layer have them); none by default."""
+        return []
+
+    def reject_similar_weights(self, threshold: float, generator: "Optional[torch.Generator]"
+                               = None) -> Optional[int]:
+        """AlexeyAB's reject_similar_weights for this layer (only [convolutional] layers with
+        an activation other than linear take part): the filter it re-initialised, or None."""
+        return None
+
+    #: Darknet's CPU backward_network skips this layer's backward (AlexeyAB's per-layer
+    #: ``onlyforward=1``; set by the model from the section): nothing reaches its inputs or
+    #: its own tensors from its output's delta
+    skips_backward: bool = False
+
     def update_tensors(self) -> "List[tuple[str, Tensor, bool]]":
         """(name, parameter, decayed) in the order ``update_*_layer`` moves them; Darknet's
         weight decay applies to the weights only, never to biases or BN scales."""
@@ -253,8 +283,11 @@ class DarknetLayer(nn.Module):
     #: this is the network's last head (``nms_kind``/``beta_nms``; 0 = calloc'd default)
     nms_kind: str = "default"
     beta_nms: float = 0.6
-    #: True for the heads that :meth:`get_detections` decodes
+    #: True for the heads that :meth:`get_detections` decodes (the detection layers:
+    #: their options carry the classes/max/jitter/resize train_detector reads)
     decodes: bool = False
+    #: True for the heads whose box decoding can run inside an exported graph (``decode``)
+    decodes_in_graph: bool = False
     #: whether the head's decode sets ``dets[i].classes`` (AlexeyAB's draw_detections_v3
     #: loops over it: a head that leaves it 0, [detection], prints no lines there)
     sets_det_classes: bool = True
@@ -312,6 +345,30 @@ class DarknetLayer(nn.Module):
 
     def extra_repr(self) -> str:
         return f"index={self.index}, out={tuple(self.out_shape)}"
+
+
+@dataclass
+class DeltaStats:
+    """AlexeyAB's net-level ``*net.delta_rolling_avg``, ``delta_rolling_max``,
+    ``delta_rolling_std`` and ``badlabels_reject_threshold`` (float32 values, 0 at the
+    start of training): every [yolo] forward with equidistant_point or bad-label rejection
+    moves them, in layer order, across iterations."""
+
+    avg: float = 0.0
+    max: float = 0.0
+    std: float = 0.0
+    reject_threshold: float = 0.0
+
+
+@dataclass
+class LossStep:
+    """What a cost layer's train-mode forward reads from the network besides its input and
+    the truths: ``*net.cur_iteration`` (updates done before this forward), the [net]
+    options and the :class:`DeltaStats` it shares with the other heads."""
+
+    iteration: int
+    net: object
+    stats: DeltaStats = field(default_factory=DeltaStats)
 
 
 class StaleDelta(torch.autograd.Function):

@@ -63,10 +63,14 @@ class ConnectedLayer(DarknetLayer):
         self.bias = nn.Parameter(filled(opts.output))
         self.bn = (BatchNorm(opts.output, dialect, dialect.connected_bn_rolling_momentum)
                    if opts.batch_normalize else None)
-        #: set by the .weights loader: the file stores W as [inputs][outputs] (major/minor > 1000)
+        #: set by the .weights loader (:meth:`set_weights_transposed`): the file stores W as
+        #: [inputs][outputs] (major/minor > 1000)
         self.transposed_weights = False
         if initialising():
             self.reset_parameters()
+
+    def set_weights_transposed(self, transposed: bool) -> None:
+        self.transposed_weights = transposed
 
     def reset_parameters(self) -> None:
         """Darknet's init: weights ~ sqrt(2/inputs) * U(-1, 1), biases 0."""

@@ -74,7 +74,7 @@ def build(ctx: BuildContext) -> ContrastiveLayer:
     yolo = ctx.layers[target]
     r.check(yolo.kind == "yolo", f"yolo_layer={o.yolo_layer} is layer {target} "
             f"[{yolo.kind}], not a [yolo] layer", "yolo_layer")
-    raw = getattr(getattr(yolo, "opts", None), "embedding_layer", 999999)
+    raw = yolo.opts.embedding_layer
     r.check(raw != 999999, f"the [yolo] layer {target} has no embedding_layer=, so its "
             f"embedding size is 0", "yolo_layer")
     emb_index = target + raw if raw < 0 else raw

@@ -209,10 +209,18 @@ class ConvolutionalLayer(DarknetLayer):
             self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Darknet's init: weights ~ sqrt(2/(size*size*c/groups)) * N(0,1); BN neutral."""
+        """make_convolutional_layer's init, scale = sqrt(2/(size*size*c/groups)): pjreddie
+        ``scale*rand_normal()``, AlexeyAB ``scale*rand_uniform(-1, 1)`` (a third of the
+        variance; 1 for the normalize_channels activations); biases 0, BN neutral."""
         fan_in = self.weight.shape[1] * self.weight.shape[2] * self.weight.shape[3]
+        scale = (2.0 / fan_in) ** 0.5
         with torch.no_grad():
-            self.weight.normal_(0.0, (2.0 / fan_in) ** 0.5)
+            if self.dialect_name == "pjreddie":
+                self.weight.normal_(0.0, scale)
+            elif self.activation.startswith("normalize_channels"):
+                self.weight.fill_(1.0)
+            else:
+                self.weight.uniform_(-scale, scale)
             self.bias.zero_()
         if self.bn is not None:
             self.bn.reset_parameters()
@@ -438,6 +446,56 @@ class ConvolutionalLayer(DarknetLayer):
         if self.bn is not None and not self.dontloadscales:
             tensors += self.bn.weight_tensors()
         return tensors + [self.weight]
+
+    @torch.no_grad()
+    def reject_similar_weights(self, threshold: float,
+                               generator: "torch.Generator | None" = None) -> "int | None":
+        """network.c reject_similar_weights on this layer (not linear): the pair of filters
+        (k < j, in that order; the first of equal ones) with the largest cosine similarity
+        (blas.c cosine_similarity in float32: 0 when a norm is 0); above ``threshold`` the
+        first of the pair, k, gets weights ``sqrt(2/(size*size*c/groups)) * U(-1, 1)``
+        (PyTorch's generator, not C's rand()), bias 0 and BN scale 1. Returns k or None."""
+        if self.activation == "linear":
+            return None
+        w = self.weight
+        n, k = w.shape[0], self.opts.size
+        c = w.shape[1] * self.groups
+        if self.groups != 1:
+            raise ValueError(f"layer {self.index} [convolutional]: weights_reject_freq with "
+                             f"groups={self.groups}: Darknet's reject_similar_weights takes "
+                             f"size*size*c weights a filter and reads past this layer's")
+        if n < 2:
+            return None
+        flat = w.detach().reshape(n, -1).double()
+        gram = flat @ flat.t()
+        f32 = torch.float32
+        norms = torch.sqrt(torch.diagonal(gram).to(f32))
+        divider = norms.view(-1, 1) * norms.view(1, -1)
+        sims = torch.where(divider > 0, gram.to(f32) / divider, torch.zeros_like(divider))
+        rows, cols = torch.triu_indices(n, n, 1)
+        pairs = sims[rows, cols]
+        pairs = torch.where(torch.isnan(pairs), torch.full_like(pairs, -torch.inf), pairs)
+        best = int(torch.argmax(pairs))  # the first of the largest, in (k, j) order
+        if not float(pairs[best]) > threshold:
+            return None
+        first = int(rows[best])
+        scale = float(np.float32((2.0 / (k * k * c // self.groups)) ** 0.5))
+        values = torch.rand(w[first].shape, generator=generator, dtype=f32) * 2 - 1
+        w[first] = (values.double() * scale).to(w.dtype).to(w.device)
+        self.bias[first] = 0.0
+        if self.bn is not None:
+            self.bn.scales[first] = 1.0
+        return first
+
+    def ema_tensors(self) -> "List[tuple[str, Tensor, bool]]":
+        """make_convolutional_layer's ``biases_ema``, ``scales_ema`` (batch_normalize) and
+        ``weights_ema``; a layer with a share_layer gets none."""
+        if self.shares is not None:
+            return []
+        tensors = [("bias", self.bias, False)]
+        if self.bn is not None:
+            tensors.append(("bn.scales", self.bn.scales, False))
+        return tensors + [("weight", self.weight, True)]
 
     def flops(self, in_shape: Shape) -> float:
         return 2.0 * self.weight.numel() * self.out_shape.h * self.out_shape.w

@@ -41,10 +41,11 @@ from ..cfg.options import option
 from ..postprocess import DetectionArrays
 from ..errors import DataError
 from .activations import logistic
-from .base import BuildContext, DarknetLayer, Shape, head_output
+from .base import BuildContext, DarknetLayer, LossStep, Shape, head_output
 from .registry import register
 from .yolo import (IOU_KINDS, MAX_ANCHORS, ab_anchor_candidates,
-                   ab_box_iou, cell_records, correct_yolo_boxes, dx_box_iou, first_writer,
+                   ab_box_iou, cell_records, classes_multipliers, correct_yolo_boxes,
+                   dx_box_iou, first_writer,
                    last_writer, nms_kind_of, pred_boxes, truth_rows)
 
 _F32 = np.float32
@@ -127,6 +128,10 @@ class GaussianYoloLayer(DarknetLayer):
         self.nms_kind = nms_kind_of(opts.nms_kind, self.NMS_KINDS)
         self.beta_nms = float(_F32(opts.beta_nms))
         self.scale_x_y = float(np.float32(opts.scale_x_y))
+        #: parser.c get_classes_multipliers (see :func:`~darknet_py.layers.yolo.classes_multipliers`)
+        self.classes_multipliers: Optional[List[float]] = (
+            classes_multipliers(opts.counters_per_class, opts.max_delta)
+            if opts.counters_per_class else None)
         # blas.c:scal_add_cpu gets BETA computed in double from the float scale, then as float
         self.xy_bias = float(np.float32(-0.5 * (self.scale_x_y - 1.0)))
         n, k = len(self.mask), self.entries
@@ -166,8 +171,8 @@ class GaussianYoloLayer(DarknetLayer):
     # Darknet allocates l.cost: it counts in the network's mean cost
     has_cost = True
 
-    def loss(self, output: Tensor, truth: Tensor, net_size: Tuple[int, int], seen: int = 0
-             ) -> Tuple[Tensor, Tensor]:
+    def loss(self, output: Tensor, truth: Tensor, net_size: Tuple[int, int], seen: int = 0,
+             step: Optional[LossStep] = None) -> Tuple[Tensor, Tensor]:
         return gaussian_yolo_delta(self, output.detach(), truth, net_size)
 
     def describe(self, in_shape: Shape) -> str:
@@ -277,7 +282,8 @@ def truth_cells(layer: GaussianYoloLayer, sel: Tensor, w: int, h: int) -> Tuple[
 
 
 def gaussian_box_delta(layer: GaussianYoloLayer, view: Tensor, truth: Tensor, anchors: Tensor,
-                       ci: Tensor, cj: Tensor, w: int, h: int, net_w: int, net_h: int) -> Tensor:
+                       ci: Tensor, cj: Tensor, w: int, h: int, net_w: int, net_h: int,
+                       class_mult: Optional[Tensor] = None) -> Tensor:
     """delta_gaussian_yolo_box for m (cell, truth, anchor) matches: what each adds to the
     eight box entries (m, 8) (x, sigma_x, y, sigma_y, w, sigma_w, h, sigma_h).
 
@@ -286,7 +292,8 @@ def gaussian_box_delta(layer: GaussianYoloLayer, view: Tensor, truth: Tensor, an
     ``temp = 0.5/(N + 1e-9) * N * scale`` (scale = 2 - truth.w*truth.h), the mean's delta
     ``temp*e/s`` (or, with an IoU loss, box.c:dx_box_iou's, w/h times exp) times
     iou_normalizer, the sigma's ``temp*(e^2/s - 1/(s + 0.3))`` times uc_normalizer; NaN/inf
-    become 0, then max_delta clips."""
+    become 0, then max_delta clips. ``class_mult`` (m,): counters_per_class's multiplier of
+    each truth's class (the C passes ``iou_normalizer * class_multiplier``)."""
     o = layer.opts
     mu = view[:, [0, 2, 4, 6]]
     sig = view[:, [1, 3, 5, 7]]
@@ -325,7 +332,10 @@ def gaussian_box_delta(layer: GaussianYoloLayer, view: Tensor, truth: Tensor, an
         dw = _f32(dw.double() * torch.exp(mu[:, 2].double()))
         dh = _f32(dh.double() * torch.exp(mu[:, 3].double()))
         d_mu = torch.stack([dx, dy, dw, dh], dim=1)
-    d_mu = d_mu * float(_F32(o.iou_normalizer))
+    if class_mult is None:
+        d_mu = d_mu * float(_F32(o.iou_normalizer))
+    else:
+        d_mu = d_mu * (class_mult * float(_F32(o.iou_normalizer))).unsqueeze(1)
     d_sig = d_sig * float(_F32(o.uc_normalizer))
     out = torch.stack([d_mu, d_sig], dim=2).reshape(-1, 8)  # mu0, sig0, mu1, sig1, ...
     out = torch.where(torch.isfinite(out), out, torch.zeros_like(out))  # fix_nan_inf
@@ -346,15 +356,15 @@ def gaussian_yolo_delta(layer: GaussianYoloLayer, output: Tensor, truth: Tensor,
     (:func:`~darknet_py.layers.yolo.ab_anchor_candidates`: best anchor, then every other
     over iou_thresh): box deltas accumulate (:func:`gaussian_box_delta`), objectness
     ``obj_normalizer * (1 - o)``, classes (label_smooth_eps; once a cell's class deltas are
-    set, later truths set only their own class). Then in every cell the eight box deltas
+    set, later truths set only their own class; counters_per_class's multiplier m of the
+    class: x m * cls_normalizer on a whole-vector write, x m on the others, and the truth
+    loop's box deltas x iou_normalizer * m and objectness x m). Then in every cell the eight box deltas
     are divided by the number of positive class deltas (unconditionally, unlike [yolo]).
     The cost is the sum of the squared deltas (``pow(mag_array(l.delta), 2)``). A truth
     class outside 0..classes-1 is a DataError: the C's truth loop writes outside its delta.
     """
     o = layer.opts
     where = f"layer {layer.index} [Gaussian_yolo]"
-    if o.counters_per_class:
-        raise ValueError(f"{where}: counters_per_class is not supported in training")
     if o.map is not None:
         raise ValueError(f"{where}: map= (class remapping) is not supported in training")
     if o.iou_loss not in IOU_KINDS or o.iou_thresh_kind not in IOU_KINDS:
@@ -379,6 +389,13 @@ def gaussian_yolo_delta(layer: GaussianYoloLayer, output: Tensor, truth: Tensor,
                         f"[Gaussian_yolo] (AlexeyAB's gaussian_yolo_layer.c would write "
                         f"outside its delta)", layer=layer.index)
     obj_norm = float(_F32(o.obj_normalizer))
+    cm_t = (torch.tensor(layer.classes_multipliers, dtype=torch.float32, device=dev)
+            if layer.classes_multipliers is not None else None)
+
+    def mult(c: Tensor) -> Optional[Tensor]:
+        """counters_per_class's multiplier of each class in ``c`` (None without it)."""
+        return None if cm_t is None else cm_t[c]
+
     eps = float(_F32(o.label_smooth_eps))
     y1 = float(_F32(1 * (1 - eps) + 0.5 * eps)) if eps else 1.0
     y0 = float(_F32(0.5 * eps)) if eps else 0.0
@@ -432,7 +449,8 @@ def gaussian_yolo_delta(layer: GaussianYoloLayer, output: Tensor, truth: Tensor,
         view = out.permute(0, 1, 3, 4, 2)[hit]
         box_cells.append(cell_key[hit])
         box_values.append(gaussian_box_delta(layer, view, rows[bi[hit], best_t[hit]],
-                                             anchors[ha], hi, hj, w, h, net_w, net_h))
+                                             anchors[ha], hi, hj, w, h, net_w, net_h,
+                                             mult(best_cls[hit])))
     # -- the truth loop ----------------------------------------------------------------
     flat = torch.zeros(bsz * n * hw, k, dtype=torch.float32, device=dev)
     out_flat = out.permute(0, 1, 3, 4, 2).reshape(-1, k)
@@ -448,11 +466,17 @@ def gaussian_yolo_delta(layer: GaussianYoloLayer, output: Tensor, truth: Tensor,
             key = (mb * n + slot_n) * hw + loc
             view = out[mb, slot_n, :, loc // w, loc % w]
             box_cells.append(key)
+            m_cls = cls[b_idx[cr], t_idx[cr]]
             box_values.append(gaussian_box_delta(layer, view, sel[cr], all_anchors[cn], ci[cr],
-                                                 cj[cr], w, h, net_w, net_h))
-            obj_flat[key] = obj_norm * (1 - out_flat[key, 8])
-            add_op(key, 3 + t_idx[cr] * (total + 1) + cs, cls[b_idx[cr], t_idx[cr]],
-                   torch.full_like(sel[cr, 0], y1), True)
+                                                 cj[cr], w, h, net_w, net_h, mult(m_cls)))
+            m_order = 3 + t_idx[cr] * (total + 1) + cs
+            if cm_t is None:
+                obj_flat[key] = obj_norm * (1 - out_flat[key, 8])
+            else:  # class_multiplier * obj_normalizer * (1 - output), the last truth wins
+                win = last_writer(key, m_order, flat.shape[0])
+                obj_flat[key[win]] = ((mult(m_cls[win]) * obj_norm)
+                                      * (1 - out_flat[key[win], 8]))
+            add_op(key, m_order, m_cls, torch.full_like(sel[cr, 0], y1), True)
     flat[:, 8] = obj_flat
     # classes: the first class write of a cell sets the whole vector (delta_gaussian_yolo_class
     # finds delta[class 0] still 0), every later write its own class only; the last wins
@@ -473,7 +497,11 @@ def gaussian_yolo_delta(layer: GaussianYoloLayer, output: Tensor, truth: Tensor,
         key2 = key * classes + ccls
         win = last_writer(key2, order, flat.shape[0] * classes)
         wk, wc = key[win], ccls[win]
-        flat[wk, 9 + wc] = ytrue[win] - out_flat[wk, 9 + wc]
+        value = ytrue[win] - out_flat[wk, 9 + wc]
+        if cm_t is not None:  # x m * cls_normalizer (whole-vector write), else x m
+            m = mult(wc)
+            value = value * torch.where(first[win], m * float(_F32(o.cls_normalizer)), m)
+        flat[wk, 9 + wc] = value
     # box deltas: every contribution adds
     if box_cells:
         cells, values = torch.cat(box_cells), torch.cat(box_values)

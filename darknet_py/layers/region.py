@@ -27,6 +27,11 @@ every value it writes is NaN (``x/0 - max/0``), i.e. the flat range from index
 (x, y, objectness) or the raw input (class values). The module does the same (its GPU
 kernel would give the real softmax).
 
+Training with a tree: AlexeyAB's CPU forward_region_layer (:func:`region_delta_alexeyab`:
+the hierarchical delta_region_class, class-only truths, ``map=``); pjreddie's is refused, its
+NaN output makes the loss NaN. ``map=`` (a class map file, ``read_map``): the truth loop
+learns ``map[class]``, in both forks.
+
     >>> import torch
     >>> from darknet_py.cfg import parse_cfg
     >>> from darknet_py.model import Darknet
@@ -51,7 +56,7 @@ from .. import tree as _tree
 from ..cfg.options import option
 from ..postprocess import DetectionArrays
 from .activations import logistic
-from .base import BuildContext, DarknetLayer, Shape, head_output
+from .base import BuildContext, DarknetLayer, LossStep, Shape, head_output
 from .registry import register
 from .yolo import correct_yolo_boxes
 
@@ -218,11 +223,32 @@ class RegionLayer(DarknetLayer):
     # -- training ----------------------------------------------------------------------
     has_cost = True
 
-    def loss(self, output: Tensor, truth: Tensor, net_size: Tuple[int, int], seen: int = 0
-             ) -> Tuple[Tensor, Tensor]:
-        if self.tree is not None:
-            raise ValueError(f"layer {self.index} [region]: training with tree= (YOLO9000's "
-                             f"softmax tree) is not supported")
+    def train_refusal(self) -> Optional[str]:
+        if self.tree is not None and not self.cell_major:
+            return ("[region] tree= in pjreddie's Darknet: its CPU forward_region_layer "
+                    "softmaxes the tree's groups with l.temperature, which parse_region never "
+                    "sets (0), so every class value it writes, and the loss, is NaN (only its "
+                    "CUDA softmax_tree is usable); darknet_py does not guess")
+        if self.opts.map is not None and _tree.resolve_data_file(self.opts.map) is None:
+            looked = ", ".join(str(c) for c in _tree.data_candidates(self.opts.map))
+            return (f"[region] map file {self.opts.map} not found (looked in {looked}; set "
+                    f"${_tree.DATA_ENV}): Darknet's parse_region reads it, training maps each "
+                    f"truth class through it")
+        return None
+
+    def class_map(self) -> Optional[Tuple[int, ...]]:
+        """The ``map=`` file as Darknet's ``read_map`` reads it (None without ``map=``)."""
+        if self.opts.map is None:
+            return None
+        path = _tree.resolve_data_file(self.opts.map)
+        if path is None:
+            raise ValueError(f"layer {self.index} [region]: {self.train_refusal()}")
+        return _tree.read_map(path)
+
+    def loss(self, output: Tensor, truth: Tensor, net_size: Tuple[int, int], seen: int = 0,
+             step: Optional[LossStep] = None) -> Tuple[Tensor, Tensor]:
+        if self.tree is not None and not self.cell_major:
+            raise ValueError(f"layer {self.index} {self.train_refusal()}")
         if self.cell_major:
             return region_delta_alexeyab(self, output.detach(), truth, seen)
         return region_delta_pjreddie(self, output.detach(), truth, seen)
@@ -426,9 +452,8 @@ def region_delta_pjreddie(layer: "RegionLayer", output: Tensor, truth: Tensor, s
     if layer.coords != 4:
         raise ValueError(f"layer {layer.index} [region]: training with coords={layer.coords} "
                          f"is not supported (only 4)")
-    if layer.opts.map is not None:
-        raise ValueError(f"layer {layer.index} [region]: map= is not supported in training")
     o = layer.opts
+    cmap = layer.class_map()
     bsz, _, h, w = output.shape
     n, classes, k = layer.num, layer.classes, layer.entry_count
     out = _f32(output).view(bsz, n, k, h, w)
@@ -518,6 +543,8 @@ def region_delta_pjreddie(layer: "RegionLayer", output: Tensor, truth: Tensor, s
             d[:, 4] = objs * (1 - x[:, 4])
         cls_scale = np.float32(o.class_scale)
         all_cls = sel[:, 4].to(torch.int64)
+        if cmap is not None:  # class = l.map[class]
+            all_cls = _map_classes(layer, all_cls, cmap)
         if int(all_cls.min()) < 0 or int(all_cls.max()) >= classes:
             from ..errors import DataError
             raise DataError(f"truth class outside 0..{classes - 1} of this [region] "
@@ -526,7 +553,7 @@ def region_delta_pjreddie(layer: "RegionLayer", output: Tensor, truth: Tensor, s
         if layer.softmax:
             # delta_region_class with tag=0: every truth writes the full vector, the last wins
             target = torch.zeros(wb.shape[0], classes, device=dev)
-            target[torch.arange(wb.shape[0], device=dev), wt[:, 4].to(torch.int64)] = 1.0
+            target[torch.arange(wb.shape[0], device=dev), all_cls[win]] = 1.0
         else:
             # logistic classes: the first truth writes the vector, later ones their class
             tgt = torch.zeros(bsz, n, h, w, classes, device=dev)
@@ -550,16 +577,24 @@ def region_delta_alexeyab(layer: "RegionLayer", output: Tensor, truth: Tensor, s
     the seen < 12800 prefill; per truth (up to ``max``, classes >= classes skipped): the
     best anchor of its cell, box deltas coord_scale*(t - logistic(x))*gradient for x, y
     and coord_scale*(t - x) for w, h, objectness object_scale*(1 - o)*o(1-o) (rescore:
-    iou - o), the class vector (or focal loss); a later truth on the same cell and anchor
-    overwrites everything.
+    iou - o), the class vector (or focal loss) of its class (``map=``: ``map[class]``); a
+    later truth on the same cell and anchor overwrites everything.
+
+    With a tree (YOLO9000) delta_region_class walks from the class up to its root: each
+    group on the way gets class_scale*(0 - p), the path's classes class_scale*(1 - p)
+    (nothing for a negative class: objectness and box only); a later truth on the same cell
+    and anchor overwrites only the groups on its own path. An image whose truth list (before
+    its first x = 0) has a row with x and y > 100000 (a class-only label) learns only that
+    class, at the cell and anchor where objectness times the class's path probability is
+    largest: every other delta of that image is 0.
     """
     from .yolo import ab_box_iou, last_writer, truth_rows, _f32
     o = layer.opts
     if layer.coords != 4:
         raise ValueError(f"layer {layer.index} [region]: training with coords={layer.coords} "
                          f"is not supported (only 4)")
-    if o.map is not None:
-        raise ValueError(f"layer {layer.index} [region]: map= is not supported in training")
+    tree = layer.tree
+    cmap = layer.class_map()
     bsz, _, h, w = output.shape
     n, classes, k = layer.num, layer.classes, layer.entry_count
     hw = h * w
@@ -569,6 +604,11 @@ def region_delta_alexeyab(layer: "RegionLayer", output: Tensor, truth: Tensor, s
     anchors = torch.tensor(layer.anchors[:2 * n], dtype=torch.float32, device=dev).view(n, 2)
     rows, valid = truth_rows(truth, o.max, 5)
     cls_all = rows[..., 4].to(torch.int64)
+    only = torch.zeros(bsz, dtype=torch.bool, device=dev)
+    if tree is not None:
+        marks = valid & (rows[..., 0] > 100000) & (rows[..., 1] > 100000)
+        only = marks.any(dim=1)
+        valid = valid & ~only.unsqueeze(1)  # the class-only images skip everything else
     usable = valid & (cls_all < classes)
     cell = torch.arange(hw, device=dev)
     ci = (cell % w).to(torch.float32).view(1, hw, 1)
@@ -598,10 +638,17 @@ def region_delta_alexeyab(layer: "RegionLayer", output: Tensor, truth: Tensor, s
             bi = torch.arange(bsz, device=dev).view(-1, 1, 1).expand_as(best_t)
             bcls = cls_all[bi, best_t]
             scale = np.float32(o.class_scale) * (obj if o.classfix == 2 else torch.ones_like(obj))
-            onehot = torch.nn.functional.one_hot(bcls, classes).to(torch.float32)
-            vec = _region_class_vec(v[..., 5:5 + classes], onehot, bcls, scale, o.focal_loss)
-            delta[..., 5:5 + classes] = torch.where(ignored.unsqueeze(-1), vec,
-                                                    delta[..., 5:5 + classes])
+            if tree is not None:
+                # delta_region_class(best_class_id) at each ignored cell: its path's groups
+                ib, il, ia = ignored.nonzero(as_tuple=True)
+                r, e, t = _tree_pairs(tree, bcls[ib, il, ia])
+                rb, rl, ra = ib[r], il[r], ia[r]
+                delta[rb, rl, ra, 5 + e] = scale[rb, rl, ra] * (t - v[rb, rl, ra, 5 + e])
+            else:
+                vec = _region_class_vec(v[..., 5:5 + classes], bcls, classes, scale,
+                                        o.focal_loss)
+                delta[..., 5:5 + classes] = torch.where(ignored.unsqueeze(-1), vec,
+                                                        delta[..., 5:5 + classes])
     delta[..., 4] = obj_delta
     if seen < 12800:
         tx = (ci + np.float32(0.5)) / w
@@ -632,8 +679,12 @@ def region_delta_alexeyab(layer: "RegionLayer", output: Tensor, truth: Tensor, s
         shape_iou = ab_box_iou(zero, zero, cw, chh, zero, zero, sel[:, 2:3], sel[:, 3:4])
         bmax = shape_iou.max(dim=1)
         best_n = torch.where(bmax.values > 0, bmax.indices, torch.zeros_like(bmax.indices))
+        cls_t = sel[:, 4].to(torch.int64)
+        if cmap is not None:  # class_id = l.map[class_id], after the classes check
+            cls_t = _map_classes(layer, cls_t, cmap)
         key = (b_idx * hw + loc) * n + best_n
-        win = last_writer(key, b_idx * rows.shape[1] + t_idx, bsz * hw * n)
+        order = b_idx * rows.shape[1] + t_idx
+        win = last_writer(key, order, bsz * hw * n)
         wb, wl, wn, wt = b_idx[win], loc[win], best_n[win], sel[win]
         wi, wj = ti[win].to(torch.float32), tj[win].to(torch.float32)
         x = v[wb, wl, wn]
@@ -651,22 +702,118 @@ def region_delta_alexeyab(layer: "RegionLayer", output: Tensor, truth: Tensor, s
         ob = x[:, 4]
         target = piou if o.rescore else torch.ones_like(ob)
         d[:, 4] = np.float32(o.object_scale) * (target - ob) * ((1 - ob) * ob)
-        wc = wt[:, 4].to(torch.int64)
-        onehot = torch.nn.functional.one_hot(wc, classes).to(torch.float32)
-        d[:, 5:5 + classes] = _region_class_vec(x[:, 5:5 + classes], onehot, wc,
-                                                np.float32(o.class_scale), o.focal_loss)
+        if tree is None:
+            wc = cls_t[win]
+            if o.focal_loss and bool(((wc < 0) | (wc >= classes)).any()):
+                from ..errors import DataError
+                raise DataError(f"[region] focal_loss with a truth class outside "
+                                f"0..{classes - 1} (Darknet would read past the classes)",
+                                layer=layer.index)
+            d[:, 5:5 + classes] = _region_class_vec(x[:, 5:5 + classes], wc, classes,
+                                                    np.float32(o.class_scale), o.focal_loss)
         delta[wb, wl, wn] = d
+        if tree is not None:
+            # every truth writes its path's groups; per entry the last truth wins
+            _check_tree_classes(layer, cls_t, "truth")
+            r, e, t = _tree_pairs(tree, cls_t)
+            slot = key[r] * classes + e
+            uniq, inv = torch.unique(slot, return_inverse=True)
+            top = torch.full((uniq.shape[0],), -1, dtype=order.dtype, device=dev)
+            top.scatter_reduce_(0, inv, order[r], reduce="amax")
+            keep = top[inv] == order[r]
+            r, e, t = r[keep], e[keep], t[keep]
+            rb, rl, rn = b_idx[r], loc[r], best_n[r]
+            delta[rb, rl, rn, 5 + e] = np.float32(o.class_scale) * (t - v[rb, rl, rn, 5 + e])
+    if bool(only.any()):
+        _class_only_deltas(layer, v, delta, rows, marks, only)
     # flatten(l.delta, ..., 0): back to the input's [anchor][entry][cell] layout
     delta = delta.permute(0, 2, 3, 1).reshape(bsz, n * k, h, w).contiguous()
     cost = (delta.double() ** 2).sum().to(torch.float32)
     return delta, cost
 
 
-def _region_class_vec(probs: Tensor, onehot: Tensor, cls: Tensor, scale, focal: int) -> Tensor:
-    """delta_region_class (AlexeyAB, no tree): scale*(onehot - p), times 0.5*focal gradient
-    of p[class] with focal_loss."""
+def _class_only_deltas(layer: "RegionLayer", v: Tensor, delta: Tensor, rows: Tensor,
+                       marks: Tensor, only: Tensor) -> None:
+    """AlexeyAB's ``truth.x > 100000 && truth.y > 100000`` branch, for the images in
+    ``only``: the first such truth's class (no map, no classes check) is learned at the
+    record (cell*num + anchor) with the largest objectness * get_hierarchy_probability (the
+    first of equals, record 0 when none is > 0); the image's delta is nothing else."""
+    tree = layer.tree
+    bsz, hw, n, k = v.shape
+    ib = only.nonzero().flatten()
+    first = marks[ib].to(torch.int64).argmax(dim=1)
+    cls = rows[ib, first, 4].to(torch.int64)
+    _check_tree_classes(layer, cls, "class-only truth")
+    rec = v[ib].reshape(ib.shape[0], hw * n, k)
+    paths = [tree.path(c) for c in cls.tolist()]
+    depth = max(len(p) for p in paths)
+    prob = torch.ones(rec.shape[:2], dtype=torch.float32, device=v.device)
+    for d in range(depth):  # p = p * x[c], up the path, in float
+        node = torch.tensor([p[d] if d < len(p) else -1 for p in paths], device=v.device)
+        factor = rec[torch.arange(ib.shape[0]), :, 5 + node.clamp(min=0)]
+        prob = torch.where((node >= 0).unsqueeze(1), prob * factor, prob)
+    score = rec[..., 4] * prob
+    mx = score.max(dim=1)
+    maxi = torch.where(mx.values > 0, score.argmax(dim=1), torch.zeros_like(mx.indices))
+    delta[ib] = 0
+    r, e, t = _tree_pairs(tree, cls)
+    b, m = ib[r], maxi[r]
+    l, a = m // n, m % n
+    delta[b, l, a, 5 + e] = np.float32(layer.opts.class_scale) * (t - v[b, l, a, 5 + e])
+
+
+def _map_classes(layer: "RegionLayer", cls: Tensor, cmap: Tuple[int, ...]) -> Tensor:
+    """``class = l.map[class]`` of forward_region_layer's truth loop (``map=``); a class
+    outside the map's lines is refused (Darknet would read past its map)."""
+    from ..errors import DataError
+    if cls.numel() and (int(cls.min()) < 0 or int(cls.max()) >= len(cmap)):
+        bad = int(cls.min()) if int(cls.min()) < 0 else int(cls.max())
+        raise DataError(f"[region] truth class {bad} outside the {len(cmap)} lines of map "
+                        f"{layer.opts.map} (Darknet would read past its map)", layer=layer.index)
+    return torch.tensor(cmap, dtype=torch.int64, device=cls.device)[cls]
+
+
+def _onehot(cls: Tensor, classes: int) -> Tensor:
+    """``(n == class) ? 1 : 0`` for n < classes (all 0 for a class outside them)."""
+    return (torch.arange(classes, device=cls.device) == cls.unsqueeze(-1)).to(torch.float32)
+
+
+def _tree_pairs(tree: "_tree.Tree", cls: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+    """The hierarchical delta_region_class of ``cls[r]`` for each row r, as flat
+    (row, entry, target) triples (:meth:`Tree.class_targets`; none for a negative class)."""
+    dev = cls.device
+    empty = torch.zeros(0, dtype=torch.int64, device=dev)
+    if not cls.numel():
+        return empty, empty, torch.zeros(0, device=dev)
+    uniq, inv = torch.unique(cls, return_inverse=True)
+    lists = [tree.class_targets(int(c)) for c in uniq.tolist()]
+    width = max(len(e) for e, _ in lists)
+    if not width:
+        return empty, empty, torch.zeros(0, device=dev)
+    ent = torch.full((len(lists), width), -1, dtype=torch.int64)
+    tgt = torch.zeros((len(lists), width), dtype=torch.float32)
+    for u, (e, t) in enumerate(lists):
+        ent[u, :len(e)] = torch.tensor(e, dtype=torch.int64)
+        tgt[u, :len(t)] = torch.tensor(t, dtype=torch.float32)
+    ent, tgt = ent.to(dev)[inv], tgt.to(dev)[inv]
+    live = ent >= 0
+    row = torch.arange(cls.shape[0], device=dev).unsqueeze(1).expand_as(ent)
+    return row[live], ent[live], tgt[live]
+
+
+def _check_tree_classes(layer: "RegionLayer", cls: Tensor, what: str) -> None:
+    from ..errors import DataError
+    if cls.numel() and int(cls.max()) >= layer.classes:
+        raise DataError(f"[region] {what} class {int(cls.max())} outside the tree's "
+                        f"0..{layer.classes - 1} (Darknet would read past the tree)",
+                        layer=layer.index)
+
+
+def _region_class_vec(probs: Tensor, cls: Tensor, classes: int, scale, focal: int) -> Tensor:
+    """delta_region_class (AlexeyAB, no tree): scale*(onehot - p) (all 0 - p for a class
+    outside 0..classes-1), times 0.5*focal gradient of p[class] with focal_loss."""
     scale_t = scale.unsqueeze(-1) if isinstance(scale, Tensor) else scale
-    vec = scale_t * (onehot - probs)
+    vec = scale_t * (_onehot(cls, classes) - probs)
     if focal:
         pt = torch.gather(probs, -1, cls.unsqueeze(-1)).squeeze(-1) + np.float32(1e-15)
         grad = -(1 - pt) * (2 * pt * pt.double().log().float() + pt - 1)

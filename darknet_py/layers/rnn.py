@@ -117,14 +117,9 @@ class Recurrent(DarknetLayer):
         else:
             self._state = [s.detach() for s in state]
 
-    @property
-    def transposed_weights(self) -> bool:
-        return any(getattr(l, "transposed_weights", False) for l in self.inner())
-
-    @transposed_weights.setter
-    def transposed_weights(self, value: bool) -> None:
+    def set_weights_transposed(self, transposed: bool) -> None:
         for l in self.inner():
-            l.transposed_weights = value
+            l.set_weights_transposed(transposed)
 
     def rate_scale(self, cfg_scale: float) -> float:
         # the inner layers' own l.learning_rate_scale, not the section's learning_rate=

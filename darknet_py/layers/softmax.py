@@ -13,7 +13,12 @@ training mode.
 
 With ``tree=`` (darknet9000's hierarchical softmax, :mod:`darknet_py.tree`) the groups are
 the tree's, over the first ``tree.n`` inputs of each image, with ``temperature``
-(``groups`` is then unused, as in Darknet); inputs past the tree stay 0.
+(``groups`` is then unused, as in Darknet); inputs past the tree stay 0. Training with a
+tree is the same ``softmax_x_ent_cpu`` on the tree's outputs (both forks' CPU build): the truth
+rows as given, e.g. made as Darknet's classifier loader makes them with
+:func:`darknet_py.tree.fill_hierarchy` (ancestors 1, the groups off the label's path -1234,
+which the CPU build does not mask: delta ``-1234 - p`` there, unless a ``[cost] type=masked``
+follows, as in darknet9000.cfg, whose delta is then 0 there; only the CUDA build masks them).
 
     >>> import torch
     >>> from darknet_py.cfg import parse_cfg
@@ -34,7 +39,7 @@ import numpy as np
 
 from .. import tree as _tree
 from ..cfg.options import option
-from .base import BuildContext, DarknetLayer, ResizeError, Shape, head_output
+from .base import BuildContext, DarknetLayer, LossStep, ResizeError, Shape, head_output
 from .registry import register
 
 
@@ -85,8 +90,8 @@ class SoftmaxLayer(DarknetLayer):
             return head_output(x.reshape(x.shape[0], -1), self._softmax)
         return self._softmax(x)
 
-    def loss(self, output: Tensor, truth: Tensor, net_size: "tuple[int, int]", seen: int = 0
-             ) -> "tuple[Tensor, Tensor]":
+    def loss(self, output: Tensor, truth: Tensor, net_size: "tuple[int, int]", seen: int = 0,
+             step: "Optional[LossStep]" = None) -> "tuple[Tensor, Tensor]":
         """softmax_x_ent_cpu over the batch: ``delta = t - p``, ``cost`` = the float sum of
         ``-log(p)`` where ``t`` is non-zero (``noloss=1``: both zero)."""
         b = output.shape[0]

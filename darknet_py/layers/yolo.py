@@ -37,7 +37,7 @@ from ..image import letterbox_size
 from ..postprocess import DetectionArrays
 from ..errors import DataError
 from .activations import logistic
-from .base import BuildContext, DarknetLayer, Shape, head_output
+from .base import BuildContext, DarknetLayer, LossStep, Shape, head_output
 from .registry import register
 
 _F32 = np.float32
@@ -95,6 +95,15 @@ class YoloOptions:
             self.mask = list(range(self.num))
         if self.anchors is None:
             self.anchors = [0.5] * (2 * self.num)  # make_yolo_layer's default biases
+
+
+def classes_multipliers(counters: List[int], max_delta: float) -> List[float]:
+    """parser.c get_classes_multipliers, in float32: ``max_counter / counters[i]`` (each
+    counter at least 1), capped at ``max_delta``."""
+    counts = [max(int(c), 1) for c in counters]
+    top = _F32(max(counts))
+    cap = _F32(max_delta)
+    return [float(min(_F32(top / _F32(c)), cap)) for c in counts]
 
 
 def check_anchor_count(opts) -> None:
@@ -160,6 +169,7 @@ def cell_records(output: Tensor, n_anchors: int, entries: int, objectness: int, 
 class YoloLayer(DarknetLayer):
     kind = "yolo"
     decodes = True
+    decodes_in_graph = True
     alexeyab_layer_type = 28
     #: the nms_kind values this section's parser knows (``parse_yolo``: no cornersnms)
     NMS_KINDS = ("default", "greedynms", "diounms")
@@ -177,6 +187,11 @@ class YoloLayer(DarknetLayer):
         self.mask: List[int] = list(opts.mask or [])
         self.anchors: List[float] = list(opts.anchors or [])
         self.new_coords = bool(opts.new_coords)
+        #: parser.c get_classes_multipliers: max(counters) / counter per class (counters
+        #: below 1 count as 1), at most max_delta; None without counters_per_class
+        self.classes_multipliers: Optional[List[float]] = (
+            classes_multipliers(opts.counters_per_class, opts.max_delta)
+            if opts.counters_per_class else None)
         self.scale_x_y = float(np.float32(opts.scale_x_y))
         # blas.c:scal_add_cpu gets BETA computed in double from the float scale, then as float
         self.xy_bias = float(np.float32(-0.5 * (self.scale_x_y - 1.0)))
@@ -251,13 +266,14 @@ class YoloLayer(DarknetLayer):
     # -- training (forward_yolo_layer with net.train) ------------------------------------
     has_cost = True
 
-    def loss(self, output: Tensor, truth: Tensor, net_size: Tuple[int, int], seen: int = 0
-             ) -> Tuple[Tensor, Tensor]:
+    def loss(self, output: Tensor, truth: Tensor, net_size: Tuple[int, int], seen: int = 0,
+             step: Optional[LossStep] = None) -> Tuple[Tensor, Tensor]:
         if self.opts.map is not None:
             raise ValueError(f"layer {self.index} [yolo]: map= (class remapping) is not "
                              f"supported in training")
-        fn = yolo_delta_alexeyab if self.dialect_name == "alexeyab" else yolo_delta_pjreddie
-        return fn(self, output.detach(), truth, net_size)
+        if self.dialect_name == "alexeyab":
+            return yolo_delta_alexeyab(self, output.detach(), truth, net_size, step)
+        return yolo_delta_pjreddie(self, output.detach(), truth, net_size)
 
     def describe(self, in_shape: Shape) -> str:
         return ""
@@ -316,6 +332,11 @@ def build(ctx: BuildContext) -> YoloLayer:
             f"anchors has {len(o.anchors)} values but num={o.num} needs {2 * o.num}", "anchors")
     r.check(all(0 <= m < o.num for m in o.mask),
             f"mask {o.mask} refers to anchors outside 0..{o.num - 1}", "mask")
+    if o.counters_per_class is not None:
+        r.check(len(o.counters_per_class) == o.classes,
+                f"counters_per_class has {len(o.counters_per_class)} values for classes="
+                f"{o.classes} (Darknet: \"number of values in counters_per_class doesn't "
+                f"match with classes\")", "counters_per_class")
     expected = len(o.mask) * (o.classes + 5)
     r.check(ctx.input_shape.c == expected,
             f"the previous layer has {ctx.input_shape.c} channels but {len(o.mask)} anchors x "
@@ -699,10 +720,12 @@ def _ab_pred_boxes(layer: "YoloLayer", view: Tensor, anchors: Tensor, ci: Tensor
 
 
 def _ab_box_delta(layer: "YoloLayer", view: Tensor, truth: Tensor, anchors: Tensor,
-                  ci: Tensor, cj: Tensor, w: int, h: int, net_w: int, net_h: int
-                  ) -> Tuple[Tensor, Tensor]:
+                  ci: Tensor, cj: Tensor, w: int, h: int, net_w: int, net_h: int,
+                  class_mult: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
     """delta_yolo_box (AlexeyAB) for m (cell, truth, anchor) matches: the 4 deltas each adds
-    (m, 4) and box_iou(pred, truth) (m,) (plus giou for the GIoU cost)."""
+    (m, 4) and box_iou(pred, truth) (m,) (plus giou for the GIoU cost). ``class_mult``
+    (m,): counters_per_class's multiplier of each truth's class, which forward_yolo_layer
+    passes as ``l.iou_normalizer * class_multiplier``."""
     o = layer.opts
     px, py, pw, ph = _ab_pred_boxes(layer, view, anchors, ci, cj, w, h, net_w, net_h)
     tx, ty, tw, th = truth[:, 0], truth[:, 1], truth[:, 2], truth[:, 3]
@@ -711,6 +734,8 @@ def _ab_box_delta(layer: "YoloLayer", view: Tensor, truth: Tensor, anchors: Tens
     pw = torch.where(pw == 0, torch.ones_like(pw), pw)
     ph = torch.where(ph == 0, torch.ones_like(ph), ph)
     norm = np.float32(o.iou_normalizer)
+    if class_mult is not None:
+        norm = (class_mult * float(norm)).unsqueeze(1)  # a float product in C
     if o.iou_loss == "mse":
         scale = 2 - tw * th
         t0 = tx * w - ci.to(torch.float32)
@@ -721,8 +746,8 @@ def _ab_box_delta(layer: "YoloLayer", view: Tensor, truth: Tensor, anchors: Tens
         else:
             t2 = _f32(torch.log((tw * net_w / anchors[:, 0]).double()))
             t3 = _f32(torch.log((th * net_h / anchors[:, 1]).double()))
-        d = torch.stack([scale * (t0 - view[:, 0]) * norm, scale * (t1 - view[:, 1]) * norm,
-                         scale * (t2 - view[:, 2]) * norm, scale * (t3 - view[:, 3]) * norm], 1)
+        d = torch.stack([scale * (t0 - view[:, 0]), scale * (t1 - view[:, 1]),
+                         scale * (t2 - view[:, 2]), scale * (t3 - view[:, 3])], 1) * norm
         return d, iou, giou
     dx, dy, dw, dh = dx_box_iou(px, py, pw, ph, tx, ty, tw, th, o.iou_loss)
     if not layer.new_coords:
@@ -787,7 +812,8 @@ def first_writer(key: Tensor, order: Tensor, size: int) -> Tensor:
 
 
 def yolo_delta_alexeyab(layer: "YoloLayer", output: Tensor, truth: Tensor,
-                        net_size: Tuple[int, int]) -> Tuple[Tensor, Tensor]:
+                        net_size: Tuple[int, int], step: Optional[LossStep] = None
+                        ) -> Tuple[Tensor, Tensor]:
     """AlexeyAB forward_yolo_layer (train, CPU): ``l.delta`` and ``*(l.cost)``, vectorised.
 
     Differences from pjreddie: objectness normalised (obj_normalizer) and cleared only for
@@ -799,13 +825,14 @@ def yolo_delta_alexeyab(layer: "YoloLayer", output: Tensor, truth: Tensor,
     truths with a class outside 0..classes-1 are skipped. With show_details (default)
     and an IoU loss, the cost is iou_normalizer * mean(1 - IoU) (GIoU for giou) over the
     matches plus obj_normalizer * the squared non-box deltas; else sum(delta^2).
-    (cls_normalizer only acts through counters_per_class on the CPU, which is not
-    supported here.)
+    counters_per_class (``l.classes_multipliers``, m[c] for a truth of class c): the box
+    deltas of a match are times iou_normalizer * m[c], the objectness of the truth loop's
+    matches times m[c], the class delta of c times m[c] * cls_normalizer where the full
+    class vector is written (not with focal_loss) and times m[c] where only c's entry is
+    rewritten (a later truth on the cell), the truth_thresh branch's objectness_smooth class
+    delta times m[c]; cls_normalizer does nothing without counters_per_class.
     """
     o = layer.opts
-    if o.counters_per_class:
-        raise ValueError(f"layer {layer.index} [yolo]: counters_per_class is not supported "
-                         f"in training")
     if o.iou_loss not in IOU_KINDS or o.iou_thresh_kind not in IOU_KINDS:
         raise ValueError(f"layer {layer.index} [yolo]: iou_loss/iou_thresh_kind must be one "
                          f"of {', '.join(IOU_KINDS)}")
@@ -827,6 +854,13 @@ def yolo_delta_alexeyab(layer: "YoloLayer", output: Tensor, truth: Tensor,
     cls = cls_f.to(torch.int64)  # C: (int) of the float
     class_ok = valid & (cls >= 0) & (cls < classes)
     obj_norm = np.float32(o.obj_normalizer)
+    cm_t = (torch.tensor(layer.classes_multipliers, dtype=torch.float32, device=dev)
+            if layer.classes_multipliers is not None else None)
+
+    def mult(c: Tensor) -> Optional[Tensor]:
+        """counters_per_class's multiplier of each class in ``c`` (None without it)."""
+        return None if cm_t is None else cm_t[c.clamp(0, classes - 1)]
+
     eps = np.float32(o.label_smooth_eps)
     y1 = float(np.float32(1 * (1 - eps) + 0.5 * eps)) if eps else 1.0
     y0 = float(np.float32(0.5 * eps)) if eps else 0.0
@@ -875,11 +909,13 @@ def yolo_delta_alexeyab(layer: "YoloLayer", output: Tensor, truth: Tensor,
         key = ((hb * n + ha) * h + hj) * w + hi
         ops_key.append(key)
         ops_order.append(torch.full_like(key, -1))
-        ops_cls.append(ht[:, 4].to(torch.int64))
+        hcls = ht[:, 4].to(torch.int64)
+        ops_cls.append(hcls)
         if o.objectness_smooth:
-            smooth_override = (key, ht[:, 4].to(torch.int64), iou_mult[hit])
+            smooth_override = (key, hcls, iou_mult[hit])
         view = out.permute(0, 1, 3, 4, 2)[hit]
-        d, _, _ = _ab_box_delta(layer, view, ht, anchors[ha], hi, hj, w, h, net_w, net_h)
+        d, _, _ = _ab_box_delta(layer, view, ht, anchors[ha], hi, hj, w, h, net_w, net_h,
+                                mult(hcls))
         box_cells.append(key)
         box_values.append(d)
     # -- the truth loop: the best anchor, then every other with shape IoU > iou_thresh ----
@@ -887,6 +923,8 @@ def yolo_delta_alexeyab(layer: "YoloLayer", output: Tensor, truth: Tensor,
     match_iou: List[Tensor] = []
     match_giou: List[Tensor] = []
     obj_cells: List[Tensor] = []
+    obj_orders: List[Tensor] = []
+    obj_classes: List[Tensor] = []
     if b_idx.numel():
         sel = rows[b_idx, t_idx]
         ci = (sel[:, 0] * w).to(torch.int64)
@@ -899,13 +937,16 @@ def yolo_delta_alexeyab(layer: "YoloLayer", output: Tensor, truth: Tensor,
             order = t_idx[cr] * (total + 1) + cs
             truth_m = sel[cr]
             view = out[mb, slot_n, :, loc // w, loc % w]
+            m_cls = truth_m[:, 4].to(torch.int64)
             d, m_iou, m_giou = _ab_box_delta(layer, view, truth_m, all_anchors[cn], ci[cr],
-                                             cj[cr], w, h, net_w, net_h)
+                                             cj[cr], w, h, net_w, net_h, mult(m_cls))
             box_cells.append(key)
             box_values.append(d)
             match_iou.append(m_iou)
             match_giou.append(m_giou)
             obj_cells.append(key)
+            obj_orders.append(order)
+            obj_classes.append(m_cls)
             ops_key.append(key)
             ops_order.append(order)
             ops_cls.append(truth_m[:, 4].to(torch.int64))
@@ -915,7 +956,16 @@ def yolo_delta_alexeyab(layer: "YoloLayer", output: Tensor, truth: Tensor,
     obj_flat = obj_delta.reshape(-1).clone()
     if obj_cells:
         cells = torch.cat(obj_cells)
-        target = obj_norm * (1 - out_flat[cells, 4])
+        if cm_t is None:
+            target = obj_norm * (1 - out_flat[cells, 4])
+        else:
+            # class_multiplier * obj_normalizer * (1 - output): one write per truth, in
+            # order (the last wins; with objectness_smooth the first on a zero delta)
+            target = (mult(torch.cat(obj_classes)) * float(obj_norm)) * (1 - out_flat[cells, 4])
+            order = torch.cat(obj_orders)
+            pick = (first_writer if o.objectness_smooth else last_writer)(
+                cells, order, flat.shape[0])
+            cells, target = cells[pick], target[pick]
         if o.objectness_smooth:
             target = torch.where(obj_flat[cells] == 0, target, obj_flat[cells])
         obj_flat[cells] = target
@@ -939,14 +989,22 @@ def yolo_delta_alexeyab(layer: "YoloLayer", output: Tensor, truth: Tensor,
         else:
             ytrue = onehot * y1 + (1 - onehot) * y0 if eps else onehot
             vec = ytrue - probs
+            if cm_t is not None:  # delta[class_id] *= classes_multipliers[class_id] * cls_normalizer
+                rows_ = torch.arange(cells.numel(), device=dev)
+                c0 = first_cls[cells]
+                vec[rows_, c0] = vec[rows_, c0] * (mult(c0) * float(np.float32(o.cls_normalizer)))
         flat[cells, 5:] = vec
         if smooth_override is not None:
             sk, sc, sv = smooth_override
             flat[sk, 5 + sc] = sv - out_flat[sk, 5 + sc]
+            if cm_t is not None:
+                flat[sk, 5 + sc] = mult(sc) * flat[sk, 5 + sc]
         later = ~is_first
         if bool(later.any()):
             lk, lc = key[later], ccls[later]
             flat[lk, 5 + lc] = y1 - out_flat[lk, 5 + lc]
+            if cm_t is not None:  # delta_yolo_class's early return: *= classes_multipliers
+                flat[lk, 5 + lc] = flat[lk, 5 + lc] * mult(lc)
     # box deltas: every contribution adds
     if box_cells:
         cells, values = torch.cat(box_cells), torch.cat(box_values)
@@ -960,6 +1018,8 @@ def yolo_delta_alexeyab(layer: "YoloLayer", output: Tensor, truth: Tensor,
         div = (flat[:, 4] != 0) & (positive > 0)
         flat[div, :4] = flat[div, :4] / positive[div].unsqueeze(1).to(torch.float32)
     delta = flat.view(bsz, n, h, w, k).permute(0, 1, 4, 2, 3).reshape(bsz, n * k, h, w)
+    if step is not None:
+        delta = reject_deltas(delta.contiguous(), classes, step)
     squares = (delta.double() ** 2)
     if o.show_details == 0 or o.iou_loss == "mse":
         cost = squares.sum()
@@ -971,6 +1031,72 @@ def yolo_delta_alexeyab(layer: "YoloLayer", output: Tensor, truth: Tensor,
             squares.view(bsz, n, k, h, w)[:, :, 4:].sum())
         cost = torch.tensor(float(np.float32(o.iou_normalizer)) * (tot / count) + cls_loss)
     return delta.contiguous(), _f32(cost)
+
+
+def reject_deltas(delta: Tensor, classes: int, step: LossStep) -> Tensor:
+    """forward_yolo_layer's "equidistant point" and bad-label block (AlexeyAB), after every
+    delta is set and before the cost: with [net] ``equidistant_point`` below the iteration,
+    or ``num_sigmas_reject_badlabels`` / ``badlabels_rejection_percentage`` past 3/4 of
+    max_batches, the net-level rolling mean and max of the nonzero |delta| move (x0.99 +
+    x0.01; the max starts at the first one); bad-label rejection zeroes the deltas above a
+    threshold from those statistics (and their rolling std), or above a threshold that
+    moves by 0.01 toward rejecting ``badlabels_rejection_percentage`` percent; the
+    equidistant point zeroes every |delta| below ``rolling mean * progress * 1.4`` (progress
+    from equidistant_point to max_batches; the mean before this layer's update). Scalars
+    are the C's float32/double mix; the sums over the deltas are taken in float64 and
+    rounded (-Ofast lets Darknet's compiler vectorise its float sums in its own order)."""
+    f = np.float32
+    net, it, st = step.net, int(step.iteration), step.stats
+    start = int(net.max_batches) * 3 // 4
+    ep = int(net.equidistant_point)
+    sigmas = f(net.num_sigmas_reject_badlabels)
+    percent = f(net.badlabels_rejection_percentage)
+    if not ((percent and start < it) or (sigmas and start < it) or (ep and ep < it)):
+        return delta
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        progress = f(f(it - ep) / f(int(net.max_batches) - ep))  # C: inf/NaN at max_batches
+        threshold = f(float(f(st.avg) * progress) * 1.4)
+    mag = delta.abs()
+    nonzero = delta != 0
+    counter = f(int(nonzero.sum()))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cur_avg = f(f(float(mag[nonzero].double().sum())) / counter)
+    cur_max = f(float(mag.max())) if mag.numel() else f(0)
+    if st.max == 0:
+        st.max = float(cur_max)
+    st.max = float(f(st.max * 0.99 + float(cur_max) * 0.01))
+    st.avg = float(f(st.avg * 0.99 + float(cur_avg) * 0.01))
+    delta = delta.clone()
+    if sigmas and start < it:
+        rolling_std, rolling_max, rolling_avg = f(st.std), f(st.max), f(st.avg)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            progress_bad = f(f(it - start) / f(start))
+        centred = (delta[nonzero] - float(rolling_avg)).double() ** 2
+        with np.errstate(divide="ignore", invalid="ignore"):
+            cur_std = f(np.sqrt(f(f(float(centred.sum())) / counter)))
+        st.std = float(f(st.std * 0.99 + float(cur_std) * 0.01))
+        final = f(rolling_avg + f(rolling_std * sigmas))
+        bad = f(rolling_max - f(progress_bad * f(abs(rolling_max - final))))
+        bad = max(final, bad)
+        delta[delta.abs() > float(bad)] = 0
+        threshold = f(min(final, rolling_avg) * progress)
+    if percent and start < it:
+        if st.reject_threshold == 0:
+            st.reject_threshold = st.max
+        nonzero = delta != 0
+        counter_all = f(int(nonzero.sum()))
+        reject = nonzero & (delta.abs() > float(f(st.reject_threshold)))
+        counter_reject = f(int(reject.sum()))
+        delta[reject] = 0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            cur_percent = f(100 * f(f(counter_reject * f(classes + 4 + 1)) / counter_all))
+        if cur_percent > percent:
+            st.reject_threshold = float(f(f(st.reject_threshold) + 0.01))
+        elif f(st.reject_threshold) > 0.01:
+            st.reject_threshold = float(f(f(st.reject_threshold) - 0.01))
+    if ep and ep < it:
+        delta[delta.abs() < float(threshold)] = 0
+    return delta
 
 
 def _new_coords_boxes(out: Tensor, anchors: Tensor, net_w: int, net_h: int):

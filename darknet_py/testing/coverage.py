@@ -62,6 +62,9 @@ TRAIN: Dict[Tuple[str, str], str] = {
     ("alexeyab", "crnn"): _RECURRENT_TRAIN,
     ("alexeyab", "lstm"):
         "tests/test_train_recurrent_darknet.py::test_alexeyab_lstm_training_matches_darknet",
+    **{(fork, "cost"): "tests/test_train_cost_darknet.py::"
+                       "test_regression_cost_training_matches_darknet"
+       for fork in ("pjreddie", "alexeyab")},
 }
 #: (fork, type) -> the train cell where Darknet cannot train it or darknet_py refuses to (the
 #: first two checked by tests/test_train_recurrent_darknet.py), or a qualified claim
@@ -69,8 +72,9 @@ TRAIN_NOTE: Dict[Tuple[str, str], str] = {
     ("pjreddie", "rnn"): "Darknet crashes (l.state holds one step); trained with a warning",
     ("pjreddie", "lstm"): "Darknet has no CPU backward (crashes); refused",
     ("alexeyab", "lstm"): "real Darknet output (its missing CPU l.delta allocated)",
-    ("pjreddie", "cost"): "refused (not implemented)",
-    ("alexeyab", "cost"): "refused (not implemented)",
+    ("pjreddie", "cost"): "real Darknet output (sse, seg, masked, smooth, L1; wgan, thresh=, "
+                          "seg noobj= refused: CUDA only)",
+    ("alexeyab", "cost"): "real Darknet output (sse, masked, smooth)",
 }
 #: (fork, type) -> why the real Darknet cannot be compared with at all
 DARKNET_CANNOT = {

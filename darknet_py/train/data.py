@@ -246,17 +246,17 @@ class Augment:
                             file=model.source)
         dialect = model.dialect.name
         head = model.layers[len(model.layers) - 1 if dialect == "pjreddie" else model.heads[-1]]
-        opts = getattr(head, "opts", None)
-        if opts is None or not hasattr(opts, "jitter"):
+        if not head.decodes:  # the detection layers: their options carry jitter/max/resize
             raise DataError(f"the last layer [{head.kind}] is not a detection layer Darknet's "
                             f"train_detector reads jitter/max from", file=model.source)
+        opts = head.opts
         n = model.net
         ab = dialect == "alexeyab"
         mixup = 3 if (ab and n.mosaic) else 0
         return cls(dialect=dialect, classes=int(opts.classes), max_boxes=int(opts.max),
                    jitter=float(opts.jitter), hue=float(n.hue), saturation=float(n.saturation),
                    exposure=float(n.exposure), flip=bool(n.flip) if ab else True,
-                   resize=float(getattr(opts, "resize", 1.0)), letter_box=bool(n.letter_box) and ab,
+                   resize=float(opts.resize), letter_box=bool(n.letter_box) and ab,
                    mosaic=mixup == 3 and not n.cutmix, mosaic_bound=bool(n.mosaic_bound),
                    enabled=augment)
 

@@ -10,21 +10,23 @@ the backward of those deltas (PyTorch's autograd with Darknet's own batchnorm ba
 gradients summed over the mini-batches like Darknet's ``*_updates``. The update
 (:func:`~darknet_py.train.optimizer.update_network`) runs when
 ``(seen/mini_batch) % subdivisions == 0`` (pjreddie) or once after all mini-batches
-(AlexeyAB), at ``get_current_rate``. The return value is what Darknet's train_network
+(AlexeyAB), at ``get_current_rate``; AlexeyAB then keeps its EMA (``ema_alpha``) and
+re-initialises similar filters (``weights_reject_freq``). The return value is what Darknet's train_network
 returns: the sum over mini-batches of ``*net->cost`` (the mean of the cost layers'
 ``*(l.cost)``) divided by the number of images.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Dict, List, Optional
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Tuple
 
 import torch
 from torch import Tensor
 
 from ..errors import CfgError
+from ..layers.base import DeltaStats, LossStep
 from ..layers.batchnorm import has_batchnorm
-from .optimizer import update_network
+from .optimizer import ema_step, reject_similar_step, update_network
 from .schedule import current_batch, current_rate
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -43,10 +45,22 @@ class TrainState:
     updates: Dict[str, Tensor] = field(default_factory=dict)
     #: learning rate of the last update
     rate: float = 0.0
+    #: AlexeyAB's ``weights_ema``/``biases_ema``/``scales_ema`` ([net] ema_alpha), by
+    #: parameter name (:func:`~darknet_py.train.optimizer.ema_step`); empty until initialised
+    ema: Dict[str, Tensor] = field(default_factory=dict)
     #: ``*(l.cost)`` of each cost layer in the last mini-batch, by layer index
     costs: Dict[int, float] = field(default_factory=dict)
     #: ``*net->cost`` of each mini-batch of the last call
     net_costs: List[float] = field(default_factory=list)
+    #: AlexeyAB's net-level rolling statistics of the heads' deltas (equidistant_point and
+    #: bad-label rejection; :func:`~darknet_py.layers.yolo.reject_deltas`)
+    delta_stats: DeltaStats = field(default_factory=DeltaStats)
+    #: what :func:`~darknet_py.train.optimizer.ema_step` did in the last update ("init",
+    #: "update", "apply", ... ; None: nothing)
+    ema_event: Optional[str] = None
+    #: (layer, filter) pairs weights_reject_freq's reject_similar_weights re-initialised in
+    #: the last update
+    rejected: List[Tuple[int, int]] = field(default_factory=list)
     #: called with the model right before each update (the trainer averages gradients
     #: over processes here); not part of the saved state
     before_update: Optional[Callable[["Darknet"], None]] = None
@@ -58,18 +72,24 @@ class TrainState:
 
     @classmethod
     def from_model(cls, model: "Darknet") -> "TrainState":
-        """Start where a loaded .weights file left off (its header's ``seen``)."""
-        return cls(seen=int(model.seen))
+        """Start where a loaded .weights file left off: its header's ``seen``, and the
+        iteration ``seen / batch`` (AlexeyAB's load_weights sets ``*net->cur_iteration =
+        get_current_batch(net)``)."""
+        net = model.net
+        seen = int(model.seen)
+        return cls(seen=seen, iteration=seen // max(net.mini_batch * net.subdivisions, 1))
 
     def state_dict(self) -> dict:
         return {"seen": self.seen, "iteration": self.iteration, "rate": self.rate,
-                "updates": {k: v.detach().clone() for k, v in self.updates.items()}}
+                "updates": {k: v.detach().clone() for k, v in self.updates.items()},
+                "ema": {k: v.detach().clone() for k, v in self.ema.items()}}
 
     def load_state_dict(self, data: dict) -> None:
         self.seen = int(data["seen"])
         self.iteration = int(data["iteration"])
         self.rate = float(data.get("rate", 0.0))
         self.updates = {k: v.clone() for k, v in data.get("updates", {}).items()}
+        self.ema = {k: v.clone() for k, v in data.get("ema", {}).items()}
 
 
 def mini_batch(model: "Darknet") -> int:
@@ -81,9 +101,11 @@ def cost_layers(model: "Darknet") -> List[int]:
     return [i for i, layer in enumerate(model.layers) if layer.has_cost]
 
 
-def forward_backward(model: "Darknet", X: Tensor, y: Tensor, seen: int = 0) -> Dict[int, float]:
+def forward_backward(model: "Darknet", X: Tensor, y: Tensor, seen: int = 0,
+                     step: Optional[LossStep] = None) -> Dict[int, float]:
     """train_network_datum's forward_network + backward_network on one mini-batch:
-    returns ``*(l.cost)`` per cost layer; gradients accumulate in ``p.grad``."""
+    returns ``*(l.cost)`` per cost layer; gradients accumulate in ``p.grad``. ``step``: the
+    iteration and net-level statistics the heads' losses read."""
     indices = cost_layers(model)
     if not indices:
         raise ValueError(f"{model.source}: no layer has a loss ([yolo], [region], ...); "
@@ -94,7 +116,7 @@ def forward_backward(model: "Darknet", X: Tensor, y: Tensor, seen: int = 0) -> D
     costs: Dict[int, float] = {}
     for index, out in zip(indices, outs):
         layer = model.layers[index]
-        delta, cost = layer.loss(out, y, net_size, seen=seen)
+        delta, cost = layer.loss(out, y, net_size, seen=seen, step=step)
         costs[index] = float(cost)
         if model.cpu_backward_quirks and not layer.loss_reaches_input():
             continue
@@ -114,10 +136,6 @@ def forward_backward(model: "Darknet", X: Tensor, y: Tensor, seen: int = 0) -> D
     return costs
 
 
-#: per-layer keys whose training effect darknet_py does not reproduce (refused, not ignored)
-_UNSUPPORTED_LAYER_KEYS = ("onlyforward", "dont_update", "burnin_update", "train_only_bn")
-
-
 def check_trainable(model: "Darknet") -> None:
     """Refuse cfg settings whose training behaviour is not implemented, naming them."""
     net = model.net
@@ -125,13 +143,8 @@ def check_trainable(model: "Darknet") -> None:
         raise CfgError("adam=1: the CPU Darknet of either fork has no Adam update (only its "
                        "CUDA build); darknet_py does not guess it", file=model.source,
                        line=model.sections[0].line, key="adam")
-    for key in ("ema_alpha", "equidistant_point", "badlabels_rejection_percentage",
-                "num_sigmas_reject_badlabels", "adversarial_lr"):
-        if getattr(net, key, 0):
-            raise CfgError(f"{key}= is not implemented in darknet_py's training",
-                           file=model.source, line=model.sections[0].line, key=key)
     stops = [i for i, c in enumerate(model.common) if c.stopbackward]
-    for index, (sec, common) in enumerate(zip(model.sections[1:], model.common)):
+    for index, sec in enumerate(model.sections[1:]):
         layer = model.layers[index]
         if (model.dialect.update_needs_layer_train and stops and index < max(stops)
                 and layer.ab_train and has_batchnorm(layer)):
@@ -142,17 +155,13 @@ def check_trainable(model: "Darknet") -> None:
         why = model.layers[index].train_refusal()
         if why:
             raise CfgError(why, file=sec.file, line=sec.line, layer=index)
-        for key in _UNSUPPORTED_LAYER_KEYS:
-            if getattr(common, key, 0):
-                raise CfgError(f"{key}= is not implemented in darknet_py's training",
-                               file=sec.file, line=sec.line, layer=index, key=key)
 
 
 def train_network(model: "Darknet", state: TrainState, X: Tensor, y: Tensor) -> float:
     """Darknet's train_network on ``X`` (B,C,H,W floats in [0,1]) and truths ``y``
     (B, rows, 5 pjreddie | 6 AlexeyAB: x,y,w,h,class[,track] relative; a zero row ends an
-    image's list; a classifier's [softmax]: (B, outputs), e.g. one-hot). Returns Darknet's
-    reported loss."""
+    image's list; a classifier's [softmax] or a [cost]: (B, outputs), e.g. one-hot labels or
+    regression targets). Returns Darknet's reported loss."""
     net = model.net
     check_trainable(model)
     mini = mini_batch(model)
@@ -161,7 +170,7 @@ def train_network(model: "Darknet", state: TrainState, X: Tensor, y: Tensor) -> 
                          f"batch/subdivisions = {mini}, got {tuple(X.shape)}")
     if y.dim() < 2 or y.shape[0] != X.shape[0]:
         raise ValueError(f"y must be (B, rows, fields) (detection heads) or (B, truths) "
-                         f"(a classifier's [softmax]) with B = {X.shape[0]}, got "
+                         f"(a [softmax] or [cost] loss) with B = {X.shape[0]}, got "
                          f"{tuple(y.shape)}")
     device = next(model.parameters()).device
     was_training = model.training
@@ -175,7 +184,8 @@ def train_network(model: "Darknet", state: TrainState, X: Tensor, y: Tensor) -> 
             xb = X[i * mini:(i + 1) * mini].to(device)
             yb = y[i * mini:(i + 1) * mini].to(device)
             state.seen += mini
-            costs = forward_backward(model, xb, yb, seen=state.seen)
+            costs = forward_backward(model, xb, yb, seen=state.seen,
+                                     step=LossStep(state.iteration, net, state.delta_stats))
             state.costs = costs
             net_cost = float(torch.tensor(sum(costs.values()), dtype=torch.float32)
                              / len(costs))
@@ -200,3 +210,5 @@ def _update(model: "Darknet", state: TrainState) -> None:
     state.rate = current_rate(net, batch_num, model.dialect)
     state.iteration += 1
     update_network(model, state, state.rate, mini_batch(model) * net.subdivisions)
+    state.ema_event = ema_step(model, state)
+    state.rejected = reject_similar_step(model, state)

@@ -11,12 +11,18 @@ with ``batch`` = the cfg's batch (mini-batch * subdivisions). The momentum buffe
 (:attr:`TrainState.updates`) are exactly Darknet's ``*_updates`` after the scaling.
 PyTorch's ``p.grad`` is minus what backward added, so ``updates = buffer - grad``.
 
+AlexeyAB's train_network_waitkey then does more (:func:`ema_step`, :func:`reject_similar_step`):
+[net] ``ema_alpha`` keeps an EMA of the convolutional tensors from max_batches/2 and puts it
+into the weights at max_batches-1000; ``weights_reject_freq`` re-initialises the first
+filter of the most similar pair of each convolution.
+
 Neither fork's CPU ``update_convolutional_layer`` has an Adam branch (only the CUDA
 ``update_*_gpu`` do), so ``adam=1`` is refused here rather than silently ignored.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Dict, Iterator, List, Tuple
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -72,6 +78,130 @@ def update_network(model: "Darknet", state: "TrainState", rate: float, batch: in
         buf.mul_(momentum)
 
 
+# -- AlexeyAB's ema_alpha (network.c: train_network_waitkey, ema_update, ema_apply) --------
+def _c_half(value: int) -> int:
+    """C's ``int / 2`` (truncates toward zero)."""
+    return value // 2 if value >= 0 else -((-value) // 2)
+
+
+def ema_tensors(model: "Darknet") -> Iterator[Tuple[str, Tensor, bool]]:
+    """(name, tensor, is_weights) of every tensor with an EMA: the layers update_network
+    moves (built with train=1) that have one (:meth:`~darknet_py.layers.base.DarknetLayer.ema_tensors`:
+    [convolutional] without a share_layer)."""
+    for index in updated_layers(model):
+        for name, tensor, is_weights in model.layers[index].ema_tensors():
+            yield f"layers.{index}.{name}", tensor, is_weights
+
+
+def ema_initialized(model: "Darknet", state: "TrainState") -> bool:
+    """is_ema_initialized: some convolutional ``weights_ema`` element is not 0 (the buffers
+    start at 0, calloc's). False where the fork has no EMA or ``ema_alpha`` is 0."""
+    if not (model.dialect.waitkey_extras and model.net.ema_alpha):
+        return False
+    return any(is_weights and name in state.ema and bool(state.ema[name].ne(0).any())
+               for name, _, is_weights in ema_tensors(model))
+
+
+@torch.no_grad()
+def ema_update(model: "Darknet", state: "TrainState", alpha: float) -> None:
+    """ema_update(net, alpha): ``ema = alpha*ema + (1 - alpha)*tensor`` in float32
+    (alpha = 0 initialises the EMA with the tensors)."""
+    a = np.float32(alpha)
+    keep, take = float(a), float(np.float32(1) - a)
+    for name, tensor, _ in ema_tensors(model):
+        ema = state.ema.get(name)
+        if ema is None:
+            ema = state.ema[name] = torch.zeros_like(tensor)
+        ema.mul_(keep).add_(tensor * take)
+
+
+@torch.no_grad()
+def ema_apply(model: "Darknet", state: "TrainState") -> None:
+    """ema_apply: every tensor with an EMA takes its EMA's value (BN rolling statistics
+    stay as they are)."""
+    for name, tensor, _ in ema_tensors(model):
+        ema = state.ema.get(name)
+        tensor.copy_(ema if ema is not None else torch.zeros_like(tensor))
+
+
+def ema_step(model: "Darknet", state: "TrainState") -> Optional[str]:
+    """What train_network_waitkey does after update_network with [net] ``ema_alpha`` set
+    (AlexeyAB), at iteration ``state.iteration`` (``*net.cur_iteration``, already counting
+    this update): from ``max_batches/2`` on, the EMA is initialised when it is not yet
+    (:func:`ema_initialized`); at ``max_batches - 1000`` the weights take the EMA
+    (:func:`ema_apply`), before it the EMA is updated with ``ema_alpha``. Returns what it
+    did ("init", "update", "init+update", "apply", "init+apply") or None."""
+    net = model.net
+    if not (model.dialect.waitkey_extras and net.ema_alpha):
+        return None
+    it = state.iteration
+    start = _c_half(int(net.max_batches))
+    if it < start:
+        return None
+    done = []
+    if not ema_initialized(model, state):
+        ema_update(model, state, 0.0)
+        done.append("init")
+    apply_at = int(net.max_batches) - 1000
+    if it == apply_at:
+        ema_apply(model, state)
+        done.append("apply")
+    elif it < apply_at:
+        ema_update(model, state, float(net.ema_alpha))
+        done.append("update")
+    return "+".join(done) or None
+
+
+#: YOLO's LAYER_TYPE in AlexeyAB's darknet.h (reject_similar_weights skips the three layers
+#: before one)
+_AB_YOLO = 28
+
+
+def reject_similar_step(model: "Darknet", state: "TrainState",
+                        generator: Optional[torch.Generator] = None) -> List[Tuple[int, int]]:
+    """train_network_waitkey's ``reject_similar_weights(net, 0.4)`` (AlexeyAB) when [net]
+    ``weights_reject_freq`` divides the iteration and it is below 3/4 of max_batches: in
+    every layer but the first and the three before a [yolo], the most similar pair of
+    filters of a (non-linear) [convolutional] re-initialises the first of them
+    (:meth:`~darknet_py.layers.base.DarknetLayer.reject_similar_weights`). Returns the
+    (layer, filter) pairs re-initialised."""
+    net = model.net
+    freq = int(net.weights_reject_freq)
+    it = state.iteration
+    if not (model.dialect.waitkey_extras and freq and it < int(net.max_batches) * 3 // 4
+            and it % freq == 0):
+        return []
+    layers = model.layers
+    done = []
+    for i in range(1, len(layers)):
+        if any(layers[j].alexeyab_layer_type == _AB_YOLO
+               for j in range(i + 1, min(i + 4, len(layers)))):
+            continue
+        k = layers[i].reject_similar_weights(0.4, generator)
+        if k is not None:
+            done.append((i, k))
+    return done
+
+
+@contextmanager
+def ema_weights(model: "Darknet", state: "TrainState") -> Iterator[None]:
+    """Inside: the tensors with an EMA hold it (what save_weights_upto(..., save_ema=1)
+    writes for them: biases_ema, scales_ema, weights_ema; every other value as it is);
+    restored on exit."""
+    saved = []
+    with torch.no_grad():
+        for name, tensor, _ in ema_tensors(model):
+            saved.append((tensor, tensor.detach().clone()))
+            ema = state.ema.get(name)
+            tensor.copy_(ema if ema is not None else torch.zeros_like(tensor))
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for tensor, value in saved:
+                tensor.copy_(value)
+
+
 def zero_updates(model: "Darknet") -> None:
     for param in model.parameters():
         param.grad = None
@@ -82,4 +212,6 @@ def momentum_buffers(state: "TrainState") -> Dict[str, Tensor]:
     return state.updates
 
 
-__all__: List[str] = ["update_network", "update_tensors", "updated_layers", "zero_updates", "momentum_buffers"]
+__all__: List[str] = ["ema_apply", "ema_initialized", "ema_step", "ema_tensors", "ema_update",
+                      "ema_weights", "momentum_buffers", "reject_similar_step",
+                      "update_network", "update_tensors", "updated_layers", "zero_updates"]

@@ -9,7 +9,11 @@ fork's ``random=`` rule picks every 10 batches (:func:`pjreddie_random_size`,
 ``avg = 0.9*avg + 0.1*loss`` (first value = the first loss), a progress line
 (iteration, loss, avg, rate, seconds, images/s, ETA; a tqdm bar on a terminal),
 the loss chart (``chart.png``, when matplotlib is installed), checkpoints by the
-fork's cadence (:mod:`.checkpoint`) and ``_final.weights`` at the end.
+fork's cadence (:mod:`.checkpoint`) and ``_final.weights`` at the end. With [net]
+``ema_alpha`` (AlexeyAB), each ``_last.weights`` is followed by ``_ema.weights`` once the
+EMA is initialised: the convolutional weights, biases and BN scales replaced by their EMA
+(the rolling statistics and every other layer's values as they are), as ``train_detector``
+writes it with ``save_weights_upto(net, buff, net.n, 1)``.
 
 A non-finite loss stops the run (:class:`TrainingStopped`) naming the iteration;
 nothing is saved after it, so the last checkpoint on disk is the last good one.
@@ -36,6 +40,7 @@ import torch
 from ..errors import DarknetError, DataError
 from . import data as D
 from .checkpoint import Cadence, MapCadence, basecfg, load_for_training, save_checkpoint
+from .optimizer import ema_initialized, ema_weights
 
 F32 = np.float32
 
@@ -458,6 +463,14 @@ def train_detector(data: str, cfg: str, weights: Optional[str] = None, *, clear:
                 if is_main:
                     save_checkpoint(model, path, seen_total())
                     written.append(path)
+                    if path == cadence.path("_last.weights") and ema_initialized(model, state):
+                        # AlexeyAB: with each _last, the EMA weights once initialised
+                        ema_path = cadence.path("_ema.weights")
+                        with ema_weights(model, state):
+                            save_checkpoint(model, ema_path, seen_total())
+                        print(f" EMA weights are saved to the file: {ema_path}", file=out,
+                              flush=True)
+                        written.append(ema_path)
             if callback is not None and callback(i, model, loss, avg_loss):
                 break
             if i >= net.max_batches:

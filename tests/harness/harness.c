@@ -8,7 +8,10 @@
  *   harness train CFG WEIGHTS X.f32 ROWS Y.f32 YCOLS K OUTDIR
  *       train_network K times on d (ROWS images); OUTDIR/log.txt = "k loss rate seen",
  *       OUTDIR/weights_iterK.weights after each call, and after call 1 for each layer
- *       with a cost: iter1_output_NNN.f32, iter1_delta_NNN.f32, costs in iter1_cost.txt
+ *       with a cost: iter1_output_NNN.f32, iter1_delta_NNN.f32, costs in iter1_cost.txt;
+ *       AlexeyAB with [net] ema_alpha: OUTDIR/weights_iterK_ema.weights after each call
+ *       once the EMA is initialised (save_weights_upto(..., save_ema=1), as train_detector
+ *       writes backup/NAME_ema.weights)
  *   harness rate CFG SEEN...
  *       get_current_rate for each *seen, one "%.9g" per line
  */
@@ -23,7 +26,11 @@ float get_current_rate(network net);
 float train_network(network net, data d);
 void save_weights(network net, char *filename);
 network parse_network_cfg(char *filename);
+void save_weights_upto(network net, char *filename, int cutoff, int save_ema);
+int is_ema_initialized(network net);
 #define SAVE(n, p) save_weights(*(n), (p))
+#define SAVE_EMA(nt, p) do { if ((nt)->ema_alpha && is_ema_initialized(*(nt))) \
+    save_weights_upto(*(nt), (p), (nt)->n, 1); } while (0)
 #define PARSE(p) ({ network *_n = calloc(1, sizeof(network)); *_n = parse_network_cfg(p); _n; })
 #define NET(n) (*(n))
 #define PREDICT(n, x) network_predict_ptr((n), (x))
@@ -35,6 +42,7 @@ network parse_network_cfg(char *filename);
 #define TRAIN(n, d) train_network((n), (d))
 #define RATE(n) get_current_rate((n))
 #define SAVE(n, p) save_weights((n), (p))
+#define SAVE_EMA(n, p) do { } while (0)
 #define PARSE(p) parse_network_cfg(p)
 #endif
 
@@ -122,6 +130,8 @@ int main(int argc, char **argv)
             }
             snprintf(path, sizeof path, "%s/weights_iter%d.weights", out, k);
             SAVE(net, path);
+            snprintf(path, sizeof path, "%s/weights_iter%d_ema.weights", out, k);
+            SAVE_EMA(net, path);
         }
         fclose(log);
         return 0;
