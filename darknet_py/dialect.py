@@ -60,6 +60,17 @@ class Dialect:
     #: (AlexeyAB's ``if (l.onlyforward) continue;``); pjreddie reads the key but only its
     #: CUDA [yolo]/[region] forward looks at it, so on the CPU it changes nothing
     onlyforward_skips_backward: bool = False
+    #: [net] adam=1, which only the CUDA update_*_layer_gpu read: pjreddie's
+    #: update_network_gpu passes ``a.t = ++*net->t`` (updates since the network was made,
+    #: never saved) and its [connected], [deconvolutional] and the [rnn]/[gru]/[lstm] inner
+    #: connected layers take the Adam branch too; AlexeyAB's sets ``l.t =
+    #: get_current_batch(net)`` and only [convolutional] has ``l.adam``
+    adam_t_counts_updates: bool = True
+    adam_beyond_convolutional: bool = True
+    #: AlexeyAB's update_convolutional_layer_gpu, before either branch: reset_nan_and_inf on
+    #: the weight updates (NaN/inf -> 0), fix_nan_and_inf on the weights (-> 1/(index+1)),
+    #: and the rate divided by [net] loss_scale (convolutional_kernels.cu:1300, 1306-1307)
+    gpu_update_fixes_nan: bool = False
 
     def __str__(self) -> str:
         return self.name
@@ -73,7 +84,9 @@ ALEXEYAB = Dialect("alexeyab", bn_eps=1e-5, bn_eps_inside_sqrt=True,
                    truth_size=6,
                    batchnorm_layer_saves_biases=True, conv1x1_skips_im2col_any_stride=False,
                    connected_bn_rolling_momentum=0.05, update_needs_layer_train=True,
-                   waitkey_extras=True, onlyforward_skips_backward=True)
+                   waitkey_extras=True, onlyforward_skips_backward=True,
+                   adam_t_counts_updates=False, adam_beyond_convolutional=False,
+                   gpu_update_fixes_nan=True)
 
 DIALECTS: Dict[str, Dialect] = {d.name: d for d in (PJREDDIE, ALEXEYAB)}
 
