@@ -198,6 +198,21 @@ def test_adam_state_dict_round_trip(fork):
     assert not torch.equal(fresh.layers[0].weight, model.layers[0].weight)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.parametrize("fork", sorted(FORKS))
+def test_adam_on_cuda_tensors_matches_cpu(fork):
+    runs = []
+    for device in ("cpu", "cuda"):
+        model = _model(fork).to(device)
+        state = TrainState.from_model(model)
+        for k in (1, 2, 3):
+            train_network(model, state, *_data(k))
+        assert all(v.device.type == device for v in state.adam_m.values())
+        runs.append([p.detach().cpu() for p in model.parameters()])
+    for a, b in zip(*runs):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
 def test_alexeyab_fixes_nan_before_adam():
     """update_convolutional_layer_gpu (AlexeyAB convolutional_kernels.cu:1306-1307):
     NaN/inf weight updates become 0, NaN/inf weights 1/(index+1) (blas_kernels.cu:1463-1502)
