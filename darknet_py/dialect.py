@@ -67,10 +67,14 @@ class Dialect:
     #: get_current_batch(net)`` and only [convolutional] has ``l.adam``
     adam_t_counts_updates: bool = True
     adam_beyond_convolutional: bool = True
-    #: AlexeyAB's update_convolutional_layer_gpu, before either branch: reset_nan_and_inf on
-    #: the weight updates (NaN/inf -> 0), fix_nan_and_inf on the weights (-> 1/(index+1)),
-    #: and the rate divided by [net] loss_scale (convolutional_kernels.cu:1300, 1306-1307)
-    gpu_update_fixes_nan: bool = False
+    #: what AlexeyAB's CUDA update adds (darknet_py applies it to its Adam layers, whose
+    #: update follows the CUDA code): update_network_gpu's batch is batch*subdivisions *
+    #: get_sequence_value (subdivisions / sequential_subdivisions; network_kernels.cu:283),
+    #: update_convolutional_layer_gpu divides the rate by [net] loss_scale and, before
+    #: either branch, reset_nan_and_inf on the weight updates (NaN/inf -> 0) and
+    #: fix_nan_and_inf on the weights (-> 1/(index+1)) (convolutional_kernels.cu:1300,
+    #: 1306-1307)
+    cuda_update_extras: bool = False
 
     def __str__(self) -> str:
         return self.name
@@ -86,7 +90,7 @@ ALEXEYAB = Dialect("alexeyab", bn_eps=1e-5, bn_eps_inside_sqrt=True,
                    connected_bn_rolling_momentum=0.05, update_needs_layer_train=True,
                    waitkey_extras=True, onlyforward_skips_backward=True,
                    adam_t_counts_updates=False, adam_beyond_convolutional=False,
-                   gpu_update_fixes_nan=True)
+                   cuda_update_extras=True)
 
 DIALECTS: Dict[str, Dialect] = {d.name: d for d in (PJREDDIE, ALEXEYAB)}
 

@@ -74,11 +74,12 @@ activation=linear
 """
 
 #: fork -> ([net] extra keys, B1, B2, eps, loss_scale, t of the k-th update (1-based),
-#: layers that take Adam)
+#: layers that take Adam, update batch: AlexeyAB's update_network_gpu multiplies it by
+#: get_sequence_value = subdivisions / sequential_subdivisions, network_kernels.cu:283)
 FORKS = {
-    "pjreddie": ("", 0.9, 0.999, 1e-7, 1.0, lambda k: k, (0, 1, 2)),
-    "alexeyab": ("B1=0.85\nB2=0.995\nloss_scale=2", 0.85, 0.995, 1e-6, 2.0,
-                 lambda k: SEEN0 // BATCH + k, (0, 1)),
+    "pjreddie": ("", 0.9, 0.999, 1e-7, 1.0, lambda k: k, (0, 1, 2), BATCH),
+    "alexeyab": ("B1=0.85\nB2=0.995\nloss_scale=2\nsequential_subdivisions=1", 0.85, 0.995,
+                 1e-6, 2.0, lambda k: SEEN0 // BATCH + k, (0, 1), 2 * BATCH),
 }
 
 
@@ -113,7 +114,7 @@ def _rate(batch_num: int) -> float:
 
 @pytest.mark.parametrize("fork", sorted(FORKS))
 def test_adam_follows_the_cuda_update(fork):
-    _, B1, B2, eps, loss_scale, t_of, adam_layers = FORKS[fork]
+    _, B1, B2, eps, loss_scale, t_of, adam_layers, update_batch = FORKS[fork]
     model = _model(fork)
     state = TrainState.from_model(model)
     seen_before = {}
@@ -143,7 +144,7 @@ def test_adam_follows_the_cuda_update(fork):
             rate = _rate(batch_num) * scale / loss_scale
             m, v = moments.get(key, (torch.zeros_like(w), torch.zeros_like(w)))
             m, v = B1 * m, B2 * v
-            d = d - 0.05 * BATCH * w
+            d = d - 0.05 * update_batch * w
             m = m + (1 - B1) * d
             v = v + (1 - B2) * d * d
             moments[key] = (m, v)
@@ -230,7 +231,7 @@ def test_alexeyab_fixes_nan_before_adam():
     w, d = before["w"].view(-1).clone(), before["d"].view(-1).clone()
     d[~torch.isfinite(d)] = 0.0
     w[~torch.isfinite(w)] = 1.0 / 5
-    d = d - 0.05 * BATCH * w
+    d = d - 0.05 * 2 * BATCH * w  # x get_sequence_value (sequential_subdivisions=1)
     m, v = (1 - 0.85) * d, (1 - 0.995) * d * d
     t = SEEN0 // BATCH + 1
     want = w + _rate(t) / 2.0 * (m / (1 - 0.85 ** t)) / ((v / (1 - 0.995 ** t)).sqrt() + 1e-6)

@@ -144,8 +144,9 @@ def _adam_tensor(model: "Darknet", state: "TrainState", name: str, param: Tensor
                  is_weights: bool, rate: float, scale: float, batch: int) -> None:
     """One tensor's part of update_convolutional_layer_gpu (pjreddie 300-316, AlexeyAB
     1261-1380), update_connected_layer_gpu or update_deconvolutional_layer_gpu with adam:
-    ``learning_rate = a.learning_rate * l.learning_rate_scale`` (AlexeyAB: ``/ loss_scale``
-    and its NaN fixes on the weights first), then :func:`adam_update` with [net] B1, B2, eps
+    ``learning_rate = a.learning_rate * l.learning_rate_scale`` (AlexeyAB: ``/ loss_scale``,
+    its NaN fixes on the weights first and batch x get_sequence_value: the dialect's
+    ``cuda_update_extras``), then :func:`adam_update` with [net] B1, B2, eps
     and decay. The momentum buffer stays at zero (adam_update_gpu zeroes it)."""
     net = model.net
     f32 = np.float32
@@ -155,7 +156,8 @@ def _adam_tensor(model: "Darknet", state: "TrainState", name: str, param: Tensor
         d.sub_(param.grad)
         param.grad = None
     lr = f32(f32(rate) * f32(scale))
-    if model.dialect.gpu_update_fixes_nan:
+    if model.dialect.cuda_update_extras:
+        batch *= max(int(net.subdivisions) // max(int(net.sequential_subdivisions), 1), 1)
         lr = f32(lr / f32(net.loss_scale))
         if is_weights:
             # reset_nan_and_inf(l.weight_updates_gpu) / fix_nan_and_inf(l.weights_gpu)
