@@ -240,6 +240,32 @@ def test_alexeyab_fixes_nan_before_adam():
     assert torch.allclose(got, want, rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.parametrize("fork, section, adam", [
+    # pjreddie: make_connected_layer(..., adam) inside rnn/gru_layer.c, update_rnn/gru_layer_gpu
+    # call update_connected_layer_gpu (Adam branch, connected_layer.c:267); deconvolutional
+    # (deconvolutional_kernels.cu:119)
+    ("pjreddie", "[rnn]\noutput=3\nhidden=3\nactivation=leaky", True),
+    ("pjreddie", "[gru]\noutput=3", True),
+    ("pjreddie", "[deconvolutional]\nfilters=2\nsize=2\nstride=2\nbatch_normalize=1", True),
+    # AlexeyAB: crnn_layer.c makes its convolutions with adam=0 (SGD with momentum)
+    ("alexeyab", "[crnn]\nhidden=2\noutput=2\nsize=3\npad=1\nactivation=leaky", False),
+])
+def test_which_layers_take_adam(fork, section, adam):
+    text = (f"[net]\nwidth=4\nheight=4\nchannels=1\nbatch=2\nadam=1\n\n{section}\n\n"
+            f"[cost]\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = Darknet(parse_cfg(text), dialect=fork)
+        state = TrainState()
+        gen = torch.Generator().manual_seed(0)
+        outputs = model.layers[-1].out_shape.numel
+        train_network(model, state, torch.rand(2, 1, 4, 4, generator=gen),
+                      torch.rand(2, outputs, generator=gen))  # pjreddie [rnn] warns
+    names = {f"layers.0.{n}" for n, _ in model.layers[0].named_parameters()}
+    assert set(state.adam_m if adam else state.updates) == names
+    assert not (state.updates if adam else state.adam_m)
+
+
 def test_pjreddie_crnn_with_adam_is_refused():
     text = """[net]
 width=4
