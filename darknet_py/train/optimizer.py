@@ -124,7 +124,7 @@ def update_network(model: "Darknet", state: "TrainState", rate: float, batch: in
     for name, param, decayed, scale in update_tensors(model):
         if not param.requires_grad:
             continue
-        if int(name.split(".", 2)[1]) in adam:
+        if int(name.split(".", 2)[1]) in adam:  # update_tensors' names: layers.{index}...
             _adam_tensor(model, state, name, param, decayed, rate, scale, batch)
             continue
         buf = state.updates.get(name)
@@ -314,6 +314,6 @@ def momentum_buffers(state: "TrainState") -> Dict[str, Tensor]:
     return state.updates
 
 
-__all__: List[str] = ["adam_layers", "adam_t", "adam_update", "ema_apply", "ema_initialized", "ema_step", "ema_tensors", "ema_update",
-                      "ema_weights", "momentum_buffers", "reject_similar_step",
-                      "update_network", "update_tensors", "updated_layers", "zero_updates"]
+__all__: List[str] = ["adam_layers", "adam_t", "adam_update", "ema_apply", "ema_initialized",
+                      "ema_step", "ema_tensors", "ema_update", "ema_weights", "momentum_buffers",
+                      "reject_similar_step", "update_network", "update_tensors", "updated_layers", "zero_updates"]
