@@ -316,4 +316,5 @@ def momentum_buffers(state: "TrainState") -> Dict[str, Tensor]:
 
 __all__: List[str] = ["adam_layers", "adam_t", "adam_update", "ema_apply", "ema_initialized",
                       "ema_step", "ema_tensors", "ema_update", "ema_weights", "momentum_buffers",
-                      "reject_similar_step", "update_network", "update_tensors", "updated_layers", "zero_updates"]
+                      "reject_similar_step", "update_network", "update_tensors", "updated_layers",
+                      "zero_updates"]
