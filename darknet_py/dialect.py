@@ -60,6 +60,21 @@ class Dialect:
     #: (AlexeyAB's ``if (l.onlyforward) continue;``); pjreddie reads the key but only its
     #: CUDA [yolo]/[region] forward looks at it, so on the CPU it changes nothing
     onlyforward_skips_backward: bool = False
+    #: [net] adam=1, which only the CUDA update_*_layer_gpu read: pjreddie's
+    #: update_network_gpu passes ``a.t = ++*net->t`` (updates since the network was made,
+    #: never saved) and its [connected], [deconvolutional] and the [rnn]/[gru]/[lstm] inner
+    #: connected layers take the Adam branch too; AlexeyAB's sets ``l.t =
+    #: get_current_batch(net)`` and only [convolutional] has ``l.adam``
+    adam_t_counts_updates: bool = True
+    adam_beyond_convolutional: bool = True
+    #: what AlexeyAB's CUDA update adds (darknet_py applies it to its Adam layers, whose
+    #: update follows the CUDA code): update_network_gpu's batch is batch*subdivisions *
+    #: get_sequence_value (subdivisions / sequential_subdivisions; network_kernels.cu:283),
+    #: update_convolutional_layer_gpu divides the rate by [net] loss_scale and, before
+    #: either branch, reset_nan_and_inf on the weight updates (NaN/inf -> 0) and
+    #: fix_nan_and_inf on the weights (-> 1/(index+1)) (convolutional_kernels.cu:1300,
+    #: 1306-1307)
+    cuda_update_extras: bool = False
 
     def __str__(self) -> str:
         return self.name
@@ -73,7 +88,9 @@ ALEXEYAB = Dialect("alexeyab", bn_eps=1e-5, bn_eps_inside_sqrt=True,
                    truth_size=6,
                    batchnorm_layer_saves_biases=True, conv1x1_skips_im2col_any_stride=False,
                    connected_bn_rolling_momentum=0.05, update_needs_layer_train=True,
-                   waitkey_extras=True, onlyforward_skips_backward=True)
+                   waitkey_extras=True, onlyforward_skips_backward=True,
+                   adam_t_counts_updates=False, adam_beyond_convolutional=False,
+                   cuda_update_extras=True)
 
 DIALECTS: Dict[str, Dialect] = {d.name: d for d in (PJREDDIE, ALEXEYAB)}
 

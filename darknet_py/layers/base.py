@@ -257,6 +257,16 @@ class DarknetLayer(nn.Module):
         tensors: the section's ``learning_rate=`` (``l.learning_rate_scale``), by default."""
         return cfg_scale
 
+    def uses_adam(self, dialect) -> bool:
+        """Whether this layer's CUDA ``update_*_layer_gpu`` takes the Adam branch when [net]
+        ``adam=1`` (:func:`darknet_py.train.optimizer.adam_update`); False: it keeps SGD with
+        momentum. No layer by default."""
+        return False
+
+    def adam_refusal(self, dialect) -> Optional[str]:
+        """Why the CUDA Darknet cannot train this layer with [net] ``adam=1`` (None: it can)."""
+        return None
+
     def ema_tensors(self) -> "List[tuple[str, Tensor, bool]]":
         """(name, parameter, is_weights) of the tensors AlexeyAB's ema_update averages
         (``l.weights_ema``, ``l.biases_ema``, ``l.scales_ema``: only [convolutional] layers

@@ -107,6 +107,10 @@ class ConnectedLayer(DarknetLayer):
             tensors += self.bn.weight_tensors()
         return tensors
 
+    def uses_adam(self, dialect) -> bool:
+        """pjreddie's update_connected_layer_gpu has the Adam branch; AlexeyAB's has none."""
+        return dialect.adam_beyond_convolutional
+
     def flops(self, in_shape: Shape) -> float:
         return 2.0 * self.inputs * self.outputs
 

@@ -487,6 +487,11 @@ class ConvolutionalLayer(DarknetLayer):
             self.bn.scales[first] = 1.0
         return first
 
+    def uses_adam(self, dialect) -> bool:
+        """Both forks' update_convolutional_layer_gpu have ``if (a.adam)`` (pjreddie) /
+        ``if (l.adam)`` (AlexeyAB: set by make_convolutional_layer from [net] adam)."""
+        return True
+
     def ema_tensors(self) -> "List[tuple[str, Tensor, bool]]":
         """make_convolutional_layer's ``biases_ema``, ``scales_ema`` (batch_normalize) and
         ``weights_ema``; a layer with a share_layer gets none."""

@@ -91,6 +91,18 @@ class CRNNLayer(Recurrent):
         # backward_crnn_layer's input layer writes the previous layer's delta step by step
         return self.input_layer.overwrites_input_delta()
 
+    def uses_adam(self, dialect) -> bool:
+        """Neither fork gives the inner convolutions Adam (make_convolutional_layer(...,
+        adam=0) in both crnn_layer.c): AlexeyAB's keep SGD (``l.adam`` is 0)."""
+        return False
+
+    def adam_refusal(self, dialect) -> "str | None":
+        if dialect.adam_beyond_convolutional:
+            return ("adam=1 with a [crnn]: pjreddie's update_crnn_layer_gpu runs the Adam "
+                    "branch of update_convolutional_layer_gpu on inner layers made without "
+                    "Adam buffers (m_gpu, v_gpu are NULL): its GPU build fails there")
+        return None
+
     def rate_scale(self, cfg_scale: float) -> float:
         # pjreddie's make_convolutional_layer never sets l.learning_rate_scale (0, only the
         # parser sets it, on top-level layers): its [crnn] inner layers never move; AlexeyAB's: 1

@@ -95,6 +95,11 @@ class DeconvolutionalLayer(DarknetLayer):
             tensors += self.bn.weight_tensors()
         return tensors + [self.weight]
 
+    def uses_adam(self, dialect) -> bool:
+        """pjreddie's update_deconvolutional_layer_gpu has the Adam branch; AlexeyAB's has
+        none."""
+        return dialect.adam_beyond_convolutional
+
     def flops(self, in_shape: Shape) -> float:
         return 2.0 * self.weight.numel() * in_shape.h * in_shape.w
 

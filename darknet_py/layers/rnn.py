@@ -133,6 +133,13 @@ class Recurrent(DarknetLayer):
             tensors += l.weight_tensors()
         return tensors
 
+    def uses_adam(self, dialect) -> bool:
+        """pjreddie makes the inner [connected] layers with the net's adam
+        (rnn/gru/lstm_layer.c make_connected_layer(..., adam)) and its update_*_layer_gpu
+        call update_connected_layer_gpu with the same update_args; AlexeyAB's connected
+        update has no Adam."""
+        return dialect.adam_beyond_convolutional
+
     def flops(self, in_shape: Shape) -> float:
         return sum(l.flops(in_shape) for l in self.inner())
 

@@ -48,6 +48,15 @@ class TrainState:
     #: AlexeyAB's ``weights_ema``/``biases_ema``/``scales_ema`` ([net] ema_alpha), by
     #: parameter name (:func:`~darknet_py.train.optimizer.ema_step`); empty until initialised
     ema: Dict[str, Tensor] = field(default_factory=dict)
+    #: [net] adam=1: the first and second moment buffers (``l.m``/``l.v``,
+    #: ``bias_m``/``bias_v``, ``scale_m``/``scale_v``), by parameter name
+    #: (:func:`~darknet_py.train.optimizer.adam_update`); empty until the first update
+    adam_m: Dict[str, Tensor] = field(default_factory=dict)
+    adam_v: Dict[str, Tensor] = field(default_factory=dict)
+    #: the ``t`` of the last Adam update's bias correction
+    #: (:func:`~darknet_py.train.optimizer.adam_t`: pjreddie's ``*net->t``, which counts
+    #: the updates since the network was made -- 0 after loading .weights)
+    adam_t: int = 0
     #: ``*(l.cost)`` of each cost layer in the last mini-batch, by layer index
     costs: Dict[int, float] = field(default_factory=dict)
     #: ``*net->cost`` of each mini-batch of the last call
@@ -82,7 +91,10 @@ class TrainState:
     def state_dict(self) -> dict:
         return {"seen": self.seen, "iteration": self.iteration, "rate": self.rate,
                 "updates": {k: v.detach().clone() for k, v in self.updates.items()},
-                "ema": {k: v.detach().clone() for k, v in self.ema.items()}}
+                "ema": {k: v.detach().clone() for k, v in self.ema.items()},
+                "adam_m": {k: v.detach().clone() for k, v in self.adam_m.items()},
+                "adam_v": {k: v.detach().clone() for k, v in self.adam_v.items()},
+                "adam_t": self.adam_t}
 
     def load_state_dict(self, data: dict) -> None:
         self.seen = int(data["seen"])
@@ -90,6 +102,9 @@ class TrainState:
         self.rate = float(data.get("rate", 0.0))
         self.updates = {k: v.clone() for k, v in data.get("updates", {}).items()}
         self.ema = {k: v.clone() for k, v in data.get("ema", {}).items()}
+        self.adam_m = {k: v.clone() for k, v in data.get("adam_m", {}).items()}
+        self.adam_v = {k: v.clone() for k, v in data.get("adam_v", {}).items()}
+        self.adam_t = int(data.get("adam_t", 0))
 
 
 def mini_batch(model: "Darknet") -> int:
@@ -139,10 +154,6 @@ def forward_backward(model: "Darknet", X: Tensor, y: Tensor, seen: int = 0,
 def check_trainable(model: "Darknet") -> None:
     """Refuse cfg settings whose training behaviour is not implemented, naming them."""
     net = model.net
-    if net.adam:
-        raise CfgError("adam=1: the CPU Darknet of either fork has no Adam update (only its "
-                       "CUDA build); darknet_py does not guess it", file=model.source,
-                       line=model.sections[0].line, key="adam")
     stops = [i for i, c in enumerate(model.common) if c.stopbackward]
     for index, sec in enumerate(model.sections[1:]):
         layer = model.layers[index]
@@ -153,6 +164,8 @@ def check_trainable(model: "Darknet") -> None:
                            f"their BN buffers, and its CPU training forward segfaults there",
                            file=sec.file, line=sec.line, layer=index)
         why = model.layers[index].train_refusal()
+        if not why and net.adam:
+            why = model.layers[index].adam_refusal(model.dialect)
         if why:
             raise CfgError(why, file=sec.file, line=sec.line, layer=index)
 

@@ -16,8 +16,11 @@ AlexeyAB's train_network_waitkey then does more (:func:`ema_step`, :func:`reject
 into the weights at max_batches-1000; ``weights_reject_freq`` re-initialises the first
 filter of the most similar pair of each convolution.
 
-Neither fork's CPU ``update_convolutional_layer`` has an Adam branch (only the CUDA
-``update_*_gpu`` do), so ``adam=1`` is refused here rather than silently ignored.
+[net] ``adam=1`` (:func:`adam_update`): neither fork's CPU ``update_*_layer`` has an Adam
+branch -- the CUDA ``update_*_layer_gpu`` are the only Darknet Adam there is, so that is
+what is followed here, by reading (blas_kernels.cu ``adam_update_gpu``/``adam_kernel``):
+no GPU Darknet was run to compare with. A CPU build of Darknet given ``adam=1`` trains with
+plain SGD; darknet_py trains as the GPU build does, on CPU and CUDA tensors alike.
 """
 from __future__ import annotations
 
@@ -55,15 +58,74 @@ def update_tensors(model: "Darknet") -> Iterator[Tuple[str, Tensor, bool, float]
             yield f"layers.{index}.{name}", param, decayed, scale
 
 
+def adam_layers(model: "Darknet") -> List[int]:
+    """Indices of the layers whose ``update_*_layer_gpu`` takes the Adam branch when [net]
+    ``adam=1`` (:meth:`~darknet_py.layers.base.DarknetLayer.uses_adam`); every other layer
+    keeps SGD with momentum, as its CUDA update does."""
+    if not model.net.adam:
+        return []
+    return [i for i, layer in enumerate(model.layers) if layer.uses_adam(model.dialect)]
+
+
+def adam_t(model: "Darknet", state: "TrainState", batch: int) -> int:
+    """The ``t`` of this update's bias correction: pjreddie's update_network_gpu does
+    ``++*net.t; a.t = *net.t`` (network.c:827-828; ``net->t`` is calloc'd by make_network,
+    never loaded from or saved to .weights: updates since the network was made); AlexeyAB's
+    sets ``l.t = get_current_batch(net)`` = seen / (batch*subdivisions) after this
+    iteration's images (network_kernels.cu:289)."""
+    if model.dialect.adam_t_counts_updates:
+        return state.adam_t + 1
+    return state.seen // batch
+
+
+@torch.no_grad()
+def adam_update(param: Tensor, d: Tensor, m: Tensor, v: Tensor, B1: float, B2: float,
+                eps: float, decay: float, rate: float, batch: int, t: int) -> None:
+    """blas_kernels.cu ``adam_update_gpu(w, d, m, v, B1, B2, eps, decay, rate, n, batch, t)``
+    (pjreddie 180-192, AlexeyAB 209-221) in float32, in the C's order; ``d`` is Darknet's
+    ``*_updates`` (the negative gradient summed over the batch) and is overwritten::
+
+        m *= B1;  v *= B2
+        d += -decay*batch * w          (every tensor: weights, biases and BN scales)
+        m += (1-B1) * d;  d = d*d;  v += (1-B2) * d
+        w += rate * (m / (1 - B1^t)) / (sqrt(v / (1 - B2^t)) + eps)     (adam_kernel)
+        d = 0                          (no momentum: fill_gpu(n, 0, d, 1))
+
+    ``rate`` is the layer's learning rate, not divided by ``batch``."""
+    f32 = np.float32
+    b1, b2 = f32(B1), f32(B2)
+    m.mul_(float(b1))
+    v.mul_(float(b2))
+    d.add_(param, alpha=float(f32(-f32(decay) * f32(batch))))
+    m.add_(d, alpha=float(f32(1) - b1))
+    d.mul_(d)
+    v.add_(d, alpha=float(f32(1) - b2))
+    # powf(B1, t) in float; 1.f - powf(...) in float
+    c1 = float(f32(1) - f32(np.power(b1, f32(t), dtype=f32)))
+    c2 = float(f32(1) - f32(np.power(b2, f32(t), dtype=f32)))
+    mhat = m / c1
+    vhat = v / c2
+    param.add_(float(f32(rate)) * mhat / (vhat.sqrt() + float(f32(eps))))
+    d.zero_()
+
+
 @torch.no_grad()
 def update_network(model: "Darknet", state: "TrainState", rate: float, batch: int) -> None:
-    """One Darknet update with learning rate ``rate`` over a batch of ``batch`` images."""
+    """One Darknet update with learning rate ``rate`` over a batch of ``batch`` images.
+    With [net] ``adam=1`` the layers of :func:`adam_layers` take :func:`adam_update` (the
+    CUDA code's Adam; ``t`` from :func:`adam_t`, kept in ``state.adam_t``), the others SGD."""
     net = model.net
     f32 = np.float32
     momentum = float(f32(net.momentum))
     decay = float(f32(-f32(net.decay) * batch))  # -decay*batch, a float in C
+    adam = set(adam_layers(model))
+    if model.dialect.adam_t_counts_updates or adam:
+        state.adam_t = adam_t(model, state, batch)
     for name, param, decayed, scale in update_tensors(model):
         if not param.requires_grad:
+            continue
+        if int(name.split(".", 2)[1]) in adam:  # update_tensors' names: layers.{index}...
+            _adam_tensor(model, state, name, param, decayed, rate, scale, batch)
             continue
         buf = state.updates.get(name)
         if buf is None:
@@ -76,6 +138,46 @@ def update_network(model: "Darknet", state: "TrainState", rate: float, batch: in
             buf.add_(param, alpha=decay)
         param.add_(buf, alpha=float(f32(lr / batch)))
         buf.mul_(momentum)
+
+
+def _adam_tensor(model: "Darknet", state: "TrainState", name: str, param: Tensor,
+                 is_weights: bool, rate: float, scale: float, batch: int) -> None:
+    """One tensor's part of update_convolutional_layer_gpu (pjreddie 300-316, AlexeyAB
+    1261-1380), update_connected_layer_gpu or update_deconvolutional_layer_gpu with adam:
+    ``learning_rate = a.learning_rate * l.learning_rate_scale`` (AlexeyAB: ``/ loss_scale``,
+    its NaN fixes on the weights first and batch x get_sequence_value: the dialect's
+    ``cuda_update_extras``), then :func:`adam_update` with [net] B1, B2, eps
+    and decay. The momentum buffer stays at zero (adam_update_gpu zeroes it)."""
+    net = model.net
+    f32 = np.float32
+    d = state.updates.get(name)
+    d = (torch.zeros_like(param) if d is None else d.clone())
+    if param.grad is not None:
+        d.sub_(param.grad)
+        param.grad = None
+    lr = f32(f32(rate) * f32(scale))
+    if model.dialect.cuda_update_extras:
+        batch *= max(int(net.subdivisions) // max(int(net.sequential_subdivisions), 1), 1)
+        lr = f32(lr / f32(net.loss_scale))
+        if is_weights:
+            # reset_nan_and_inf(l.weight_updates_gpu) / fix_nan_and_inf(l.weights_gpu)
+            # (AlexeyAB blas_kernels.cu 1463-1502)
+            d.masked_fill_(~torch.isfinite(d), 0.0)
+            bad = ~torch.isfinite(param)
+            if bool(bad.any()):
+                index = torch.arange(param.numel(), device=param.device, dtype=torch.float32)
+                param.copy_(torch.where(bad, (1.0 / (index + 1)).view_as(param).to(param.dtype),
+                                        param))
+    m = state.adam_m.get(name)
+    if m is None:
+        m = state.adam_m[name] = torch.zeros_like(param)
+    v = state.adam_v.get(name)
+    if v is None:
+        v = state.adam_v[name] = torch.zeros_like(param)
+    adam_update(param, d, m, v, net.B1, net.B2, net.eps, net.decay, float(lr), batch,
+                state.adam_t)
+    if name in state.updates:
+        state.updates[name].zero_()
 
 
 # -- AlexeyAB's ema_alpha (network.c: train_network_waitkey, ema_update, ema_apply) --------
@@ -212,6 +314,7 @@ def momentum_buffers(state: "TrainState") -> Dict[str, Tensor]:
     return state.updates
 
 
-__all__: List[str] = ["ema_apply", "ema_initialized", "ema_step", "ema_tensors", "ema_update",
-                      "ema_weights", "momentum_buffers", "reject_similar_step",
-                      "update_network", "update_tensors", "updated_layers", "zero_updates"]
+__all__: List[str] = ["adam_layers", "adam_t", "adam_update", "ema_apply", "ema_initialized",
+                      "ema_step", "ema_tensors", "ema_update", "ema_weights", "momentum_buffers",
+                      "reject_similar_step", "update_network", "update_tensors", "updated_layers",
+                      "zero_updates"]
