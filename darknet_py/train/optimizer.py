@@ -52,25 +52,71 @@ def update_tensors(model: "Darknet") -> Iterator[Tuple[str, Tensor, bool, float]
 
 @torch.no_grad()
 def update_network(model: "Darknet", state: "TrainState", rate: float, batch: int) -> None:
-    """One Darknet update with learning rate ``rate`` over a batch of ``batch`` images."""
+    """One Darknet update with learning rate ``rate`` over a batch of ``batch`` images.
+
+    Per tensor, in this order: ``updates -= grad`` (the gradient is then dropped),
+    ``updates += -decay*batch * weights`` (decayed tensors), ``tensor += lr/batch *
+    updates``, ``updates *= momentum``. The tensors are independent, so each of these runs
+    as one ``torch._foreach_*`` call over all of them (on CPU the same per-tensor kernels,
+    without a Python call each); a tensor listed twice (AlexeyAB's share_index: the owner's
+    and the sharer's entries) is updated again in a later round, as the per-tensor loop
+    would, from the value the first update left."""
     net = model.net
     f32 = np.float32
     momentum = float(f32(net.momentum))
     decay = float(f32(-f32(net.decay) * batch))  # -decay*batch, a float in C
+    rounds: List[_Round] = []
+    seen: Dict[int, int] = {}
+    alphas: Dict[float, float] = {}
     for name, param, decayed, scale in update_tensors(model):
         if not param.requires_grad:
             continue
         buf = state.updates.get(name)
         if buf is None:
             buf = state.updates[name] = torch.zeros_like(param)
+        k = seen.get(id(param), 0)
+        seen[id(param)] = k + 1
+        if k == len(rounds):
+            rounds.append(_Round())
+        r = rounds[k]
         if param.grad is not None:
-            buf.sub_(param.grad)
+            r.grad_bufs.append(buf)
+            r.grads.append(param.grad)
             param.grad = None
-        lr = float(f32(f32(rate) * f32(scale)))
         if decayed:
-            buf.add_(param, alpha=decay)
-        param.add_(buf, alpha=float(f32(lr / batch)))
-        buf.mul_(momentum)
+            r.decay_bufs.append(buf)
+            r.decay_params.append(param)
+        alpha = alphas.get(scale)
+        if alpha is None:
+            lr = float(f32(f32(rate) * f32(scale)))
+            alpha = alphas[scale] = float(f32(lr / batch))
+        params, bufs = r.steps.setdefault(alpha, ([], []))
+        params.append(param)
+        bufs.append(buf)
+        r.bufs.append(buf)
+    for r in rounds:
+        if r.grads:
+            torch._foreach_sub_(r.grad_bufs, r.grads)
+        if r.decay_bufs:
+            torch._foreach_add_(r.decay_bufs, r.decay_params, alpha=decay)
+        for alpha, (params, bufs) in r.steps.items():
+            torch._foreach_add_(params, bufs, alpha=alpha)
+        torch._foreach_mul_(r.bufs, momentum)
+
+
+class _Round:
+    """The tensors of one round of :func:`update_network` (each tensor at most once)."""
+
+    __slots__ = ("grad_bufs", "grads", "decay_bufs", "decay_params", "steps", "bufs")
+
+    def __init__(self) -> None:
+        self.grad_bufs: List[Tensor] = []
+        self.grads: List[Tensor] = []
+        self.decay_bufs: List[Tensor] = []
+        self.decay_params: List[Tensor] = []
+        #: learning rate / batch -> (tensors, their update buffers)
+        self.steps: Dict[float, Tuple[List[Tensor], List[Tensor]]] = {}
+        self.bufs: List[Tensor] = []
 
 
 # -- AlexeyAB's ema_alpha (network.c: train_network_waitkey, ema_update, ema_apply) --------
