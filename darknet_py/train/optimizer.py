@@ -32,19 +32,20 @@ def updated_layers(model: "Darknet") -> List[int]:
     """Indices of the layers update_network moves: every one (pjreddie), or those with
     ``l.train`` set (AlexeyAB: :attr:`~darknet_py.layers.base.DarknetLayer.ab_train`, and
     none before the last ``stopbackward=1``, which parse_network_cfg builds with train=0)."""
-    indices = range(len(model.layers))
+    layers = list(model.layers)
     if not model.dialect.update_needs_layer_train:
-        return list(indices)
+        return list(range(len(layers)))
     stops = [i for i, c in enumerate(model.common) if c.stopbackward]
     first = max(stops) if stops else 0
-    return [i for i in indices if i >= first and model.layers[i].ab_train]
+    return [i for i, layer in enumerate(layers) if i >= first and layer.ab_train]
 
 
 def update_tensors(model: "Darknet") -> Iterator[Tuple[str, Tensor, bool, float]]:
     """(name, parameter, decayed, layer learning-rate scale) of every tensor update_network
     moves (:func:`updated_layers`)."""
+    layers = list(model.layers)
     for index in updated_layers(model):
-        layer = model.layers[index]
+        layer = layers[index]
         scale = float(layer.rate_scale(float(model.common[index].learning_rate)))
         for name, param, decayed in layer.update_tensors():
             yield f"layers.{index}.{name}", param, decayed, scale
