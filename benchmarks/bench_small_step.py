@@ -23,6 +23,7 @@ cProfile's top functions by total time).
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import statistics
 import sys
@@ -31,14 +32,14 @@ import time
 import warnings
 from pathlib import Path
 
-import torch
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from train_side_by_side import make_batches, narrow_cfg  # noqa: E402
+# darknet_py before torch: its import sets OMP_WAIT_POLICY=PASSIVE unless set
 from darknet_py import load  # noqa: E402
+import torch  # noqa: E402
+from train_side_by_side import make_batches, narrow_cfg  # noqa: E402
 from darknet_py.layers import batchnorm  # noqa: E402
 from darknet_py.train.engine import TrainState, train_network  # noqa: E402
 
@@ -143,7 +144,7 @@ def run_fork(fork: str, args) -> dict:
     med = statistics.median
     res = {"fork": fork, "ours_wall": med(ow), "ours_cpu": med(oc)}
     line = (f"{fork} batch {args.batch} {args.size}x{args.size} {'exact' if args.exact else 'default'}"
-            f" {torch.get_num_threads()} thread(s), median of {args.rounds} rounds x {n} "
+            f" {torch.get_num_threads()} thread(s) (OMP_WAIT_POLICY {os.environ.get('OMP_WAIT_POLICY', 'unset')}), median of {args.rounds} rounds x {n} "
             f"iterations: darknet_py {med(ow) * 1e3:.1f} ms wall, {med(oc) * 1e3:.1f} ms CPU an iteration")
     if dw:
         res.update(darknet_wall=med(dw), darknet_cpu=med(dc))
