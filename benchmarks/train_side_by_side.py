@@ -66,12 +66,12 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from darknet_py import load  # noqa: E402
+from darknet_py import load  # noqa: E402  (before torch: OpenMP threads wait passively)
+import torch  # noqa: E402
 from darknet_py.cfg import read_cfg  # noqa: E402
 from darknet_py.cfg.writer import format_cfg  # noqa: E402
 from darknet_py.train import synthetic  # noqa: E402

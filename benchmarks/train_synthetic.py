@@ -24,7 +24,10 @@ import time
 from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
-import torch
+
+# OpenMP threads sleep while they wait (as ``import darknet_py`` sets it before torch loads)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import torch  # noqa: E402
 
 def voc_ap(recall: np.ndarray, precision: np.ndarray) -> float:
     """All-point interpolated AP (VOC 2010+): area under the precision envelope."""

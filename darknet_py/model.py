@@ -398,7 +398,8 @@ class Darknet(nn.Module):
         last = len(self.layers) - 1 if upto is None else upto
         output_index = self.output_index if upto is None else upto
         reuse = False  # may layer i overwrite x (the previous output)? never the caller's input
-        for i, layer in enumerate(self.layers):
+        layers = list(self.layers)
+        for i, layer in enumerate(layers):
             if i > last:
                 break
             refs = [saved[r] for r in layer.refs]
@@ -419,9 +420,9 @@ class Darknet(nn.Module):
                     # before needs a gradient (a detached input): Darknet's l.delta is still set
                     out = out.view_as(out) if out.requires_grad else out.detach().requires_grad_()
                     probe.record(i, out)
-            cut = (self.cpu_backward_quirks and out.requires_grad and i + 1 < len(self.layers)
-                   and self.layers[i + 1].overwrites_input_delta()
-                   and not self.layers[i + 1].skips_backward)
+            cut = (self.cpu_backward_quirks and out.requires_grad and i + 1 < len(layers)
+                   and layers[i + 1].overwrites_input_delta()
+                   and not layers[i + 1].skips_backward)
             if (self.cpu_backward_quirks and out.requires_grad and not cut
                     and self.dialect.name == "alexeyab" and not layer.ab_forward_zeroes_delta):
                 out = StaleDelta.apply(out, layer)

@@ -129,8 +129,9 @@ def forward_backward(model: "Darknet", X: Tensor, y: Tensor, seen: int = 0,
     net_size = (X.shape[3], X.shape[2])
     surrogate: Optional[Tensor] = None
     costs: Dict[int, float] = {}
+    layers = list(model.layers)
     for index, out in zip(indices, outs):
-        layer = model.layers[index]
+        layer = layers[index]
         delta, cost = layer.loss(out, y, net_size, seen=seen, step=step)
         costs[index] = float(cost)
         if model.cpu_backward_quirks and not layer.loss_reaches_input():
@@ -155,17 +156,16 @@ def check_trainable(model: "Darknet") -> None:
     """Refuse cfg settings whose training behaviour is not implemented, naming them."""
     net = model.net
     stops = [i for i, c in enumerate(model.common) if c.stopbackward]
-    for index, sec in enumerate(model.sections[1:]):
-        layer = model.layers[index]
+    for index, (sec, layer) in enumerate(zip(model.sections[1:], model.layers)):
         if (model.dialect.update_needs_layer_train and stops and index < max(stops)
                 and layer.ab_train and has_batchnorm(layer)):
             raise CfgError(f"batch_normalize=1 before the last stopbackward=1 (layer "
                            f"{max(stops)}): AlexeyAB builds these layers with train=0, without "
                            f"their BN buffers, and its CPU training forward segfaults there",
                            file=sec.file, line=sec.line, layer=index)
-        why = model.layers[index].train_refusal()
+        why = layer.train_refusal()
         if not why and net.adam:
-            why = model.layers[index].adam_refusal(model.dialect)
+            why = layer.adam_refusal(model.dialect)
         if why:
             raise CfgError(why, file=sec.file, line=sec.line, layer=index)
 
@@ -187,7 +187,8 @@ def train_network(model: "Darknet", state: TrainState, X: Tensor, y: Tensor) -> 
                          f"{tuple(y.shape)}")
     device = next(model.parameters()).device
     was_training = model.training
-    model.train()
+    if not all(m.training for m in model.modules()):
+        model.train()
     n = X.shape[0] // mini
     total = 0.0
     state.net_costs = []
@@ -209,7 +210,8 @@ def train_network(model: "Darknet", state: TrainState, X: Tensor, y: Tensor) -> 
         if per_call:
             _update(model, state)
     finally:
-        model.train(was_training)
+        if not was_training:
+            model.train(False)
     major, minor, revision, _ = model.header
     model.header = (major, minor, revision, state.seen)
     return float(torch.tensor(total, dtype=torch.float32) / (n * mini))

@@ -40,19 +40,20 @@ def updated_layers(model: "Darknet") -> List[int]:
     """Indices of the layers update_network moves: every one (pjreddie), or those with
     ``l.train`` set (AlexeyAB: :attr:`~darknet_py.layers.base.DarknetLayer.ab_train`, and
     none before the last ``stopbackward=1``, which parse_network_cfg builds with train=0)."""
-    indices = range(len(model.layers))
+    layers = list(model.layers)
     if not model.dialect.update_needs_layer_train:
-        return list(indices)
+        return list(range(len(layers)))
     stops = [i for i, c in enumerate(model.common) if c.stopbackward]
     first = max(stops) if stops else 0
-    return [i for i in indices if i >= first and model.layers[i].ab_train]
+    return [i for i, layer in enumerate(layers) if i >= first and layer.ab_train]
 
 
 def update_tensors(model: "Darknet") -> Iterator[Tuple[str, Tensor, bool, float]]:
     """(name, parameter, decayed, layer learning-rate scale) of every tensor update_network
     moves (:func:`updated_layers`)."""
+    layers = list(model.layers)
     for index in updated_layers(model):
-        layer = model.layers[index]
+        layer = layers[index]
         scale = float(layer.rate_scale(float(model.common[index].learning_rate)))
         for name, param, decayed in layer.update_tensors():
             yield f"layers.{index}.{name}", param, decayed, scale
@@ -112,8 +113,17 @@ def adam_update(param: Tensor, d: Tensor, m: Tensor, v: Tensor, B1: float, B2: f
 @torch.no_grad()
 def update_network(model: "Darknet", state: "TrainState", rate: float, batch: int) -> None:
     """One Darknet update with learning rate ``rate`` over a batch of ``batch`` images.
+
     With [net] ``adam=1`` the layers of :func:`adam_layers` take :func:`adam_update` (the
-    CUDA code's Adam; ``t`` from :func:`adam_t`, kept in ``state.adam_t``), the others SGD."""
+    CUDA code's Adam; ``t`` from :func:`adam_t`, kept in ``state.adam_t``), the others SGD.
+
+    SGD, per tensor, in this order: ``updates -= grad`` (the gradient is then dropped),
+    ``updates += -decay*batch * weights`` (decayed tensors), ``tensor += lr/batch *
+    updates``, ``updates *= momentum``. The tensors are independent, so each of these runs
+    as one ``torch._foreach_*`` call over all of them (on CPU the same per-tensor kernels,
+    without a Python call each); a tensor listed twice (AlexeyAB's share_index: the owner's
+    and the sharer's entries) is updated again in a later round, as the per-tensor loop
+    would, from the value the first update left."""
     net = model.net
     f32 = np.float32
     momentum = float(f32(net.momentum))
@@ -121,6 +131,9 @@ def update_network(model: "Darknet", state: "TrainState", rate: float, batch: in
     adam = set(adam_layers(model))
     if model.dialect.adam_t_counts_updates or adam:
         state.adam_t = adam_t(model, state, batch)
+    rounds: List[_Round] = []
+    seen: Dict[int, int] = {}
+    alphas: Dict[float, float] = {}
     for name, param, decayed, scale in update_tensors(model):
         if not param.requires_grad:
             continue
@@ -130,14 +143,49 @@ def update_network(model: "Darknet", state: "TrainState", rate: float, batch: in
         buf = state.updates.get(name)
         if buf is None:
             buf = state.updates[name] = torch.zeros_like(param)
+        k = seen.get(id(param), 0)
+        seen[id(param)] = k + 1
+        if k == len(rounds):
+            rounds.append(_Round())
+        r = rounds[k]
         if param.grad is not None:
-            buf.sub_(param.grad)
+            r.grad_bufs.append(buf)
+            r.grads.append(param.grad)
             param.grad = None
-        lr = float(f32(f32(rate) * f32(scale)))
         if decayed:
-            buf.add_(param, alpha=decay)
-        param.add_(buf, alpha=float(f32(lr / batch)))
-        buf.mul_(momentum)
+            r.decay_bufs.append(buf)
+            r.decay_params.append(param)
+        alpha = alphas.get(scale)
+        if alpha is None:
+            lr = float(f32(f32(rate) * f32(scale)))
+            alpha = alphas[scale] = float(f32(lr / batch))
+        params, bufs = r.steps.setdefault(alpha, ([], []))
+        params.append(param)
+        bufs.append(buf)
+        r.bufs.append(buf)
+    for r in rounds:
+        if r.grads:
+            torch._foreach_sub_(r.grad_bufs, r.grads)
+        if r.decay_bufs:
+            torch._foreach_add_(r.decay_bufs, r.decay_params, alpha=decay)
+        for alpha, (params, bufs) in r.steps.items():
+            torch._foreach_add_(params, bufs, alpha=alpha)
+        torch._foreach_mul_(r.bufs, momentum)
+
+
+class _Round:
+    """The tensors of one round of :func:`update_network` (each tensor at most once)."""
+
+    __slots__ = ("grad_bufs", "grads", "decay_bufs", "decay_params", "steps", "bufs")
+
+    def __init__(self) -> None:
+        self.grad_bufs: List[Tensor] = []
+        self.grads: List[Tensor] = []
+        self.decay_bufs: List[Tensor] = []
+        self.decay_params: List[Tensor] = []
+        #: learning rate / batch -> (tensors, their update buffers)
+        self.steps: Dict[float, Tuple[List[Tensor], List[Tensor]]] = {}
+        self.bufs: List[Tensor] = []
 
 
 def _adam_tensor(model: "Darknet", state: "TrainState", name: str, param: Tensor,
