@@ -36,7 +36,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-# darknet_py before torch: its import sets OMP_WAIT_POLICY=PASSIVE unless set
+# before torch loads libgomp: waiting OpenMP threads sleep (as `detector train` does)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from darknet_py import load  # noqa: E402
 import torch  # noqa: E402
 from train_side_by_side import make_batches, narrow_cfg  # noqa: E402

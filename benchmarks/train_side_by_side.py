@@ -70,7 +70,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from darknet_py import load  # noqa: E402  (before torch: OpenMP threads wait passively)
+# before torch loads libgomp: waiting OpenMP threads sleep (as `detector train` does)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from darknet_py import load  # noqa: E402
 import torch  # noqa: E402
 from darknet_py.cfg import read_cfg  # noqa: E402
 from darknet_py.cfg.writer import format_cfg  # noqa: E402

@@ -10,16 +10,7 @@ from __future__ import annotations
 
 import importlib
 import os
-import sys
 from typing import TYPE_CHECKING, Optional
-
-if "torch" not in sys.modules:
-    # OpenMP threads that wait at the end of each parallel op sleep instead of spinning
-    # (read once, when torch loads libgomp; an OMP_WAIT_POLICY the user set wins). Same
-    # results; on a loaded machine spinning threads take the cores the working ones need:
-    # a small net's training step at 2 threads went from 1.5-2.8 s to 0.12-0.22 s (README,
-    # "step speed")
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from .cfg import read_cfg
 from .dialect import ALEXEYAB, PJREDDIE, Dialect, get_dialect
