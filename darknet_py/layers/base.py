@@ -381,6 +381,22 @@ class LossStep:
     stats: DeltaStats = field(default_factory=DeltaStats)
 
 
+def flat_truth(layer: DarknetLayer, output: Tensor, truth: Tensor, what: str
+               ) -> "tuple[Tensor, Tensor]":
+    """``net.truth`` read flat against a layer's values (a classifier's or a regression's
+    truths, [softmax] / [cost]): ``(values, truths)``, each (batch, n), detached, in the
+    values' dtype. A truth row of another length is a ValueError naming the layer
+    (``what``: the values, e.g. "outputs")."""
+    b = output.shape[0]
+    x = output.detach().reshape(b, -1)
+    t = truth.reshape(b, -1).to(x.dtype)
+    if t.shape[1] != x.shape[1]:
+        raise ValueError(f"layer {layer.index} [{layer.kind}]: a truth row has {t.shape[1]} "
+                         f"values, the layer {x.shape[1]} {what} (Darknet reads net.truth "
+                         f"flat against them)")
+    return x, t
+
+
 class StaleDelta(torch.autograd.Function):
     """Identity forward; backward adds the layer's delta left from every earlier backward
     (AlexeyAB's CPU build never clears it for layers without ``l.train``) and keeps the sum.

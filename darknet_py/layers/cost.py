@@ -57,7 +57,7 @@ from torch import Tensor
 
 from ..cfg.options import option
 from ..errors import CfgWarning
-from .base import BuildContext, DarknetLayer, LossStep, head_output
+from .base import BuildContext, DarknetLayer, LossStep, flat_truth, head_output
 from .registry import register
 
 COST_TYPES = {"pjreddie": ("seg", "sse", "masked", "smooth", "L1", "wgan"),
@@ -129,14 +129,7 @@ class CostLayer(DarknetLayer):
         return x, diff, diff * diff
 
     def _flat(self, output: Tensor, truth: Tensor) -> "Tuple[Tensor, Tensor]":
-        b = output.shape[0]
-        x = output.detach().reshape(b, -1)
-        t = truth.reshape(b, -1).to(x.dtype)
-        if t.shape[1] != x.shape[1]:
-            raise ValueError(f"layer {self.index} [cost]: a truth row has {t.shape[1]} values, "
-                             f"the layer {x.shape[1]} inputs (Darknet reads net.truth flat "
-                             f"against its input)")
-        return x, t
+        return flat_truth(self, output, truth, "inputs")
 
     def loss(self, output: Tensor, truth: Tensor, net_size: "tuple[int, int]", seen: int = 0,
              step: "Optional[LossStep]" = None) -> "tuple[Tensor, Tensor]":

@@ -39,7 +39,8 @@ import numpy as np
 
 from .. import tree as _tree
 from ..cfg.options import option
-from .base import BuildContext, DarknetLayer, LossStep, ResizeError, Shape, head_output
+from .base import (BuildContext, DarknetLayer, LossStep, ResizeError, Shape, flat_truth,
+                   head_output)
 from .registry import register
 
 
@@ -94,13 +95,7 @@ class SoftmaxLayer(DarknetLayer):
              step: "Optional[LossStep]" = None) -> "tuple[Tensor, Tensor]":
         """softmax_x_ent_cpu over the batch: ``delta = t - p``, ``cost`` = the float sum of
         ``-log(p)`` where ``t`` is non-zero (``noloss=1``: both zero)."""
-        b = output.shape[0]
-        p = output.detach().reshape(b, -1)
-        t = truth.reshape(b, -1).to(p.dtype)
-        if t.shape[1] != p.shape[1]:
-            raise ValueError(f"layer {self.index} [softmax]: a truth row has {t.shape[1]} "
-                             f"values, the layer {p.shape[1]} outputs (Darknet reads net.truth "
-                             f"flat against l.output)")
+        p, t = flat_truth(self, output, truth, "outputs")
         if self.noloss:
             return torch.zeros_like(output), output.new_zeros(())
         delta = (t - p).reshape(output.shape)
