@@ -148,6 +148,8 @@ def test_nan_stops_and_bad_data_files(tmp_path, monkeypatch):
 def test_cli_classifier_train(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     make_dataset(tmp_path, max_batches=3)
+    cfg = (tmp_path / "tiny.cfg").read_text()  # AlexeyAB's CutMix/Mosaic on half the batches
+    (tmp_path / "tiny.cfg").write_text(cfg.replace("[net]\n", "[net]\nmosaic=1\ncutmix=1\n", 1))
     assert main(["classifier", "train", "c.data", "tiny.cfg", "--workers", "0", "--seed",
                  "2", "--dialect", "alexeyab"]) == 0
     assert os.listdir("backup") == ["tiny_final.weights"]

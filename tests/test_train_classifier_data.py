@@ -78,6 +78,41 @@ def test_load_data_augment_equals_darknet_draw_for_draw(tmp_path, fork, angle):
     assert source.rand() == ctypes.CDLL(None).rand()
 
 
+@pytest.mark.parametrize("mixup", [1, 2, 3, 4])
+def test_alexeyab_mixup_cutmix_mosaic_equal_darknet(tmp_path, mixup):
+    """AlexeyAB load_data_augment with use_mixup 1 (mixup), 2 (CutMix), 3 (Mosaic), 4 (either)
+    for one image at a time, the same glibc rand() stream: the batch coin rand_int(0, 1),
+    the partners' paths and augmentation, the cut draws -- the same image and truth."""
+    lib = ctypes.CDLL(str(darknet_lib("alexeyab")))
+    paths = _images(tmp_path)
+    f, i, p = ctypes.c_float, ctypes.c_int, ctypes.c_void_p
+    fn = lib.load_data_augment
+    fn.restype = Data
+    fn.argtypes = [p, i, i, p, i, p, i, i, i, i, i, f, f, f, f, f, i, i, i, f, i, i]
+    cpaths, clabels = _c_strings(paths), _c_strings(LABELS)
+    w, h = 40, 32
+    aug = C.ClassifierAugment(dialect="alexeyab", w=w, h=h, min=24, max=48, size=40,
+                              angle=5.0, aspect=1.3, hue=0.1, saturation=1.5, exposure=1.5,
+                              flip=True, smooth_eps=0.1, mixup=mixup)
+    ds = C.ClassifierDataset(paths, LABELS, aug)
+    mixed = 0
+    for seed in range(1, 9):
+        ctypes.CDLL(None).srand(seed)
+        d = fn(cpaths, 1, len(paths), clabels, 3, None, 1, 24, 48, w, h, 5.0, 1.3, 0.1, 1.5,
+               1.5, mixup, 0, 0, 0.1, 0, 0)
+        source = GlibcRand(seed)
+        x, y = ds.sample(source.rand() % len(paths), source, [])
+        if source.integers(2):
+            mixed += 1
+            x, y = ds.mix(x, y, source, [])
+        cx = np.ctypeslib.as_array(d.X.vals[0], shape=(3, h, w))
+        cy = np.ctypeslib.as_array(d.y.vals[0], shape=(3,))
+        np.testing.assert_allclose(y, cy, rtol=0, atol=1e-7, err_msg=f"truth, seed {seed}")
+        np.testing.assert_allclose(x, cx, rtol=0, atol=2e-5, err_msg=f"image, seed {seed}")
+        assert source.rand() == ctypes.CDLL(None).rand()
+    assert mixed >= 2
+
+
 @pytest.mark.parametrize("fork", ["pjreddie", "alexeyab"])
 def test_fill_truth_equals_darknet(fork):
     """fill_truth's strstr rule: every label whose name occurs anywhere in the path is set

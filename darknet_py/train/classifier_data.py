@@ -26,8 +26,9 @@
   ``min_ratio*w .. max_ratio*w`` (``min_crop``/``max_crop`` / w by default) and the square is
   the network width; AlexeyAB's over ``min_crop .. max_crop`` with ``size = max(w, h)``.
   ``augment=False``: the image resized to the network, nothing random.
-  Not implemented: AlexeyAB's classifier ``mixup``/``cutmix``/``mosaic``, ``blur`` and
-  ``contrastive`` (a :class:`DataError` names the key).
+  AlexeyAB's ``mixup=1`` / ``cutmix=1`` / ``mosaic=1`` (:meth:`ClassifierDataset.mix`, for
+  half of the batches). ``blur`` is ignored, as in AlexeyAB's build without OpenCV;
+  ``contrastive`` is not implemented (a :class:`DataError` names the key).
 
 The random source is numpy's in training; the tests feed glibc's ``rand()`` stream to
 compare with the real Darknet's ``load_data_augment`` draw for draw.
@@ -153,6 +154,8 @@ class ClassifierAugment:
     #: pjreddie: [net] min_ratio/max_ratio (the crop range at another width w is
     #: ``min_ratio*w .. max_ratio*w``, as its random=1 resizing sets args.min/max)
     ratios: Tuple[float, float] = (1.0, 2.0)
+    #: AlexeyAB's net->mixup: 0 none, 1 mixup, 2 cutmix, 3 mosaic, 4 cutmix or mosaic
+    mixup: int = 0
 
     def at_size(self, w: int) -> "ClassifierAugment":
         """pjreddie's random=1: the same augmentation at a square network of side w."""
@@ -168,13 +171,19 @@ class ClassifierAugment:
         w = int(w or model.input_shape.w)
         h = int(h or model.input_shape.h)
         ab = dialect == "alexeyab"
+        mixup = 0
         if ab:
-            for key in ("mixup", "cutmix", "mosaic", "blur", "contrastive"):
-                if getattr(n, key):
-                    raise DataError(f"[net] {key}={getattr(n, key)}: AlexeyAB's classifier "
-                                    f"{key} is not implemented in darknet-py's classifier "
-                                    f"training (remove it to train)", file=model.source,
-                                    key=key)
+            if n.contrastive:
+                raise DataError(f"[net] contrastive={n.contrastive}: AlexeyAB's contrastive "
+                                f"classifier training is not implemented in darknet-py",
+                                file=model.source, key="contrastive")
+            mixup = int(n.mixup)  # parser.c: cutmix -> 2, mosaic -> 3, both -> 4
+            if n.mosaic and n.cutmix:
+                mixup = 4
+            elif n.cutmix:
+                mixup = 2
+            elif n.mosaic:
+                mixup = 3
             lo, hi, size = int(n.min_crop), int(n.max_crop), max(w, h)
         else:
             if w != h:
@@ -192,7 +201,8 @@ class ClassifierAugment:
                    saturation=float(n.saturation), exposure=float(n.exposure),
                    flip=bool(n.flip) if ab else True,
                    smooth_eps=float(n.label_smooth_eps) if ab else 0.0, enabled=augment,
-                   ratios=(1.0, 2.0) if ab else (float(min_ratio), float(max_ratio)))
+                   ratios=(1.0, 2.0) if ab else (float(min_ratio), float(max_ratio)),
+                   mixup=mixup)
 
 
 def _rand_int(rng, lo: int, hi: int) -> int:
@@ -335,22 +345,78 @@ class ClassifierDataset(torch.utils.data.Dataset):
             return None
         return im, row
 
+    def sample(self, index: int, rng, problems: List[Problem],
+               aug: Optional[ClassifierAugment] = None) -> Tuple[np.ndarray, np.ndarray]:
+        """One augmented image and its truth row (an unusable one replaced by a draw)."""
+        aug = aug or self.aug
+        for _ in range(self.max_tries):
+            got = self.load(index, problems)
+            if got is not None:
+                im, row = got
+                return augment_image(im, aug, rng), row
+            index = int(rng.integers(len(self.paths)))
+        raise DataError(f"no usable image in {self.max_tries} tries; see the problems "
+                        f"reported above", file=self.paths[index])
+
+    def mix(self, x: np.ndarray, y: np.ndarray, rng, problems: List[Problem],
+            aug: Optional[ClassifierAugment] = None) -> Tuple[np.ndarray, np.ndarray]:
+        """AlexeyAB load_data_augment's mixing of one image (the batch drew ``rand_int(0,
+        1)`` = 1): partners drawn as ``get_random_paths`` (``rand() % m``) and augmented
+        (a second; with mixup >= 3 a third and a fourth), then mixup (the mean of images
+        and truths), CutMix (a ``rand_int(w*.3, w*.8)`` x ``rand_int(h*.3, h*.8)`` box at
+        ``rand_int(0, w - cut_w - 1)``, ``rand_int(0, h - cut_h - 1)`` from the second
+        image; truths weighted by its area share) or Mosaic (four quadrants split at
+        ``rand_int(w*.2, w*.8)``, ``rand_int(h*.2, h*.8)``; truths weighted by the
+        quadrant areas); mixup=4 picks CutMix or Mosaic by ``rand_int(2, 3)``."""
+        aug = aug or self.aug
+        parts = [(x, y)]
+        for _ in range(3 if aug.mixup >= 3 else 1):
+            parts.append(self.sample(int(rng.integers(len(self.paths))), rng, problems, aug))
+        kind = _rand_int(rng, 2, 3) if aug.mixup == 4 else aug.mixup
+        w, h = x.shape[2], x.shape[1]
+        if kind == 1:
+            two = F32(2)
+            return (x + parts[1][0]) / two, (y + parts[1][1]) / two
+        if kind == 2:
+            lo, hi = F32(0.3), F32(0.8)
+            cut_w = _rand_int(rng, int(F32(w) * lo), int(F32(w) * hi))
+            cut_h = _rand_int(rng, int(F32(h) * lo), int(F32(h) * hi))
+            cut_x = _rand_int(rng, 0, w - cut_w - 1)
+            cut_y = _rand_int(rng, 0, h - cut_h - 1)
+            alpha = F32(cut_w * cut_h) / F32(w * h)
+            beta = F32(1) - alpha
+            out = x.copy()
+            out[:, cut_y:cut_y + cut_h, cut_x:cut_x + cut_w] = \
+                parts[1][0][:, cut_y:cut_y + cut_h, cut_x:cut_x + cut_w]
+            return out, (y * beta + parts[1][1] * alpha).astype(F32)
+        off = F32(0.2)
+        cut_x = _rand_int(rng, int(F32(w) * off), int(F32(w) * (F32(1) - off)))
+        cut_y = _rand_int(rng, int(F32(h) * off), int(F32(h) * (F32(1) - off)))
+        area = F32(w * h)
+        s = [F32(cut_x * cut_y) / area, F32((w - cut_x) * cut_y) / area,
+             F32(cut_x * (h - cut_y)) / area, F32((w - cut_x) * (h - cut_y)) / area]
+        out = x.copy()
+        out[:, :cut_y, cut_x:] = parts[1][0][:, :cut_y, cut_x:]
+        out[:, cut_y:, :cut_x] = parts[2][0][:, cut_y:, :cut_x]
+        out[:, cut_y:, cut_x:] = parts[3][0][:, cut_y:, cut_x:]
+        row = y * s[0]
+        for (_, yk), sk in zip(parts[1:], s[1:]):
+            row = row + yk * sk
+        return out, row.astype(F32)
+
     def __getitem__(self, key):
-        index, w, h, seed, _ = key
+        """``key[4]`` is the batch's mixing coin (BatchPlan draws it per batch, as
+        load_data_augment's ``rand_int(0, 1)``); used when the cfg asks for mixing."""
+        index, w, h, seed, mixed = key
         rng = np.random.default_rng(seed) if isinstance(seed, (int, np.integer)) else seed
         aug = self.aug
         if (w, h) != (aug.w, aug.h):  # pjreddie random=1: a new square size
             aug = aug.at_size(w)
         problems: List[Problem] = []
-        for _ in range(self.max_tries):
-            got = self.load(index, problems)
-            if got is not None:
-                im, row = got
-                return augment_image(im, aug, rng), row, problems
-            index = int(rng.integers(len(self.paths)))
-        raise DataError(f"no usable image in {self.max_tries} tries; see the problems "
-                        f"reported above", file=self.paths[index])
-
+        x, y = self.sample(index, rng, problems, aug)
+        if mixed and aug.mixup and aug.enabled:
+            x, y = self.mix(x, y, rng, problems, aug)
+        return x, y, problems
 
 __all__ = ["ClassifierAugment", "ClassifierData", "ClassifierDataset", "CropDraw",
            "augment_image", "hierarchy_of", "label_truth", "read_classifier_data",

@@ -573,7 +573,8 @@ def train_classifier(data: str, cfg: str, weights: Optional[str] = None, *, clea
             return pjreddie_classifier_size(seed, k, w0)
     else:
         sizes = D.fixed_size(w0, h0)
-    plan = D.BatchPlan(len(paths), batch, sizes, seed=seed, start=start,
+    plan = D.BatchPlan(len(paths), batch, sizes, seed=seed, start=start,  # mosaic: the
+                       mosaic=bool(aug.mixup) and augment,  # batch's mixing coin
                        iterations=max(net.max_batches - start, 0))
     loader = D.make_loader(dataset, plan, workers=workers)
     problems = D.DataProblems(report=lambda line: print(line, file=sys.stderr, flush=True))
