@@ -29,8 +29,25 @@ def _train(args: argparse.Namespace) -> int:
     return 0 if result.final else 1
 
 
+def _valid(args: argparse.Namespace) -> int:
+    from ..eval.classifier import validate_classifier
+    from .train import _device
+    validate_classifier(args.data, args.cfg, args.weights, dialect=args.dialect,
+                        device=_device(args))
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from ..eval.classifier import predict_classifier
+    from .train import _device
+    predict_classifier(args.data, args.cfg, args.weights, args.images, top=args.top,
+                       dialect=args.dialect, device=_device(args))
+    return 0
+
+
 def register(sub) -> None:
-    p = sub.add_parser("classifier", help="Darknet's classifier commands: train",
+    p = sub.add_parser("classifier", help="Darknet's classifier commands: train, valid, "
+                                          "predict",
                        description="Darknet's `classifier` commands.")
     verbs = p.add_subparsers(dest="classifier_verb", metavar="ACTION")
     verbs.required = True
@@ -54,6 +71,22 @@ def register(sub) -> None:
     t.add_argument("--device", help="torch device (default: cuda:GPU when available, else cpu)")
     t.add_argument("--dialect", default="auto", choices=["auto", "pjreddie", "alexeyab"])
     t.set_defaults(func=_train)
+    for name, func, help_ in [("valid", _valid, "top-1/top-k accuracy on the .data file's "
+                               "valid= list, as `darknet classifier valid`"),
+                              ("predict", _predict, "the best classes of images, as "
+                               "`darknet classifier predict`")]:
+        v = verbs.add_parser(name, allow_abbrev=False, help=help_, description=help_)
+        v.add_argument("data", help=".data file (classes, valid, labels/names, top)")
+        v.add_argument("cfg", help=".cfg file")
+        v.add_argument("weights", help=".weights file")
+        if name == "predict":
+            v.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+            v.add_argument("-top", "--top", type=int, default=0,
+                           help="how many classes (default: the .data file's top, else 1)")
+        v.add_argument("-gpus", "--gpus", default="", metavar="0", help="device index")
+        v.add_argument("--device", help="torch device (default: cuda when available)")
+        v.add_argument("--dialect", default="auto", choices=["auto", "pjreddie", "alexeyab"])
+        v.set_defaults(func=func)
 
 
 __all__ = ["register"]
