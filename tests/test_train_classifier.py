@@ -161,3 +161,40 @@ def test_cli_classifier_train(tmp_path, monkeypatch, capsys):
     (tmp_path / "c.data").write_text("classes=3\ntrain=none.list\nlabels=labels.txt\n")
     assert main(["classifier", "train", "c.data", "tiny.cfg"]) == 2
     assert "none.list" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("dialect", ["pjreddie", "alexeyab"])
+def test_softmax_tree_truths_reach_the_step(tmp_path, monkeypatch, dialect):
+    """A cfg whose [softmax] has tree=: each truth row train_network gets is fill_hierarchy
+    of the path's one-hot (ancestors 1, groups off the path SECRET_NUM); pjreddie's .data
+    tree= replaces the cfg's (its train_classifier sets net->hierarchy from it)."""
+    from darknet_py.tree import SECRET_NUM
+    monkeypatch.chdir(tmp_path)
+    make_dataset(tmp_path, max_batches=2)
+    # 5 classes: warm (red), cool (green, blue): "red", "green", "blue" are leaves
+    (tmp_path / "labels.txt").write_text("warm\ncool\nred\ngreen\nblue\n")
+    (tmp_path / "t.tree").write_text("warm -1\ncool -1\nred 0\ngreen 1\nblue 1\n")
+    (tmp_path / "c.data").write_text("classes=5\ntrain=train.list\nlabels=labels.txt\n"
+                                     "backup=backup\n")
+    cfg = (tmp_path / "tiny.cfg").read_text().replace("filters=3\nsize=8", "filters=5\nsize=8")
+    (tmp_path / "tiny.cfg").write_text(cfg.replace("[softmax]\ngroups=1", "[softmax]\ntree=t.tree"))
+    seen = []
+
+    def step(model, state, X, y):
+        seen.append(y.numpy().copy())
+        state.seen += X.shape[0]
+        return 1.0
+    train_classifier("c.data", "tiny.cfg", dialect=dialect, workers=0, seed=1, step=step,
+                     augment=False)
+    rows = {tuple(r) for batch in seen for r in batch}
+    S = SECRET_NUM
+    assert rows == {(1, 0, 1, S, S), (0, 1, S, 1, 0), (0, 1, S, 0, 1)}
+    if dialect == "pjreddie":  # .data tree= wins over the cfg's: a flat tree, no ancestors
+        (tmp_path / "flat.tree").write_text("warm -1\ncool -1\nred -1\ngreen -1\nblue -1\n")
+        with open("c.data", "a") as f:
+            f.write("tree=flat.tree\n")
+        seen.clear()
+        train_classifier("c.data", "tiny.cfg", dialect=dialect, workers=0, seed=1, step=step,
+                         augment=False)
+        rows = {tuple(r) for batch in seen for r in batch}
+        assert rows == {(0, 0, 1, 0, 0), (0, 0, 0, 1, 0), (0, 0, 0, 0, 1)}
