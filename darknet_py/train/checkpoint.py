@@ -113,6 +113,64 @@ class Cadence:
 
 
 @dataclass
+class ClassifierCadence:
+    """Which checkpoint files ``classifier train`` writes, by fork (``examples/classifier.c``
+    / ``src/classifier.c`` ``train_classifier``; ``i`` = iteration after the update, ``seen``
+    = images trained on, ``N`` = images in the train list).
+
+    pjreddie
+        ``base_E.weights`` when the epoch ``E = seen / N`` passes the last one (at first the
+        epoch of the weights it starts from); ``base.backup`` when ``i % 1000 == 0``;
+        ``base.weights`` at the end.
+    AlexeyAB
+        ``base_i.weights`` when ``i >= last_numbered + 1000``; ``base_last.weights`` when
+        ``i >= last_last + 100`` (both counters start at the iteration the run starts
+        from); ``base_final.weights`` at the end.
+    """
+    dialect: str
+    backup: str
+    base: str
+    images: int
+    start: int = 0
+    start_seen: int = 0
+    _epoch: int = field(init=False, default=0)
+    _iter_save: int = field(init=False, default=0)
+    _iter_save_last: int = field(init=False, default=0)
+
+    def __post_init__(self) -> None:
+        self._epoch = self.start_seen // max(self.images, 1)
+        self._iter_save = self._iter_save_last = self.start
+
+    def path(self, suffix: str) -> str:
+        return os.path.join(self.backup, self.base + suffix)
+
+    @property
+    def resume_name(self) -> str:
+        return self.path(".backup" if self.dialect == "pjreddie" else "_last.weights")
+
+    def due(self, i: int, seen: int) -> List[str]:
+        out = []
+        if self.dialect == "pjreddie":
+            epoch = seen // max(self.images, 1)
+            if epoch > self._epoch:
+                self._epoch = epoch
+                out.append(self.path(f"_{epoch}.weights"))
+            if i % 1000 == 0:
+                out.append(self.path(".backup"))
+            return out
+        if i >= self._iter_save + 1000:
+            self._iter_save = i
+            out.append(self.path(f"_{i}.weights"))
+        if i >= self._iter_save_last + 100:
+            self._iter_save_last = i
+            out.append(self.path("_last.weights"))
+        return out
+
+    def final(self) -> str:
+        return self.path(".weights" if self.dialect == "pjreddie" else "_final.weights")
+
+
+@dataclass
 class MapCadence:
     """When ``detector train -map`` computes the mAP (AlexeyAB's ``train_detector``).
 
@@ -189,4 +247,4 @@ def load_for_training(model: "Darknet", path: "os.PathLike[str] | str",
     return {"path": source, "seen": seen, "upto": upto, "header_seen": int(header.seen)}
 
 
-__all__ = ["Cadence", "MapCadence", "basecfg", "load_for_training", "save_checkpoint"]
+__all__ = ["Cadence", "ClassifierCadence", "MapCadence", "basecfg", "load_for_training", "save_checkpoint"]

@@ -495,6 +495,149 @@ def train_detector(data: str, cfg: str, weights: Optional[str] = None, *, clear:
                        data_wait=waited, maps=maps, best=best_path)
 
 
+# -- classifier ------------------------------------------------------------------------------
+def pjreddie_classifier_size(seed: int, k: int, width: int) -> Tuple[int, int]:
+    """examples/classifier.c with [net] random=1: every 40 iterations (``count++ % 40 ==
+    0``, the first included) a square side ``(rand() % 11 + 4) * 32`` (128..448)."""
+    rng = np.random.default_rng([seed, 11, k // 40])
+    dim = (int(rng.integers(11)) + 4) * 32
+    return dim, dim
+
+
+def train_classifier(data: str, cfg: str, weights: Optional[str] = None, *, clear: bool = False,
+                     dialect: str = "auto", augment: bool = True, workers: int = 2,
+                     device: "str | torch.device" = "cpu", seed: Optional[int] = None,
+                     max_batches: Optional[int] = None, stream=None,
+                     step: Optional[Step] = None, model=None,
+                     callback: Optional[Callable[..., bool]] = None) -> TrainResult:
+    """Train ``cfg`` on the classifier ``.data`` file ``data`` as ``darknet classifier train``.
+
+    Each iteration: ``batch`` images drawn as ``get_random_paths`` from the ``train`` list,
+    augmented and labelled as :mod:`.classifier_data` (the truth from the label names of
+    ``labels=`` found in each path), one ``train_network``, ``avg = 0.9*avg + 0.1*loss``,
+    Darknet's progress line ``i, epoch: loss, avg avg, rate rate, s seconds, seen images``,
+    checkpoints by :class:`~darknet_py.train.checkpoint.ClassifierCadence` (pjreddie: per
+    epoch, ``.backup`` every 1000, ``base.weights`` at the end; AlexeyAB: numbered every
+    1000, ``_last`` every 100, ``_final``). pjreddie with [net] ``random=1`` trains at a
+    new square size every 40 iterations. ``.data`` ``classes`` must equal the last layer's
+    outputs (AlexeyAB's check). A non-finite loss stops the run (:class:`TrainingStopped`);
+    images that cannot be read or name no label are reported once and replaced.
+    ``augment=False``: plain resizes, nothing random; ``max_batches`` overrides the cfg's.
+    """
+    from .. import load
+    from .. import tree as _tree
+    from . import classifier_data as CD
+    from .checkpoint import ClassifierCadence
+    from .engine import TrainState, train_network
+    out = stream or sys.stdout
+    step = step or train_network
+    dc = CD.read_classifier_data(data)
+    paths = D.read_image_list(dc.resolve(dc.train))
+    labels = CD.read_labels(dc.resolve(dc.labels), dc.classes)
+    if model is None:
+        model = load(cfg, dialect=dialect, warn_unused=False)
+    net = model.net
+    outputs = model.layers[len(model.layers) - 1].out_shape.numel
+    if outputs != dc.classes:
+        raise DataError(f"classes={dc.classes}, but the network's last layer has {outputs} "
+                        f"outputs (one per class)", file=dc.path, key="classes")
+    ab = model.dialect.name == "alexeyab"
+    if dc.tree and not ab:  # pjreddie: .data tree= replaces net->hierarchy
+        hierarchy = _tree.read_tree(dc.resolve(dc.tree))
+    else:
+        hierarchy = CD.hierarchy_of(model)
+    if max_batches is not None:
+        net.max_batches = int(max_batches)
+    if net.max_batches <= 0:
+        raise DataError("max_batches=0: Darknet's classifier train then never stops; set "
+                        "max_batches (or pass --max-batches)", file=cfg, key="max_batches")
+    loaded = None
+    if weights is not None:
+        loaded = load_for_training(model, weights, clear=clear)
+    elif clear:
+        model.header = (0, 2, model.dialect.weights_revision, 0)
+    model.to(device)
+    state = TrainState.from_model(model)
+    batch = net.batch
+    start = state.seen // batch
+    state.iteration = start
+    os.makedirs(dc.backup, exist_ok=True)
+    cadence = ClassifierCadence(model.dialect.name, dc.backup, basecfg(cfg), len(paths), start,
+                                state.seen)
+    seed = int(seed if seed is not None else time.time_ns() % 2 ** 31)
+    aug = CD.ClassifierAugment.from_model(model, augment)
+    dataset = CD.ClassifierDataset(paths, labels, aug, hierarchy)
+    w0, h0 = aug.w, aug.h
+    if not ab and net.random and augment:
+        def sizes(k: int) -> Tuple[int, int]:
+            return pjreddie_classifier_size(seed, k, w0)
+    else:
+        sizes = D.fixed_size(w0, h0)
+    plan = D.BatchPlan(len(paths), batch, sizes, seed=seed, start=start,  # mosaic: the
+                       mosaic=bool(aug.mixup) and augment,  # batch's mixing coin
+                       iterations=max(net.max_batches - start, 0))
+    loader = D.make_loader(dataset, plan, workers=workers)
+    problems = D.DataProblems(report=lambda line: print(line, file=sys.stderr, flush=True))
+    print(f"{basecfg(cfg)}: {len(paths)} images, {dc.classes} classes, batch {batch} "
+          f"(subdivisions {net.subdivisions}), max_batches {net.max_batches}, "
+          f"{model.dialect.name}" + (", hierarchy" if hierarchy is not None else "")
+          + (f"; from {loaded['path']} (seen {loaded['seen']}"
+             + (f", layers 0..{loaded['upto'] - 1}" if loaded["upto"] else "") + ")"
+             if loaded else ""), file=out, flush=True)
+    avg_loss = -1.0
+    losses: List[float] = []
+    avgs: List[float] = []
+    written: List[str] = []
+    current = (model.input_shape.w, model.input_shape.h)
+    began = time.perf_counter()
+    waited = 0.0
+    i = start
+    t_wait = time.perf_counter()
+    for X, y, found in loader:
+        waited += time.perf_counter() - t_wait
+        problems.add(found)
+        w, h = X.shape[3], X.shape[2]
+        if (w, h) != current:
+            model.resize(w, h)
+            current = (w, h)
+        t0 = time.perf_counter()
+        loss = float(step(model, state, X, y))
+        seconds = time.perf_counter() - t0
+        i = state.seen // batch
+        if not math.isfinite(loss):
+            last = [p for p in written if os.path.exists(p)]
+            raise TrainingStopped(
+                f"loss is {loss} at iteration {i}; stopped without saving. The last good "
+                f"checkpoint is {last[-1] if last else 'none (nothing was saved yet)'}; "
+                f"lower learning_rate or check the data", file=cfg)
+        if avg_loss < 0:
+            avg_loss = loss
+        avg_loss = avg_loss * 0.9 + loss * 0.1
+        losses.append(loss)
+        avgs.append(avg_loss)
+        print(f"{i}, {state.seen / len(paths):.3f}: {loss:f}, {avg_loss:f} avg, "
+              f"{float(state.rate):f} rate, {seconds:f} seconds, {state.seen} images",
+              file=out, flush=True)
+        for path in cadence.due(i, state.seen):
+            save_checkpoint(model, path, state.seen)
+            written.append(path)
+        if callback is not None and callback(i, model, loss, avg_loss):
+            break
+        if i >= net.max_batches:
+            break
+        t_wait = time.perf_counter()
+    final = cadence.final()
+    save_checkpoint(model, final, state.seen)
+    written.append(final)
+    total = time.perf_counter() - began
+    print(f"Saved {final}; waited {waited:.1f} s of {total:.1f} s for data "
+          f"({100 * waited / max(total, 1e-9):.0f}%); {problems.summary()}", file=out,
+          flush=True)
+    return TrainResult(iterations=i - start, seen=state.seen, losses=losses, avg_losses=avgs,
+                       checkpoints=written, final=final, problems=dict(problems.counts),
+                       seconds=total, data_wait=waited)
+
+
 def _map_now(model, data, cfg, dataset, thresh: float, iou_thresh: float, out) -> float:
     """validate_detector_map on the network being trained (inference mode, then back),
     printed as train_detector prints it; the mAP as the C float it is kept in."""
@@ -515,4 +658,5 @@ def _map_now(model, data, cfg, dataset, thresh: float, iou_thresh: float, out) -
 
 __all__ = ["LossChart", "Progress", "TrainResult", "TrainingStopped", "alexeyab_random_size",
            "average_gradients", "average_weights", "init_distributed", "pjreddie_random_size",
-           "size_rule", "train_detector"]
+           "pjreddie_classifier_size", "size_rule", "train_classifier",
+           "train_detector"]
