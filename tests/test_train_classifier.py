@@ -198,3 +198,30 @@ def test_softmax_tree_truths_reach_the_step(tmp_path, monkeypatch, dialect):
                          augment=False)
         rows = {tuple(r) for batch in seen for r in batch}
         assert rows == {(0, 0, 1, 0, 0), (0, 0, 0, 1, 0), (0, 0, 0, 0, 1)}
+
+
+@pytest.mark.parametrize("fork", ["pjreddie", "alexeyab"])
+def test_checkpoints_equal_darknet_classifier_train(tmp_path, monkeypatch, fork):
+    """The same files (names and headers: version and seen) as the real ``darknet
+    classifier train`` of each fork writes in the same run (batch 2, 1010 iterations, 18
+    images: pjreddie's 112 epoch files + .backup + .weights; AlexeyAB's _1000, _last,
+    _final)."""
+    import subprocess
+    from test_train_loop import counting_step, darknet_exe, headers
+    exe = darknet_exe(fork)
+    for side in ("c", "py"):
+        (tmp_path / side).mkdir()
+        make_dataset(tmp_path / side, max_batches=1010)
+        cfg = (tmp_path / side / "tiny.cfg")
+        cfg.write_text(cfg.read_text().replace("batch=12", "batch=2"))
+        (tmp_path / side / "backup").mkdir()
+    subprocess.run([str(exe), "classifier", "train", "c.data", "tiny.cfg"]
+                   + (["-dont_show"] if fork == "alexeyab" else []), cwd=tmp_path / "c",
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True, timeout=300)
+    want = headers(tmp_path / "c" / "backup")
+    monkeypatch.chdir(tmp_path / "py")
+    train_classifier("c.data", "tiny.cfg", dialect=fork, workers=0, seed=0, step=counting_step,
+                     stream=open(os.devnull, "w"))
+    got = headers(tmp_path / "py" / "backup")
+    assert len(want) == (114 if fork == "pjreddie" else 3)
+    assert got == want
