@@ -11,7 +11,7 @@
 * valid: an image's class is the first label (in ``labels=`` order) whose name occurs in
   its path (-1, never right, when none does); top-1 and top-k (``top=`` in the .data file,
   default 1; AlexeyAB clamps it to ``classes``) accuracies, printed per image as
-  ``i: top 1: a, top k: b``.
+  ``i: top 1: a, top k: b`` (pjreddie first ``path, class, score0, score1,``).
 """
 from __future__ import annotations
 
@@ -141,6 +141,9 @@ def validate_classifier(data: str, cfg: str, weights: Optional[str] = None, *,
         idx = top_k(pred[:dc.classes], k)
         hit1 += idx[0] == cls
         hitk += sum(1 for j in idx if j == cls)
+        if not ab:  # pjreddie prints the first two scores of each image too
+            print(f"{path}, {cls}, {pred[0]:f}, {pred[1] if len(pred) > 1 else 0.0:f}, ",
+                  file=out)
         line = f"{i}: top 1: {hit1 / (i + 1):f}, top {k}: {hitk / (i + 1):f}"
         lines.append(line)
         print(line, file=out, flush=True)
