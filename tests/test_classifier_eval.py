@@ -84,7 +84,7 @@ def test_valid_and_predict_equal_darknet(tmp_path, monkeypatch, capsys, fork):
     """Weights from 3 iterations of the real ``darknet classifier train`` (scores far from
     0/1); the real ``classifier valid`` and ``predict`` against darknet_py's: the same
     running top-1/top-2 lines, and (pjreddie's per-image line, AlexeyAB's ``name: score``)
-    the same scores to 2e-6."""
+    the same scores to 1e-5 (printed with %f; float sums in another order)."""
     import re
     import subprocess
     from test_train_loop import darknet_exe
@@ -121,11 +121,11 @@ def test_valid_and_predict_equal_darknet(tmp_path, monkeypatch, capsys, fork):
     for a, b in zip(got, want):
         assert a[:2] == b[:2]
         np.testing.assert_allclose([float(v) for v in a[2:]], [float(v) for v in b[2:]],
-                                   atol=2e-6)
+                                   atol=1e-5)
     pw, pg = pred.findall(c_pred), pred.findall(mine)
     assert len(pw) == len(pg) == 2
     key = (lambda m: (m[1], float(m[0]))) if fork == "pjreddie" else (
         lambda m: (m[0], float(m[1])))
     for a, b in zip(map(key, pg), map(key, pw)):
         assert a[0] == b[0]
-        assert abs(a[1] - b[1]) <= (0.011 if fork == "pjreddie" else 2e-6)
+        assert abs(a[1] - b[1]) <= (0.011 if fork == "pjreddie" else 1e-5)
