@@ -114,6 +114,9 @@ def validate_classifier(data: str, cfg: str, weights: Optional[str] = None, *,
     from ..train.data import read_image_list
     out = stream or sys.stdout
     dc = CD.read_classifier_data(data)
+    if "leaves" in dc.options:
+        raise DataError("leaves= (change_leaves of the hierarchy) is not implemented in "
+                        "darknet-py's classifier valid", file=dc.path, key="leaves")
     valid = dc.options.get("valid", "data/train.list")
     paths = read_image_list(dc.resolve(valid))
     labels = CD.read_labels(dc.resolve(dc.labels), dc.classes)
