@@ -106,9 +106,11 @@ class ValidResult:
 
 def validate_classifier(data: str, cfg: str, weights: Optional[str] = None, *,
                         dialect: str = "auto", model=None, stream=None,
-                        device: "str | torch.device" = "cpu") -> ValidResult:
+                        device: "str | torch.device" = "cpu",
+                        k: Optional[int] = None) -> ValidResult:
     """``darknet classifier valid DATA CFG WEIGHTS``: top-1 and top-k over ``valid=``
-    (default ``data/train.list``)."""
+    (default ``data/train.list``). ``k`` replaces the .data file's ``top`` (AlexeyAB's
+    ``topk_custom``, what ``train -topk`` passes)."""
     from .. import load
     from ..train import classifier_data as CD
     from ..train.data import read_image_list
@@ -123,11 +125,14 @@ def validate_classifier(data: str, cfg: str, weights: Optional[str] = None, *,
     if model is None:
         model = load(cfg, weights, dialect=dialect, warn_unused=False).to(device)
     ab = model.dialect.name == "alexeyab"
+    k_custom = k
     try:
         k = int(dc.options.get("top", "1"))
     except ValueError:
         raise DataError(f"top={dc.options['top']!r} is not an integer", file=dc.path,
                         key="top") from None
+    if k_custom is not None and k_custom > 0:
+        k = k_custom
     if ab:
         k = min(k, dc.classes)
     w, h = model.input_shape.w, model.input_shape.h
