@@ -77,3 +77,55 @@ def test_trained_tiny_classifier_validates_and_predicts(tmp_path, monkeypatch, c
     assert main(["classifier", "valid", "c.data", "tiny.cfg", result.final, "--dialect",
                  dialect]) == 0
     assert capsys.readouterr().out.strip().splitlines()[-1].startswith("17: top 1: 1.0000")
+
+
+@pytest.mark.parametrize("fork", ["pjreddie", "alexeyab"])
+def test_valid_and_predict_equal_darknet(tmp_path, monkeypatch, capsys, fork):
+    """Weights from 3 iterations of the real ``darknet classifier train`` (scores far from
+    0/1); the real ``classifier valid`` and ``predict`` against darknet_py's: the same
+    running top-1/top-2 lines, and (pjreddie's per-image line, AlexeyAB's ``name: score``)
+    the same scores to 1e-5 (printed with %f; float sums in another order)."""
+    import re
+    import subprocess
+    from test_train_loop import darknet_exe
+    exe = str(darknet_exe(fork))
+    make_dataset(tmp_path, max_batches=3)
+    with open(tmp_path / "c.data", "a") as f:
+        f.write("valid=train.list\ntop=2\n")
+    (tmp_path / "backup").mkdir()
+    dont = ["-dont_show"] if fork == "alexeyab" else []
+    subprocess.run([exe, "classifier", "train", "c.data", "tiny.cfg"] + dont, cwd=tmp_path,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True,
+                   timeout=120)
+    weights = "backup/tiny.weights" if fork == "pjreddie" else "backup/tiny_final.weights"
+    c_valid = subprocess.run([exe, "classifier", "valid", "c.data", "tiny.cfg", weights],
+                             cwd=tmp_path, capture_output=True, text=True, timeout=120).stdout
+    c_pred = subprocess.run([exe, "classifier", "predict", "c.data", "tiny.cfg", weights,
+                             "img/red_0.png"], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=120).stdout
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    E.validate_classifier("c.data", "tiny.cfg", weights, dialect=fork)
+    E.predict_classifier("c.data", "tiny.cfg", weights, ["img/red_0.png"], dialect=fork)
+    mine = capsys.readouterr().out
+    top = re.compile(r"(\d+): top 1: ([\d.]+), top 2: ([\d.]+)")
+    assert top.findall(mine) == top.findall(c_valid) and len(top.findall(mine)) == 18
+    if fork == "pjreddie":
+        row = re.compile(r"^(\S+), (-?\d+), ([\d.]+), ([\d.]+), $", re.M)
+        want, got = row.findall(c_valid), row.findall(mine)
+        pred = re.compile(r"^\s*([\d.]+)%: (\w+)$", re.M)
+    else:
+        want, got = [], []
+        pred = re.compile(r"^(\w+): ([\d.]+)$", re.M)
+    assert len(got) == len(want)
+    for a, b in zip(got, want):
+        assert a[:2] == b[:2]
+        np.testing.assert_allclose([float(v) for v in a[2:]], [float(v) for v in b[2:]],
+                                   atol=1e-5)
+    pw, pg = pred.findall(c_pred), pred.findall(mine)
+    assert len(pw) == len(pg) == 2
+    key = (lambda m: (m[1], float(m[0]))) if fork == "pjreddie" else (
+        lambda m: (m[0], float(m[1])))
+    for a, b in zip(map(key, pg), map(key, pw)):
+        assert a[0] == b[0]
+        assert abs(a[1] - b[1]) <= (0.011 if fork == "pjreddie" else 1e-5)

@@ -198,3 +198,55 @@ def test_softmax_tree_truths_reach_the_step(tmp_path, monkeypatch, dialect):
                          augment=False)
         rows = {tuple(r) for batch in seen for r in batch}
         assert rows == {(0, 0, 1, 0, 0), (0, 0, 0, 1, 0), (0, 0, 0, 0, 1)}
+
+
+@pytest.mark.parametrize("fork", ["pjreddie", "alexeyab"])
+def test_checkpoints_equal_darknet_classifier_train(tmp_path, monkeypatch, fork):
+    """The same files (names and headers: version and seen) as the real ``darknet
+    classifier train`` of each fork writes in the same run (batch 2, 1010 iterations, 18
+    images: pjreddie's 112 epoch files + .backup + .weights; AlexeyAB's _1000, _last,
+    _final)."""
+    import subprocess
+    from test_train_loop import counting_step, darknet_exe, headers
+    exe = darknet_exe(fork)
+    for side in ("c", "py"):
+        (tmp_path / side).mkdir()
+        make_dataset(tmp_path / side, max_batches=1010)
+        cfg = (tmp_path / side / "tiny.cfg")
+        cfg.write_text(cfg.read_text().replace("batch=12", "batch=2"))
+        (tmp_path / side / "backup").mkdir()
+    subprocess.run([str(exe), "classifier", "train", "c.data", "tiny.cfg"]
+                   + (["-dont_show"] if fork == "alexeyab" else []), cwd=tmp_path / "c",
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True, timeout=300)
+    want = headers(tmp_path / "c" / "backup")
+    monkeypatch.chdir(tmp_path / "py")
+    train_classifier("c.data", "tiny.cfg", dialect=fork, workers=0, seed=0, step=counting_step,
+                     stream=open(os.devnull, "w"))
+    got = headers(tmp_path / "py" / "backup")
+    assert len(want) == (114 if fork == "pjreddie" else 3)
+    assert got == want
+
+
+def test_topk_during_training_at_alexeyabs_cadence(tmp_path, monkeypatch, capsys):
+    """-topk (AlexeyAB's calc_topk): classifier valid's top-k when i >= max(last + 2 *
+    images / batch, burn_in, 100) and at max_batches (100 and burn_in are floors, not
+    intervals: with 18 images, batch 12, every 3 iterations after 100); k = the .data top
+    (default 5) clamped to classes; printed as "accuracy topK = a"."""
+    from test_train_loop import counting_step
+    monkeypatch.chdir(tmp_path)
+    make_dataset(tmp_path, max_batches=250)
+    with open("c.data", "a") as f:
+        f.write("valid=train.list\n")
+    result = train_classifier("c.data", "tiny.cfg", dialect="alexeyab", workers=0, seed=1,
+                              step=counting_step, calc_topk=True)
+    expected = [100] + list(range(103, 251, 3))
+    assert [i for i, _ in result.maps] == expected
+    assert all(a == 1.0 for _, a in result.maps)  # top3 of 3 classes
+    assert capsys.readouterr().out.count(" accuracy top3 = 1.000000 ") == len(expected)
+    (tmp_path / "tiny.cfg").write_text(CFG.format(max_batches=40).replace("[net]\n",
+                                                                          "[net]\nburn_in=30\n"))
+    with open("c.data", "a") as f:
+        f.write("top=1\n")
+    result = train_classifier("c.data", "tiny.cfg", dialect="alexeyab", workers=0, seed=3,
+                              calc_topk=True)
+    assert [i for i, _ in result.maps] == [40] and result.maps[0][1] == 1.0  # it learned

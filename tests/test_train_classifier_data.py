@@ -193,6 +193,9 @@ def test_read_classifier_data_defaults_and_errors(tmp_path):
     (tmp_path / "l.txt").write_text("one\n")
     with pytest.raises(DataError, match="1 label names for classes=2"):
         C.read_labels(str(tmp_path / "l.txt"), 2)
+    (tmp_path / "t.data").write_text("tag=1\n")
+    with pytest.raises(DataError, match="tag=1"):
+        C.read_classifier_data(tmp_path / "t.data")
     (tmp_path / "b.data").write_text("classes=two\n")
     with pytest.raises(DataError, match="classes='two'"):
         C.read_classifier_data(tmp_path / "b.data")

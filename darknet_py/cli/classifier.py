@@ -25,7 +25,7 @@ def _train(args: argparse.Namespace) -> int:
     result = train_classifier(args.data, args.cfg, args.weights, clear=args.clear,
                               dialect=args.dialect, augment=not args.no_augment,
                               workers=args.workers, device=_device(args), seed=args.seed,
-                              max_batches=args.max_batches)
+                              max_batches=args.max_batches, calc_topk=args.topk)
     return 0 if result.final else 1
 
 
@@ -63,6 +63,9 @@ def register(sub) -> None:
                    help="device index (one process; several devices are not implemented here)")
     t.add_argument("-dont_show", "--dont-show", dest="dont_show", action="store_true",
                    help="accepted for Darknet compatibility (no window is ever shown)")
+    t.add_argument("-topk", "--topk", action="store_true",
+                   help="AlexeyAB's top-k accuracy on the valid list every 2 epochs "
+                        "(>= 100 iterations, burn_in) and at the end")
     t.add_argument("--no-augment", action="store_true",
                    help="no augmentation (each image resized to the network; side-by-side runs)")
     t.add_argument("--workers", type=int, default=2, help="data loader processes (default 2)")

@@ -11,7 +11,7 @@
 * valid: an image's class is the first label (in ``labels=`` order) whose name occurs in
   its path (-1, never right, when none does); top-1 and top-k (``top=`` in the .data file,
   default 1; AlexeyAB clamps it to ``classes``) accuracies, printed per image as
-  ``i: top 1: a, top k: b``.
+  ``i: top 1: a, top k: b`` (pjreddie first ``path, class, score0, score1,``).
 """
 from __future__ import annotations
 
@@ -106,25 +106,33 @@ class ValidResult:
 
 def validate_classifier(data: str, cfg: str, weights: Optional[str] = None, *,
                         dialect: str = "auto", model=None, stream=None,
-                        device: "str | torch.device" = "cpu") -> ValidResult:
+                        device: "str | torch.device" = "cpu",
+                        k: Optional[int] = None) -> ValidResult:
     """``darknet classifier valid DATA CFG WEIGHTS``: top-1 and top-k over ``valid=``
-    (default ``data/train.list``)."""
+    (default ``data/train.list``). ``k`` replaces the .data file's ``top`` (AlexeyAB's
+    ``topk_custom``, what ``train -topk`` passes)."""
     from .. import load
     from ..train import classifier_data as CD
     from ..train.data import read_image_list
     out = stream or sys.stdout
     dc = CD.read_classifier_data(data)
+    if "leaves" in dc.options:
+        raise DataError("leaves= (change_leaves of the hierarchy) is not implemented in "
+                        "darknet-py's classifier valid", file=dc.path, key="leaves")
     valid = dc.options.get("valid", "data/train.list")
     paths = read_image_list(dc.resolve(valid))
     labels = CD.read_labels(dc.resolve(dc.labels), dc.classes)
     if model is None:
         model = load(cfg, weights, dialect=dialect, warn_unused=False).to(device)
     ab = model.dialect.name == "alexeyab"
+    k_custom = k
     try:
         k = int(dc.options.get("top", "1"))
     except ValueError:
         raise DataError(f"top={dc.options['top']!r} is not an integer", file=dc.path,
                         key="top") from None
+    if k_custom is not None and k_custom > 0:
+        k = k_custom
     if ab:
         k = min(k, dc.classes)
     w, h = model.input_shape.w, model.input_shape.h
@@ -141,6 +149,9 @@ def validate_classifier(data: str, cfg: str, weights: Optional[str] = None, *,
         idx = top_k(pred[:dc.classes], k)
         hit1 += idx[0] == cls
         hitk += sum(1 for j in idx if j == cls)
+        if not ab:  # pjreddie prints the first two scores of each image too
+            print(f"{path}, {cls}, {pred[0]:f}, {pred[1] if len(pred) > 1 else 0.0:f}, ",
+                  file=out)
         line = f"{i}: top 1: {hit1 / (i + 1):f}, top {k}: {hitk / (i + 1):f}"
         lines.append(line)
         print(line, file=out, flush=True)

@@ -85,6 +85,9 @@ def read_classifier_data(path: "os.PathLike[str] | str") -> ClassifierData:
         except ValueError:
             raise DataError(f"{key}={opts[key]!r} is not an integer", file=name,
                             key=key) from None
+    if num("tag", 0):
+        raise DataError("tag=1 (pjreddie's tag training: labels from .txt files of tag ids) "
+                        "is not implemented in darknet-py", file=name, key="tag")
     classes = num("classes", 2)
     if classes < 1:
         raise DataError(f"classes={classes} must be at least 1", file=name, key="classes")

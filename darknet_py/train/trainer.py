@@ -27,6 +27,7 @@ world`` and the weights are averaged every 4 iterations (``train_networks``).
 """
 from __future__ import annotations
 
+import io
 import math
 import os
 import sys
@@ -509,7 +510,8 @@ def train_classifier(data: str, cfg: str, weights: Optional[str] = None, *, clea
                      device: "str | torch.device" = "cpu", seed: Optional[int] = None,
                      max_batches: Optional[int] = None, stream=None,
                      step: Optional[Step] = None, model=None,
-                     callback: Optional[Callable[..., bool]] = None) -> TrainResult:
+                     callback: Optional[Callable[..., bool]] = None,
+                     calc_topk: bool = False) -> TrainResult:
     """Train ``cfg`` on the classifier ``.data`` file ``data`` as ``darknet classifier train``.
 
     Each iteration: ``batch`` images drawn as ``get_random_paths`` from the ``train`` list,
@@ -523,6 +525,10 @@ def train_classifier(data: str, cfg: str, weights: Optional[str] = None, *, clea
     outputs (AlexeyAB's check). A non-finite loss stops the run (:class:`TrainingStopped`);
     images that cannot be read or name no label are reported once and replaced.
     ``augment=False``: plain resizes, nothing random; ``max_batches`` overrides the cfg's.
+    ``calc_topk`` (AlexeyAB's ``-topk``): ``classifier valid``'s top-k (k = the .data
+    ``top``, default 5, at most ``classes``) on the ``valid`` list when ``i >= max(last +
+    2 * images / batch, burn_in, 100)`` (``last`` first the start iteration) and at
+    ``max_batches``, printed ``accuracy topK = a``; kept in ``TrainResult.maps``.
     """
     from .. import load
     from .. import tree as _tree
@@ -588,6 +594,9 @@ def train_classifier(data: str, cfg: str, weights: Optional[str] = None, *, clea
     losses: List[float] = []
     avgs: List[float] = []
     written: List[str] = []
+    topks: List[Tuple[int, float]] = []
+    iter_topk = start
+    topk_k = int(dc.options.get("top", "5")) if calc_topk else 5
     current = (model.input_shape.w, model.input_shape.h)
     began = time.perf_counter()
     waited = 0.0
@@ -618,6 +627,15 @@ def train_classifier(data: str, cfg: str, weights: Optional[str] = None, *, clea
         print(f"{i}, {state.seen / len(paths):.3f}: {loss:f}, {avg_loss:f} avg, "
               f"{float(state.rate):f} rate, {seconds:f} seconds, {state.seen} images",
               file=out, flush=True)
+        if calc_topk:
+            due_at = max(iter_topk + 2 * len(paths) // batch, int(net.burn_in), 100)
+            if i >= due_at or i == net.max_batches:
+                from ..eval.classifier import validate_classifier
+                iter_topk = i
+                got = validate_classifier(data, cfg, model=model, stream=io.StringIO(),
+                                          k=topk_k)
+                print(f"\n accuracy top{got.k} = {got.topk:f} ", file=out, flush=True)
+                topks.append((i, got.topk))
         for path in cadence.due(i, state.seen):
             save_checkpoint(model, path, state.seen)
             written.append(path)
@@ -635,7 +653,7 @@ def train_classifier(data: str, cfg: str, weights: Optional[str] = None, *, clea
           flush=True)
     return TrainResult(iterations=i - start, seen=state.seen, losses=losses, avg_losses=avgs,
                        checkpoints=written, final=final, problems=dict(problems.counts),
-                       seconds=total, data_wait=waited)
+                       seconds=total, data_wait=waited, maps=topks)
 
 
 def _map_now(model, data, cfg, dataset, thresh: float, iou_thresh: float, out) -> float:
