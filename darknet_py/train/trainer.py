@@ -286,6 +286,22 @@ class TrainResult:
 Step = Callable[..., float]
 
 
+def stop_if_not_finite(loss: float, i: int, written: List[str], cfg,
+                       resume_name: "str | None" = None) -> None:
+    """A NaN/inf loss stops the run (nothing saved after it), naming the iteration and the
+    last good checkpoint among ``written`` (``resume_name``: the file a resume reads, when
+    it was among them)."""
+    if math.isfinite(loss):
+        return
+    last = [p for p in written if os.path.exists(p)]
+    if resume_name is not None and resume_name in last:  # the file to resume from
+        last.append(resume_name)
+    raise TrainingStopped(
+        f"loss is {loss} at iteration {i}; stopped without saving. The last good "
+        f"checkpoint is {last[-1] if last else 'none (nothing was saved yet)'}; "
+        f"lower learning_rate or check the data", file=cfg)
+
+
 def train_detector(data: str, cfg: str, weights: Optional[str] = None, *, clear: bool = False,
                    dialect: str = "auto", augment: bool = True, workers: int = 2,
                    device: "str | torch.device" = "cpu", seed: Optional[int] = None,
@@ -428,14 +444,7 @@ def train_detector(data: str, cfg: str, weights: Optional[str] = None, *, clear:
                 loss = float(t.item() / world)
             seconds = time.perf_counter() - t0
             i = seen_total() // batch
-            if not math.isfinite(loss):
-                last = [p for p in written if os.path.exists(p)]
-                if cadence.resume_name in last:  # the file to resume from
-                    last.append(cadence.resume_name)
-                raise TrainingStopped(
-                    f"loss is {loss} at iteration {i}; stopped without saving. The last good "
-                    f"checkpoint is {last[-1] if last else 'none (nothing was saved yet)'}; "
-                    f"lower learning_rate or check the data", file=cfg)
+            stop_if_not_finite(loss, i, written, cfg, cadence.resume_name)
             if avg_loss < 0:
                 avg_loss = loss
             avg_loss = avg_loss * 0.9 + loss * 0.1
@@ -613,12 +622,7 @@ def train_classifier(data: str, cfg: str, weights: Optional[str] = None, *, clea
         loss = float(step(model, state, X, y))
         seconds = time.perf_counter() - t0
         i = state.seen // batch
-        if not math.isfinite(loss):
-            last = [p for p in written if os.path.exists(p)]
-            raise TrainingStopped(
-                f"loss is {loss} at iteration {i}; stopped without saving. The last good "
-                f"checkpoint is {last[-1] if last else 'none (nothing was saved yet)'}; "
-                f"lower learning_rate or check the data", file=cfg)
+        stop_if_not_finite(loss, i, written, cfg)
         if avg_loss < 0:
             avg_loss = loss
         avg_loss = avg_loss * 0.9 + loss * 0.1
