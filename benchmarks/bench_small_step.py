@@ -36,8 +36,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-# before torch loads libgomp: waiting OpenMP threads sleep (as `detector train` does)
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from darknet_py.cli.train import passive_omp_wait  # noqa: E402  (no torch import)
+passive_omp_wait()  # before torch loads libgomp, as `detector train` does
 from darknet_py import load  # noqa: E402
 import torch  # noqa: E402
 from train_side_by_side import make_batches, narrow_cfg  # noqa: E402

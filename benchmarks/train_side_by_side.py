@@ -58,7 +58,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
@@ -70,8 +69,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-# before torch loads libgomp: waiting OpenMP threads sleep (as `detector train` does)
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from darknet_py.cli.train import passive_omp_wait  # noqa: E402  (no torch import)
+passive_omp_wait()  # before torch loads libgomp, as `detector train` does
 from darknet_py import load  # noqa: E402
 import torch  # noqa: E402
 from darknet_py.cfg import read_cfg  # noqa: E402

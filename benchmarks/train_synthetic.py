@@ -25,8 +25,8 @@ from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
-# OpenMP threads sleep while they wait (as ``import darknet_py`` sets it before torch loads)
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from darknet_py.cli.train import passive_omp_wait  # noqa: E402  (no torch import)
+passive_omp_wait()  # before torch loads libgomp, as `detector train` does
 import torch  # noqa: E402
 
 def voc_ap(recall: np.ndarray, precision: np.ndarray) -> float:
